@@ -1,0 +1,122 @@
+"""Time and identity: epoch-microsecond clock, RFC 3339 formatting, UUIDv7.
+
+Everything inside llmflow carries time as integer epoch microseconds; the wire
+form is produced only when an event is serialized.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime
+
+__all__ = ["format_rfc3339", "new_uuid7", "now_us", "parse_timestamp", "to_epoch_us"]
+
+_time_ns = time.time_ns
+_getrandbits = random.getrandbits  # the module-level RNG is reseeded after fork
+
+
+def now_us() -> int:
+    """Current wall-clock time in integer epoch microseconds."""
+    return _time_ns() // 1000
+
+
+_last_ms = -1
+_counter = 0
+
+
+def new_uuid7(us: int) -> str:
+    """A version-7 UUID string whose time field is ``us`` (epoch microseconds).
+
+    Inside one millisecond the 12-bit ``rand_a`` field is a counter seeded at
+    random (RFC 9562, method 1), so ids from one thread sort in creation order
+    even when the clock does not move; 62 random bits keep ids unique across
+    threads and processes. No lock: this runs for every event, and a thread
+    race can only reorder two ids minted in the same millisecond.
+    """
+    global _last_ms, _counter
+    ms = us // 1000
+    if ms > _last_ms:
+        _last_ms = ms
+        counter = _counter = _getrandbits(11)  # headroom before the 12-bit field wraps
+    else:
+        ms = _last_ms
+        counter = _counter = _counter + 1
+        if counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+            _last_ms = ms = ms + 1
+            counter = _counter = 0
+    rand = _getrandbits(62)
+    return "%08x-%04x-%04x-%04x-%012x" % (  # noqa: UP031 - fastest formatting here
+        ms >> 16,
+        ms & 0xFFFF,
+        0x7000 | counter,
+        0x8000 | (rand >> 48),
+        rand & 0xFFFFFFFFFFFF,
+    )
+
+
+_prefix_second = -1
+_prefix = ""
+
+
+def format_rfc3339(us: int) -> str:
+    """Format epoch microseconds as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC).
+
+    The date-time prefix is cached per second: formatting is on the delivery
+    path of every event.
+    """
+    global _prefix_second, _prefix
+    second, micro = divmod(us, 1_000_000)
+    if second != _prefix_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _prefix_second, _prefix = second, prefix
+    else:
+        prefix = _prefix
+        if second != _prefix_second:  # another thread moved the cache in between
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{prefix}.{micro:06d}Z"
+
+
+def to_epoch_us(value: object, param: str) -> int:
+    """Validate an explicit timestamp and return it as epoch microseconds.
+
+    Accepts a timezone-aware ``datetime`` or an ``int`` of epoch microseconds.
+    Naive datetimes, strings, floats and bools raise ``TypeError``/``ValueError``
+    naming ``param``.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"{param}: expected a timezone-aware datetime, got a naive datetime "
+                f"({value.isoformat()}); attach a tzinfo such as datetime.UTC"
+            )
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(
+        f"{param}: expected a timezone-aware datetime or int epoch microseconds, "
+        f"got {type(value).__name__}"
+    )
+
+
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+
+def parse_timestamp(value: object) -> int:
+    """Parse a wire timestamp (RFC 3339 string or int epoch µs) to epoch µs.
+
+    Raises ``ValueError`` for anything else, including strings without a UTC
+    offset.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"RFC 3339 timestamp without a UTC offset: {value!r}")
+        return to_epoch_us(parsed, "timestamp")
+    raise ValueError(f"expected an RFC 3339 string or int epoch microseconds, got {value!r}")

@@ -1,0 +1,43 @@
+"""JSON snapshots: the one place where user payloads become immutable bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ._errors import InvalidPayloadError
+
+__all__ = ["dumps", "loads", "snapshot"]
+
+dumps = orjson.dumps
+loads = orjson.loads
+
+
+def snapshot(value: Any, param: str) -> bytes | None:
+    """Serialize ``value`` to JSON bytes, or return ``None`` for ``None``.
+
+    The bytes are the snapshot: later mutation of ``value`` cannot change what
+    is recorded. Raises :class:`InvalidPayloadError` naming ``param`` when the
+    value is not JSON (non-string keys, sets, arbitrary objects, ...).
+    """
+    if value is None:
+        return None
+    try:
+        return dumps(value)
+    except TypeError as exc:
+        raise InvalidPayloadError(
+            f"{param}: expected a JSON-serializable value, got {type(value).__name__} ({exc})"
+        ) from None
+
+
+def check_metadata(value: Any, param: str = "metadata") -> bytes | None:
+    """Snapshot ``metadata``: ``None`` or a dict with non-empty string keys."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidPayloadError(f"{param}: expected a dict or None, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str) or not key:
+            raise InvalidPayloadError(f"{param}: keys must be non-empty strings, got {key!r}")
+    return snapshot(value, param)

@@ -1,0 +1,421 @@
+"""The runtime: configuration, registries, delivery and diagnostics of one process.
+
+A process has one default runtime, created lazily by :func:`get_runtime`.
+Explicit :class:`Runtime` objects give isolation (tests, embedding) and can be
+installed as the default. A runtime that was shut down refuses further use.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ._clock import new_uuid7, now_us
+from ._dispatch import Dispatcher, OverflowPolicy
+from ._errors import RuntimeShutdownError
+from ._event import Event
+from ._json import check_metadata, dumps, snapshot
+from ._registry import Registry
+from ._types import Json
+
+__all__ = [
+    "Diagnostics",
+    "EventHook",
+    "Exporter",
+    "Runtime",
+    "SanitizerKind",
+    "get_runtime",
+]
+
+SanitizerKind = Literal["mark", "scope_start", "scope_end"]
+EventHook = Callable[[Event], "Mapping[str, Json] | None"]
+"""Signature of event sanitizers and metadata injectors."""
+Subscriber = Callable[[Event], object]
+
+_SANITIZABLE = frozenset({"data", "category_profile", "metadata"})
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """Where delivered events go. Called only from the delivery thread.
+
+    ``export`` receives each batch in emission order and must not keep the list;
+    ``flush`` makes everything exported so far durable; ``shutdown`` releases
+    resources. Exceptions are caught and counted by the runtime.
+    """
+
+    def export(self, events: Sequence[Event]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """A snapshot of a runtime's health counters.
+
+    ``failures`` counts isolated failures by source, e.g.
+    ``{"subscriber:audit": 2, "sanitize_request:pii": 1}``; ``last_errors``
+    keeps the last message per source. ``emitted`` is derived:
+    ``delivered + queued + dropped``.
+    """
+
+    delivered: int
+    queued: int
+    dropped: int
+    failures: Mapping[str, int] = field(default_factory=dict)
+    last_errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def emitted(self) -> int:
+        """Events handed to the runtime (delivered, queued or dropped)."""
+        return self.delivered + self.queued + self.dropped
+
+    def failure_count(self, prefix: str = "") -> int:
+        """Total failures whose source starts with ``prefix`` (all when empty)."""
+        return sum(n for source, n in self.failures.items() if source.startswith(prefix))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, for logging."""
+        return {
+            "emitted": self.emitted,
+            "delivered": self.delivered,
+            "queued": self.queued,
+            "dropped": self.dropped,
+            "failures": dict(self.failures),
+            "last_errors": dict(self.last_errors),
+        }
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str]:
+    """``(exception.type, exception.message)`` as recorded in event metadata."""
+    cls = type(exc)
+    module = cls.__module__
+    qualname = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+    return qualname, str(exc)
+
+
+class Runtime:
+    """Owns the event queue, the delivery worker, registries and counters.
+
+    ``queue_capacity`` bounds the queue; ``overflow`` is ``"block"`` (default:
+    a full queue makes emitters wait, nothing is lost) or ``"drop"`` (count and
+    discard, reported as a mark once delivery resumes). ``timestamp_format`` is
+    ``"rfc3339"`` (default) or ``"epoch_us"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        queue_capacity: int = 65_536,
+        overflow: OverflowPolicy = "block",
+        timestamp_format: Literal["rfc3339", "epoch_us"] = "rfc3339",
+    ) -> None:
+        if not isinstance(queue_capacity, int) or queue_capacity < 1:
+            raise ValueError(f"queue_capacity: expected an int >= 1, got {queue_capacity!r}")
+        if overflow not in ("block", "drop"):
+            raise ValueError(f"overflow: expected 'block' or 'drop', got {overflow!r}")
+        if timestamp_format not in ("rfc3339", "epoch_us"):
+            raise ValueError(
+                f"timestamp_format: expected 'rfc3339' or 'epoch_us', got {timestamp_format!r}"
+            )
+        self.epoch_timestamps = timestamp_format == "epoch_us"
+        self.closed = False
+        self.subscribers: Registry[Subscriber] = Registry("subscriber")
+        self.sanitizers: dict[SanitizerKind, Registry[EventHook]] = {
+            kind: Registry(f"{kind} sanitizer") for kind in ("mark", "scope_start", "scope_end")
+        }
+        self.injectors: Registry[EventHook] = Registry("metadata injector")
+        self.middleware: dict[str, Registry[Callable[..., Any]]] = {}
+        self._exporters: dict[str, Exporter] = {}
+        self._failures: Counter[str] = Counter()
+        self._last_errors: dict[str, str] = {}
+        self._failure_lock = threading.Lock()
+        self._dispatcher = Dispatcher(
+            capacity=queue_capacity,
+            overflow=overflow,
+            deliver=self._deliver,
+            flush_sinks=self._flush_exporters,
+            report_drops=self._report_drops,
+        )
+        _RUNTIMES.add(self)
+
+    # -- ownership -----------------------------------------------------------------
+
+    def check_open(self) -> None:
+        """Raise :class:`RuntimeShutdownError` if this runtime was shut down."""
+        if self.closed:
+            raise RuntimeShutdownError(
+                "this llmflow Runtime was shut down and refuses further use; "
+                "create a new Runtime() and install() it"
+            )
+
+    def install(self) -> Runtime | None:
+        """Make this runtime the process default; return the previous default."""
+        global _default
+        self.check_open()
+        with _default_lock:
+            previous, _default = _default, self
+        return previous
+
+    def shutdown(self, timeout: float | None = 5.0) -> None:
+        """Deliver what is queued, flush and shut down exporters, refuse further use.
+
+        Idempotent. If this is the default runtime, the next :func:`get_runtime`
+        call creates a fresh one.
+        """
+        global _default
+        if self.closed:
+            return
+        self.closed = True
+        self._dispatcher.stop(timeout)
+        for name, exporter in list(self._exporters.items()):
+            try:
+                exporter.shutdown()
+            except Exception as exc:
+                self.record_failure(f"exporter:{name}", exc)
+        with _default_lock:
+            if _default is self:
+                _default = None
+
+    # -- emission ------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        """Queue an already-snapshotted event; never waits for delivery."""
+        if self.closed:
+            self.check_open()
+        self._dispatcher.put(event)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything emitted before the call is delivered and exported.
+
+        Returns ``False`` if ``timeout`` (seconds) ran out first.
+        """
+        self.check_open()
+        return self._dispatcher.flush(timeout)
+
+    async def aflush(self) -> None:
+        """Async :meth:`flush`: never blocks the event loop."""
+        self.check_open()
+        await self._dispatcher.aflush()
+
+    def on_delivery_thread(self) -> bool:
+        """Whether the caller is this runtime's delivery thread (subscriber code)."""
+        return self._dispatcher.on_worker_thread()
+
+    # -- exporters -----------------------------------------------------------------
+
+    def add_exporter(self, name: str, exporter: Exporter) -> None:
+        """Register ``exporter`` under ``name`` (duplicate names raise)."""
+        from ._errors import DuplicateRegistrationError
+
+        self.check_open()
+        if not isinstance(exporter, Exporter):
+            raise TypeError("exporter: expected an object with export(), flush() and shutdown()")
+        if name in self._exporters:
+            raise DuplicateRegistrationError(f"name: exporter {name!r} is already registered")
+        self._exporters = {**self._exporters, name: exporter}
+
+    def remove_exporter(self, name: str, *, timeout: float | None = 5.0) -> bool:
+        """Flush what is queued to ``name``, then unregister it; return whether it existed."""
+        if name not in self._exporters:
+            return False
+        if not self.closed:
+            self._dispatcher.flush(timeout)
+        exporters = dict(self._exporters)
+        del exporters[name]
+        self._exporters = exporters
+        return True
+
+    # -- diagnostics ---------------------------------------------------------------
+
+    def record_failure(self, source: str, exc: BaseException) -> None:
+        """Count an isolated failure of ``source`` (``"kind:name"``)."""
+        kind, message = describe_exception(exc)
+        with self._failure_lock:
+            self._failures[source] += 1
+            self._last_errors[source] = f"{kind}: {message}"
+
+    def diagnostics(self) -> Diagnostics:
+        """A consistent-enough snapshot of the counters (cheap; lock-free reads)."""
+        dispatcher = self._dispatcher
+        with self._failure_lock:
+            failures = dict(self._failures)
+            last = dict(self._last_errors)
+        return Diagnostics(
+            delivered=dispatcher.delivered,
+            queued=dispatcher.depth,
+            dropped=dispatcher.dropped,
+            failures=failures,
+            last_errors=last,
+        )
+
+    # -- delivery (worker thread only) ---------------------------------------------
+
+    def _deliver(self, batch: list[Event]) -> None:
+        injectors = self.injectors.entries
+        sanitizers = self.sanitizers
+        subscribers = self.subscribers.entries
+        for event in batch:
+            if injectors:
+                self._inject(event, injectors)
+            kind: SanitizerKind = (
+                "mark"
+                if event.kind == "mark"
+                else "scope_start"
+                if event.scope_category == "start"
+                else "scope_end"
+            )
+            chain = sanitizers[kind].entries
+            if chain:
+                self._sanitize(event, kind, chain)
+            for sub in subscribers:
+                try:
+                    sub.fn(event)
+                except Exception as exc:
+                    self.record_failure(f"subscriber:{sub.name}", exc)
+        for name, exporter in self._exporters.items():
+            try:
+                exporter.export(batch)
+            except Exception as exc:
+                self.record_failure(f"exporter:{name}", exc)
+
+    def _inject(self, event: Event, injectors: Sequence[Any]) -> None:
+        metadata = dict(event.metadata or {})
+        changed = False
+        for entry in injectors:
+            try:
+                extra = entry.fn(event)
+                if extra is None:
+                    continue
+                if not isinstance(extra, Mapping):
+                    raise TypeError(f"expected a mapping or None, got {type(extra).__name__}")
+                additions = {k: v for k, v in extra.items() if k not in metadata}
+                check_metadata(additions, "metadata")
+            except Exception as exc:  # fail open: skip this injector only
+                self.record_failure(f"metadata_injector:{entry.name}", exc)
+                continue
+            if additions:
+                metadata.update(additions)
+                changed = True
+        if changed:
+            event._replace_payload("metadata", dumps(metadata))
+
+    def _sanitize(self, event: Event, kind: SanitizerKind, chain: Sequence[Any]) -> None:
+        for entry in chain:
+            try:
+                update = entry.fn(event)
+                if update is None:
+                    continue
+                if not isinstance(update, Mapping) or not _SANITIZABLE.issuperset(update):
+                    raise TypeError(
+                        "an event sanitizer returns None or a mapping with keys among "
+                        f"{sorted(_SANITIZABLE)}, got {update!r:.80}"
+                    )
+                raws = {
+                    key: check_metadata(value) if key == "metadata" else snapshot(value, key)
+                    for key, value in update.items()
+                }
+            except Exception as exc:  # fail closed: drop every field it may touch
+                self.record_failure(f"{kind}_sanitizer:{entry.name}", exc)
+                for key in ("data", "profile", "metadata"):
+                    event._replace_payload(key, None)
+                return
+            for key, raw in raws.items():
+                event._replace_payload("profile" if key == "category_profile" else key, raw)
+
+    def _flush_exporters(self) -> None:
+        for name, exporter in self._exporters.items():
+            try:
+                exporter.flush()
+            except Exception as exc:
+                self.record_failure(f"exporter:{name}", exc)
+
+    def _report_drops(self, count: int) -> None:
+        us = now_us()
+        mark = Event(
+            "mark",
+            new_uuid7(us),
+            None,
+            us,
+            "llmflow.events_dropped",
+            None,
+            (),
+            None,
+            dumps({"dropped": count, "dropped_total": self._dispatcher.dropped}),
+            None,
+            None,
+            None,
+            self.epoch_timestamps,
+        )
+        self._deliver([mark])
+
+    def _after_fork_in_child(self) -> None:
+        self._dispatcher.after_fork_in_child()
+        self._failure_lock = threading.Lock()
+        for name, exporter in self._exporters.items():
+            reopen = getattr(exporter, "after_fork_in_child", None)
+            if reopen is not None:
+                try:
+                    reopen()
+                except Exception as exc:
+                    self.record_failure(f"exporter:{name}", exc)
+
+
+_RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
+_default: Runtime | None = None
+_default_lock = threading.Lock()
+ATOF_PATH_ENV = "LLMFLOW_ATOF_PATH"
+
+
+def get_runtime() -> Runtime:
+    """The process-default runtime, created on first use.
+
+    A newly created default runtime gets an ``AtofFileExporter`` (append mode)
+    when the ``LLMFLOW_ATOF_PATH`` environment variable names a file.
+    """
+    runtime = _default
+    if runtime is not None:
+        return runtime
+    return _create_default()
+
+
+def _create_default() -> Runtime:
+    global _default
+    with _default_lock:
+        if _default is not None:
+            return _default
+        runtime = Runtime()
+        _default = runtime
+    path = os.environ.get(ATOF_PATH_ENV)
+    if path:
+        from .exporters import AtofFileExporter
+
+        AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
+    return runtime
+
+
+def _after_fork_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+    for runtime in list(_RUNTIMES):
+        runtime._after_fork_in_child()
+
+
+def _flush_at_exit() -> None:
+    for runtime in list(_RUNTIMES):
+        if not runtime.closed:
+            with contextlib.suppress(Exception):  # interpreter teardown: never raise
+                runtime.flush(timeout=10.0)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_at_exit)

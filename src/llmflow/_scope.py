@@ -1,0 +1,485 @@
+"""Scopes and marks: the contextvars scope stack and the events it produces.
+
+The stack is an immutable linked list held in a ``ContextVar``: pushing makes a
+new frame, so asyncio tasks and ``copy_context()`` inherit the caller's scope
+while nothing a child does can change the parent's stack.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
+
+from ._clock import new_uuid7, now_us, to_epoch_us
+from ._errors import FlowError, ScopeError
+from ._event import CATEGORIES, Event
+from ._json import check_metadata, snapshot
+from ._registry import Registry
+from ._runtime import Runtime, describe_exception, get_runtime
+from ._types import DataSchema, Json, JsonObject
+
+__all__ = [
+    "ScopeHandle",
+    "Span",
+    "current_scope",
+    "current_span",
+    "mark",
+    "pop_scope",
+    "push_scope",
+    "scope",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_EMPTY: Final[tuple[str, ...]] = ()
+
+
+class Span:
+    """Common state of everything that opens a start/end pair (scope, LLM, tool).
+
+    Holds the fields a start and its end must share, plus scope-local
+    middleware registries created on demand.
+    """
+
+    __slots__ = (
+        "attributes",
+        "category",
+        "ended",
+        "local",
+        "name",
+        "parent_uuid",
+        "runtime",
+        "started_us",
+        "uuid",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        name: str,
+        category: str,
+        parent_uuid: str | None,
+        attributes: tuple[str, ...],
+        started_us: int,
+    ) -> None:
+        self.runtime = runtime
+        self.uuid = new_uuid7(started_us)
+        self.name = name
+        self.category = category
+        self.parent_uuid = parent_uuid
+        self.attributes = attributes
+        self.started_us = started_us
+        self.ended = False
+        self.local: dict[str, Registry[Callable[..., Any]]] | None = None
+
+    @property
+    def started_at(self) -> datetime:
+        """Start time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.started_us / 1_000_000, UTC)
+
+    def local_registry(self, family: str) -> Registry[Callable[..., Any]]:
+        """The scope-local registry of ``family``, created on first use."""
+        global _live_local_registries
+        if self.ended:
+            raise ScopeError(f"scope: {self.name!r} ({self.uuid}) has already ended")
+        if self.local is None:
+            self.local = {}
+            _live_local_registries += 1
+        registry = self.local.get(family)
+        if registry is None:
+            registry = self.local[family] = Registry(f"scope-local {family}")
+        return registry
+
+    def end_time(self, timestamp: object, param: str = "timestamp") -> int:
+        """Validate or choose the end time: strictly later than the start."""
+        if timestamp is None:
+            us = now_us()
+            return us if us > self.started_us else self.started_us + 1
+        us = to_epoch_us(timestamp, param)
+        if us <= self.started_us:
+            raise ValueError(
+                f"{param}: the end ({us} µs) must be later than the start "
+                f"({self.started_us} µs) of {self.name!r}"
+            )
+        return us
+
+    def mark_ended(self) -> None:
+        """Flag the span ended and release its scope-local middleware."""
+        global _live_local_registries
+        self.ended = True
+        if self.local is not None:
+            self.local = None
+            _live_local_registries -= 1
+
+    def __repr__(self) -> str:
+        state = "ended" if self.ended else "open"
+        return f"<{type(self).__name__} {self.category} {self.name!r} {self.uuid} {state}>"
+
+
+class ScopeHandle(Span):
+    """An open (or ended) scope created by :func:`push_scope` or :func:`scope`."""
+
+    __slots__ = ()
+
+
+class _Frame:
+    __slots__ = ("parent", "span")
+
+    def __init__(self, span: Span, parent: _Frame | None) -> None:
+        self.span = span
+        self.parent = parent
+
+
+_STACK: ContextVar[_Frame | None] = ContextVar("llmflow_scope_stack", default=None)
+_live_local_registries = 0
+
+
+def current_span() -> Span | None:
+    """The innermost open span of this context (scope, or LLM/tool call), or ``None``."""
+    frame = _STACK.get()
+    return None if frame is None else frame.span
+
+
+def current_scope() -> Span | None:
+    """The innermost open scope of this context, or ``None`` outside any scope."""
+    return current_span()
+
+
+def enter_span(span: Span) -> _Frame:
+    """Push ``span`` onto this context's stack; return the new top frame."""
+    frame = _Frame(span, _STACK.get())
+    _STACK.set(frame)
+    return frame
+
+
+def leave_span(span: Span) -> None:
+    """Pop ``span``; it must be the innermost open span of this context."""
+    frame = _STACK.get()
+    if frame is None or frame.span is not span:
+        top = "no open scope" if frame is None else f"{frame.span.name!r} ({frame.span.uuid})"
+        raise ScopeError(
+            f"handle: cannot pop {span.name!r} ({span.uuid}): it is not the innermost open "
+            f"scope of this context; the innermost is {top}"
+        )
+    _STACK.set(frame.parent)
+
+
+def local_entries(family: str) -> list[Any]:
+    """Scope-local entries of ``family`` visible from this context (innermost last)."""
+    if not _live_local_registries:
+        return []
+    found: list[Any] = []
+    frame = _STACK.get()
+    while frame is not None:
+        local = frame.span.local
+        if local is not None and not frame.span.ended:
+            registry = local.get(family)
+            if registry is not None:
+                found.extend(registry.entries)
+        frame = frame.parent
+    return found
+
+
+def resolve_parent(parent: object, param: str = "parent") -> str | None:
+    """The parent uuid: explicit span or uuid string, else the innermost open span."""
+    if parent is None:
+        frame = _STACK.get()
+        return None if frame is None else frame.span.uuid
+    if isinstance(parent, Span):
+        return parent.uuid
+    if isinstance(parent, str) and len(parent) == 36:
+        return parent
+    raise TypeError(f"{param}: expected a scope/LLM/tool handle or a uuid string, got {parent!r}")
+
+
+def normalize_attributes(
+    attributes: Iterable[object], param: str = "attributes"
+) -> tuple[str, ...]:
+    """Sorted, de-duplicated attribute names; enum flags contribute their names."""
+    if attributes == () or attributes is None:
+        return _EMPTY
+    if isinstance(attributes, str):
+        raise TypeError(f"{param}: expected an iterable of str, got a single str {attributes!r}")
+    names: set[str] = set()
+    for item in attributes:
+        if isinstance(item, str) and item:
+            names.add(item)
+            continue
+        flag_names = getattr(item, "attribute_names", None)
+        if flag_names is None:
+            raise TypeError(f"{param}: expected non-empty str or LlmAttributes, got {item!r}")
+        names.update(flag_names)
+    return tuple(sorted(names))
+
+
+def check_category(category: object, profile: Mapping[str, Any] | None) -> str:
+    """Validate ``category`` (and the ``subtype`` that ``custom`` requires)."""
+    if category not in CATEGORIES:
+        raise ValueError(f"category: expected one of {sorted(CATEGORIES)}, got {category!r}")
+    if category == "custom":
+        subtype = None if profile is None else profile.get("subtype")
+        if not isinstance(subtype, str) or not subtype:
+            raise ValueError(
+                "category_profile: category 'custom' requires category_profile['subtype'], "
+                "a dotted vendor name such as 'acme.planner'"
+            )
+    return category
+
+
+def check_name(name: object, param: str = "name") -> str:
+    """Validate an event name: a non-empty str."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{param}: expected a non-empty str, got {name!r}")
+    return name
+
+
+def check_data_schema(value: object) -> DataSchema | None:
+    """Accept a :class:`DataSchema`, a ``{"name", "version"}`` mapping, or ``None``."""
+    if value is None or isinstance(value, DataSchema):
+        return value
+    if isinstance(value, Mapping) and set(value) == {"name", "version"}:
+        return DataSchema(value["name"], value["version"])
+    raise TypeError(
+        f"data_schema: expected DataSchema or {{'name': str, 'version': str}}, got {value!r}"
+    )
+
+
+def check_profile(value: object, param: str = "category_profile") -> JsonObject | None:
+    """``category_profile`` must be ``None`` or a dict."""
+    if value is None or isinstance(value, dict):
+        return value
+    raise TypeError(f"{param}: expected a dict or None, got {type(value).__name__}")
+
+
+def emit_span_event(
+    span: Span,
+    phase: Literal["start", "end"],
+    timestamp_us: int,
+    data_raw: bytes | None,
+    data_schema: DataSchema | None,
+    metadata_raw: bytes | None,
+    profile_raw: bytes | None,
+) -> None:
+    """Emit the start or end event of ``span`` with already-snapshotted payloads."""
+    runtime = span.runtime
+    runtime.emit(
+        Event(
+            "scope",
+            span.uuid,
+            span.parent_uuid,
+            timestamp_us,
+            span.name,
+            phase,
+            span.attributes,
+            span.category,
+            data_raw,
+            data_schema,
+            metadata_raw,
+            profile_raw,
+            runtime.epoch_timestamps,
+        )
+    )
+
+
+def exception_metadata(exc: BaseException) -> dict[str, str]:
+    """The ``exception.type`` / ``exception.message`` metadata of a failure."""
+    kind, message = describe_exception(exc)
+    return {"exception.type": kind, "exception.message": message}
+
+
+def push_scope(
+    name: str,
+    category: str = "function",
+    *,
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    attributes: Iterable[object] = (),
+    parent: Span | str | None = None,
+    data_schema: DataSchema | Mapping[str, str] | None = None,
+    category_profile: JsonObject | None = None,
+    timestamp: datetime | int | None = None,
+) -> ScopeHandle:
+    """Open a scope in this context and emit its start event; return its handle.
+
+    The caller must close it with :func:`pop_scope` in the same context.
+    Invalid arguments raise before anything is emitted or pushed.
+    """
+    runtime = get_runtime()
+    runtime.check_open()
+    check_name(name)
+    profile = check_profile(category_profile)
+    check_category(category, profile)
+    started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
+    schema = check_data_schema(data_schema)
+    data_raw = snapshot(data, "data")
+    metadata_raw = check_metadata(metadata)
+    profile_raw = snapshot(profile, "category_profile")
+    handle = ScopeHandle(
+        runtime, name, category, resolve_parent(parent), normalize_attributes(attributes), started
+    )
+    emit_span_event(handle, "start", started, data_raw, schema, metadata_raw, profile_raw)
+    enter_span(handle)
+    return handle
+
+
+def pop_scope(
+    handle: ScopeHandle,
+    *,
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    timestamp: datetime | int | None = None,
+) -> None:
+    """Close ``handle`` (the innermost open scope) and emit its end event.
+
+    Raises :class:`ScopeError` if the scope already ended or is not the
+    innermost open scope of this context; nothing is emitted then.
+    """
+    if not isinstance(handle, ScopeHandle):
+        raise TypeError(f"handle: expected a ScopeHandle, got {type(handle).__name__}")
+    if handle.ended:
+        raise ScopeError(f"handle: scope {handle.name!r} ({handle.uuid}) has already ended")
+    ended = handle.end_time(timestamp)
+    data_raw = snapshot(data, "data")
+    metadata_raw = check_metadata(metadata)
+    leave_span(handle)
+    handle.mark_ended()
+    emit_span_event(handle, "end", ended, data_raw, None, metadata_raw, None)
+
+
+class scope:
+    """Open a scope around a block or a function.
+
+    As ``with``/``async with`` it yields the :class:`ScopeHandle`; as a
+    decorator each call of the function runs in a fresh scope (coroutine
+    functions are awaited inside it). An exception leaving the block is
+    recorded on the end event as ``exception.type``/``exception.message``
+    metadata and re-raised unchanged.
+    """
+
+    __slots__ = ("_handles", "_kwargs", "_name")
+
+    def __init__(
+        self,
+        name: str,
+        category: str = "function",
+        *,
+        data: Json = None,
+        metadata: JsonObject | None = None,
+        attributes: Iterable[object] = (),
+        parent: Span | str | None = None,
+        data_schema: DataSchema | Mapping[str, str] | None = None,
+        category_profile: JsonObject | None = None,
+    ) -> None:
+        check_name(name)
+        check_category(category, check_profile(category_profile))
+        self._name = name
+        self._kwargs: dict[str, Any] = {
+            "category": category,
+            "data": data,
+            "metadata": metadata,
+            "attributes": attributes,
+            "parent": parent,
+            "data_schema": data_schema,
+            "category_profile": category_profile,
+        }
+        self._handles: list[ScopeHandle] = []
+
+    def __enter__(self) -> ScopeHandle:
+        handle = push_scope(self._name, **self._kwargs)
+        self._handles.append(handle)
+        return handle
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        handle = self._handles.pop()
+        if handle.ended:
+            return
+        metadata = None if exc is None else exception_metadata(exc)
+        try:
+            pop_scope(handle, metadata=metadata)
+        except FlowError:
+            if exc is None:
+                raise
+            # Never mask the user's exception with a bookkeeping error.
+
+    async def __aenter__(self) -> ScopeHandle:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        name, kwargs = self._name, self._kwargs
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kw: P.kwargs) -> Any:
+                async with scope(name, **kwargs):
+                    return await fn(*args, **kw)
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kw: P.kwargs) -> Any:
+            with scope(name, **kwargs):
+                return fn(*args, **kw)
+
+        return wrapper
+
+
+def mark(
+    name: str,
+    *,
+    data: Json = None,
+    category: str | None = None,
+    category_profile: JsonObject | None = None,
+    data_schema: DataSchema | Mapping[str, str] | None = None,
+    metadata: JsonObject | None = None,
+    parent: Span | str | None = None,
+    timestamp: datetime | int | None = None,
+) -> str:
+    """Emit a point-in-time mark under the current scope; return its uuid."""
+    runtime = get_runtime()
+    runtime.check_open()
+    check_name(name)
+    profile = check_profile(category_profile)
+    if category is not None:
+        check_category(category, profile)
+    us = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
+    uuid = new_uuid7(us)
+    runtime.emit(
+        Event(
+            "mark",
+            uuid,
+            resolve_parent(parent),
+            us,
+            name,
+            None,
+            _EMPTY,
+            category,
+            snapshot(data, "data"),
+            check_data_schema(data_schema),
+            check_metadata(metadata),
+            snapshot(profile, "category_profile"),
+            runtime.epoch_timestamps,
+        )
+    )
+    return uuid

@@ -1,0 +1,200 @@
+"""Typed field access over provider JSON, with errors that name the offending field.
+
+Every codec reads provider payloads through these helpers so that a malformed
+payload always raises :class:`~llmflow.CodecError` carrying the dotted path of
+the field (``"choices[0].message.content"``), never ``KeyError``/``TypeError``.
+
+Paths are only formatted when an error is raised: callers pass the path of the
+*container* (``where``) and the key, which keeps the happy path cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NoReturn
+
+import orjson
+
+from .._errors import CodecError
+from .._types import Json, JsonObject, LlmRequest
+
+__all__ = [
+    "as_object",
+    "dump_arguments",
+    "fail",
+    "get_bool",
+    "get_int",
+    "get_list",
+    "get_number",
+    "get_object",
+    "get_str",
+    "item_path",
+    "join_data_url",
+    "key_path",
+    "parse_arguments",
+    "request_body",
+    "require_str",
+    "split_data_url",
+    "str_list",
+]
+
+
+def key_path(where: str, key: str) -> str:
+    """``where.key`` (or ``key`` at the top level)."""
+    return f"{where}.{key}" if where else key
+
+
+def item_path(where: str, index: int) -> str:
+    """``where[index]``."""
+    return f"{where}[{index}]"
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def fail(path: str, expected: str, value: object) -> NoReturn:
+    """Raise a ``CodecError`` saying what ``path`` should have held and what it held."""
+    raise CodecError(f"expected {expected}, got {_type_name(value)}", field=path or None)
+
+
+def as_object(value: object, path: str) -> JsonObject:
+    """Return ``value`` as a JSON object.
+
+    Accepts a ``dict`` or a pydantic model (the openai/anthropic SDK objects),
+    which is dumped to its wire form. Anything else raises ``CodecError``.
+    """
+    if type(value) is dict:
+        return value
+    if isinstance(value, dict):
+        return dict(value)
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        try:
+            dumped = dump(mode="json", by_alias=True, exclude_unset=True)
+        except TypeError:
+            dumped = dump()
+        if isinstance(dumped, dict):
+            return dumped
+    fail(path, "a JSON object", value)
+
+
+def request_body(request: object) -> JsonObject:
+    """The JSON body of ``request``: an ``LlmRequest``'s ``content`` or a plain dict."""
+    if isinstance(request, LlmRequest):
+        return request.content
+    return as_object(request, "")
+
+
+def get_object(obj: JsonObject, key: str, where: str) -> JsonObject | None:
+    """``obj[key]`` when it is an object, ``None`` when absent or null."""
+    value = obj.get(key)
+    if value is None or type(value) is dict:
+        return value
+    fail(key_path(where, key), "an object", value)
+
+
+def get_list(obj: JsonObject, key: str, where: str) -> list[Any] | None:
+    """``obj[key]`` when it is an array, ``None`` when absent or null."""
+    value = obj.get(key)
+    if value is None or type(value) is list:
+        return value
+    fail(key_path(where, key), "an array", value)
+
+
+def get_str(obj: JsonObject, key: str, where: str) -> str | None:
+    """``obj[key]`` when it is a string, ``None`` when absent or null."""
+    value = obj.get(key)
+    if value is None or type(value) is str:
+        return value
+    fail(key_path(where, key), "a string", value)
+
+
+def require_str(obj: JsonObject, key: str, where: str) -> str:
+    """``obj[key]``, which must be a string."""
+    value = obj.get(key)
+    if type(value) is str:
+        return value
+    fail(key_path(where, key), "a string", value)
+
+
+def get_int(obj: JsonObject, key: str, where: str) -> int | None:
+    """``obj[key]`` when it is an integer (not a bool), ``None`` when absent or null."""
+    value = obj.get(key)
+    if value is None or type(value) is int:
+        return value
+    fail(key_path(where, key), "an integer", value)
+
+
+def get_number(obj: JsonObject, key: str, where: str) -> float | int | None:
+    """``obj[key]`` when it is a number (not a bool), ``None`` when absent or null."""
+    value = obj.get(key)
+    if value is None or type(value) is float or type(value) is int:
+        return value
+    fail(key_path(where, key), "a number", value)
+
+
+def get_bool(obj: JsonObject, key: str, where: str) -> bool | None:
+    """``obj[key]`` when it is a boolean, ``None`` when absent or null."""
+    value = obj.get(key)
+    if value is None or type(value) is bool:
+        return value
+    fail(key_path(where, key), "a boolean", value)
+
+
+def str_list(value: Json, path: str) -> list[str]:
+    """``value`` as a list of strings: a lone string becomes a one-item list."""
+    if type(value) is str:
+        return [value]
+    if type(value) is list:
+        for index, item in enumerate(value):
+            if type(item) is not str:
+                fail(item_path(path, index), "a string", item)
+        return value
+    fail(path, "a string or an array of strings", value)
+
+
+def parse_arguments(raw: str, part: JsonObject) -> None:
+    """Store tool-call arguments in an annotated ``part``.
+
+    Sets ``arguments`` to the parsed JSON; when ``raw`` is not JSON (or is the JSON
+    ``null``, which the annotation could not tell from "absent") it sets
+    ``raw_arguments`` to the string instead.
+    """
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        part["raw_arguments"] = raw
+        return
+    if parsed is None:
+        part["raw_arguments"] = raw
+    else:
+        part["arguments"] = parsed
+
+
+def dump_arguments(part: JsonObject) -> str:
+    """The provider argument string of an annotated tool-call ``part``."""
+    raw = part.get("raw_arguments")
+    if raw is not None:
+        return str(raw)
+    if "arguments" in part:
+        return orjson.dumps(part["arguments"]).decode()
+    return "{}"
+
+
+_DATA_URL = re.compile(r"data:([^;,]+);base64,", re.ASCII)
+
+
+def split_data_url(url: str) -> tuple[str, str] | None:
+    """``(media_type, data)`` of a ``data:<media type>;base64,<data>`` URL, else ``None``."""
+    if not url.startswith("data:"):
+        return None
+    match = _DATA_URL.match(url)
+    if match is None:
+        return None
+    return match.group(1), url[match.end() :]
+
+
+def join_data_url(media_type: str, data: str) -> str:
+    """The inverse of :func:`split_data_url`."""
+    return f"data:{media_type};base64,{data}"

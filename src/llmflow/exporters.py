@@ -1,0 +1,103 @@
+"""Exporters: where delivered events go.
+
+An exporter only knows how to write a batch (see :class:`llmflow.Exporter`);
+queueing, ordering and isolation of failures belong to the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from ._event import Event
+from ._runtime import Exporter, Runtime, get_runtime
+
+__all__ = ["AtofFileExporter", "Exporter"]
+
+
+class AtofFileExporter:
+    """Writes every event as one line of ATOF JSONL.
+
+    ``mode="append"`` (default) keeps what the file holds; ``"overwrite"``
+    truncates it when the exporter is created. Each delivered batch is written
+    with a single ``write(2)`` on an ``O_APPEND`` descriptor, so a crash can lose
+    the unwritten tail but never leaves a line mixing two events, and several
+    processes may append to one file. :meth:`flush` delivers everything emitted
+    so far and, with ``fsync=True`` (default), makes it durable on disk.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mode: Literal["append", "overwrite"] = "append",
+        *,
+        fsync: bool = True,
+    ) -> None:
+        if mode not in ("append", "overwrite"):
+            raise ValueError(f"mode: expected 'append' or 'overwrite', got {mode!r}")
+        self.path = Path(path)
+        self.mode = mode
+        self.fsync = fsync
+        self.name: str | None = None
+        self._runtime: Runtime | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = self._open(truncate=mode == "overwrite")
+
+    def _open(self, *, truncate: bool) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        return os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+    def register(self, name: str | None = None, *, runtime: Runtime | None = None) -> str:
+        """Attach to ``runtime`` (default: the process default); return the name used."""
+        runtime = runtime or get_runtime()
+        name = name or f"atof-file:{self.path}"
+        runtime.add_exporter(name, self)
+        self.name, self._runtime = name, runtime
+        return name
+
+    def export(self, events: Sequence[Event]) -> None:
+        """Write ``events`` as complete lines in one system call."""
+        fd = self._fd
+        if fd is None:
+            raise ValueError(f"AtofFileExporter({self.path}) is shut down")
+        payload = memoryview(b"".join([event.to_json() + b"\n" for event in events]))
+        while payload:
+            written = os.write(fd, payload)
+            payload = payload[written:]
+
+    def flush(self) -> None:
+        """Deliver everything emitted so far to the file, then fsync it (if enabled)."""
+        runtime = self._runtime
+        if runtime is not None and not runtime.closed and not runtime.on_delivery_thread():
+            runtime.flush()  # the delivery thread calls back into flush() to sync
+            return
+        if self._fd is not None and self.fsync:
+            os.fsync(self._fd)
+
+    def shutdown(self) -> None:
+        """Write what is queued, detach from the runtime and close the file. Idempotent."""
+        runtime, name = self._runtime, self.name
+        if runtime is not None and name is not None and not runtime.on_delivery_thread():
+            self._runtime = None
+            runtime.remove_exporter(name)
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            if self.fsync:
+                os.fsync(fd)
+            os.close(fd)
+
+    def after_fork_in_child(self) -> None:
+        """Give the child its own descriptor (append mode: never truncates)."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            finally:
+                self._fd = self._open(truncate=False)
+
+    def __repr__(self) -> str:
+        return f"AtofFileExporter({str(self.path)!r}, mode={self.mode!r})"
+
+
+_check: type[Exporter] = AtofFileExporter  # structural conformance, checked by mypy

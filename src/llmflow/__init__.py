@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os as _os
 
-from . import events, exporters, subscribers, testing
+from . import events, exporters, guardrails, intercepts, subscribers, testing
 from ._errors import (
     AtofParseError,
     CodecError,
@@ -20,8 +20,29 @@ from ._errors import (
     ScopeError,
 )
 from ._event import Event
+from ._llm import (
+    CreateLlmHandleParams,
+    EndLlmHandleParams,
+    LlmAttributes,
+    LlmCallEndParams,
+    LlmCallExecuteParams,
+    LlmCallParams,
+    LlmHandle,
+    LlmStreamCallExecuteParams,
+    llm_call,
+    llm_call_end,
+    llm_call_execute,
+    llm_call_execute_sync,
+    llm_conditional_execution,
+    llm_conditional_execution_sync,
+    llm_request_intercepts,
+    llm_request_intercepts_sync,
+    llm_stream_call_execute,
+)
+from ._pipeline import RequestContext, SanitizeContext, SyncCallbackError
 from ._runtime import Diagnostics, Exporter, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
+from ._stream import LlmStream
 from ._types import DataSchema, Json, LlmRequest
 
 __version__ = "0.1.0"
@@ -48,9 +69,11 @@ def diagnostics() -> Diagnostics:
 __all__ = [
     "AtofParseError",
     "CodecError",
+    "CreateLlmHandleParams",
     "DataSchema",
     "Diagnostics",
     "DuplicateRegistrationError",
+    "EndLlmHandleParams",
     "Event",
     "Exporter",
     "FlowError",
@@ -58,11 +81,21 @@ __all__ = [
     "HandleError",
     "InvalidPayloadError",
     "Json",
+    "LlmAttributes",
+    "LlmCallEndParams",
+    "LlmCallExecuteParams",
+    "LlmCallParams",
+    "LlmHandle",
     "LlmRequest",
+    "LlmStream",
+    "LlmStreamCallExecuteParams",
+    "RequestContext",
     "Runtime",
     "RuntimeShutdownError",
+    "SanitizeContext",
     "ScopeError",
     "ScopeHandle",
+    "SyncCallbackError",
     "aflush",
     "current_scope",
     "diagnostics",
@@ -70,6 +103,17 @@ __all__ = [
     "exporters",
     "flush",
     "get_runtime",
+    "guardrails",
+    "intercepts",
+    "llm_call",
+    "llm_call_end",
+    "llm_call_execute",
+    "llm_call_execute_sync",
+    "llm_conditional_execution",
+    "llm_conditional_execution_sync",
+    "llm_request_intercepts",
+    "llm_request_intercepts_sync",
+    "llm_stream_call_execute",
     "mark",
     "pop_scope",
     "push_scope",

@@ -28,6 +28,7 @@ __all__ = [
     "get_number",
     "get_object",
     "get_str",
+    "invalid",
     "item_path",
     "join_data_url",
     "key_path",
@@ -56,6 +57,11 @@ def _type_name(value: object) -> str:
 def fail(path: str, expected: str, value: object) -> NoReturn:
     """Raise a ``CodecError`` saying what ``path`` should have held and what it held."""
     raise CodecError(f"expected {expected}, got {_type_name(value)}", field=path or None)
+
+
+def invalid(path: str, message: str) -> NoReturn:
+    """Raise a ``CodecError`` for ``path`` with ``message``."""
+    raise CodecError(message, field=path or None)
 
 
 def as_object(value: object, path: str) -> JsonObject:

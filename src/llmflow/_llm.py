@@ -1,0 +1,754 @@
+"""The LLM lifecycle: manual spans (``llm_call``/``llm_call_end``) and managed calls.
+
+Managed calls run the pipeline of :mod:`llmflow._pipeline`; this module adds
+what is specific to LLM calls: the :class:`LlmRequest` event view without
+credential headers, ``model_name``, request/response codecs and streaming.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from ._clock import now_us, to_epoch_us
+from ._errors import HandleError, InvalidPayloadError
+from ._json import check_metadata, dumps
+from ._pipeline import (
+    Call,
+    RequestContext,
+    SanitizeContext,
+    Step,
+    annotate,
+    check_callable,
+    drive_async,
+    drive_sync,
+    emit_end,
+    emit_start,
+    end_metadata,
+    event_snapshot,
+    params_or_args,
+    run_execution,
+    run_guardrails,
+    run_request_intercepts,
+    sanitize,
+)
+from ._runtime import Runtime, get_runtime
+from ._scope import Span, check_name, enter_span, leave_span, normalize_attributes
+from ._types import Json, JsonObject, LlmRequest
+
+if TYPE_CHECKING:
+    from .codecs import AnnotatedLlmRequest, AnnotatedLlmResponse, RequestCodec, ResponseCodec
+
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "CreateLlmHandleParams",
+    "EndLlmHandleParams",
+    "LlmAttributes",
+    "LlmCallEndParams",
+    "LlmCallExecuteParams",
+    "LlmCallParams",
+    "LlmHandle",
+    "LlmStreamCallExecuteParams",
+    "llm_call",
+    "llm_call_end",
+    "llm_call_execute",
+    "llm_call_execute_sync",
+    "llm_conditional_execution",
+    "llm_conditional_execution_sync",
+    "llm_request_intercepts",
+    "llm_request_intercepts_sync",
+    "llm_stream_call_execute",
+]
+
+CREDENTIAL_HEADERS: Final = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-api-key",
+        "api-key",
+        "anthropic-api-key",
+        "x-goog-api-key",
+    }
+)
+"""Headers removed (case-insensitively) from every event copy of a request."""
+
+CONDITIONAL = "llm.conditional_execution"
+REQUEST = "llm.request"
+EXECUTION = "llm.execution"
+SANITIZE_REQUEST = "llm.sanitize_request"
+SANITIZE_RESPONSE = "llm.sanitize_response"
+
+
+class LlmAttributes(enum.Flag):
+    """ATOF attribute flags as an enum; ``attributes=`` also accepts plain strings."""
+
+    NONE = 0
+    PARALLEL = enum.auto()
+    RELOCATABLE = enum.auto()
+    STATEFUL = enum.auto()
+    STREAMING = enum.auto()
+    REMOTE = enum.auto()
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """The ATOF attribute names of the set flags, sorted."""
+        return tuple(sorted(m.name.lower() for m in LlmAttributes if m.value and m in self))  # type: ignore[union-attr]
+
+
+class LlmHandle(Call):
+    """A started LLM call: ``uuid``, ``started_at``, ``name``, ``data``, ``metadata``,
+    ``attributes``, ``parent_uuid`` and ``model_name``.
+
+    ``data`` is kept on the handle (not emitted on the start event) and becomes
+    the end event's ``data`` when the sanitized response is null.
+    """
+
+    __slots__ = ()
+
+    @property
+    def model_name(self) -> str | None:
+        """The normalized model name recorded in ``category_profile``."""
+        return None if self.profile is None else self.profile.get("model_name")
+
+    @classmethod
+    def create(cls, params: CreateLlmHandleParams) -> LlmHandle:
+        """Build an open handle from ``params`` without emitting anything.
+
+        For code that records the start itself; :func:`llm_call` is
+        ``create`` plus the start event.
+        """
+        return _new_handle(get_runtime(), **_fields(params))
+
+
+# -- params objects -----------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class CreateLlmHandleParams:
+    """The fields that define an LLM handle (everything ``llm_call`` needs but the request)."""
+
+    name: str
+    parent: Span | str | None = None
+    attributes: Iterable[object] = ()
+    data: Json = None
+    metadata: JsonObject | None = None
+    model_name: str | None = None
+    timestamp: datetime | int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class LlmCallParams(CreateLlmHandleParams):
+    """Arguments of :func:`llm_call`."""
+
+    request: LlmRequest
+    annotated_request: AnnotatedLlmRequest | JsonObject | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class EndLlmHandleParams:
+    """The fields that end an LLM handle (everything ``llm_call_end`` needs but the handle)."""
+
+    response: Json = None
+    data: Json = None
+    metadata: JsonObject | None = None
+    annotated_response: AnnotatedLlmResponse | JsonObject | None = None
+    response_codec: ResponseCodec | None = None
+    timestamp: datetime | int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class LlmCallEndParams(EndLlmHandleParams):
+    """Arguments of :func:`llm_call_end`."""
+
+    handle: LlmHandle
+
+
+@dataclass(slots=True, kw_only=True)
+class LlmCallExecuteParams:
+    """Arguments of :func:`llm_call_execute` and :func:`llm_call_execute_sync`."""
+
+    name: str
+    request: LlmRequest
+    func: Callable[[LlmRequest], Any]
+    parent: Span | str | None = None
+    attributes: Iterable[object] = ()
+    data: Json = None
+    metadata: JsonObject | None = None
+    model_name: str | None = None
+    codec: RequestCodec | None = None
+    response_codec: ResponseCodec | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class LlmStreamCallExecuteParams(LlmCallExecuteParams):
+    """Arguments of :func:`llm_stream_call_execute`."""
+
+    collector: Callable[[Json], object] | None = None
+    finalizer: Callable[[], Json] | None = None
+
+
+def _fields(params: object) -> dict[str, Any]:
+    return {name: getattr(params, name) for name in params.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+# -- shared pieces ------------------------------------------------------------------
+
+
+def _check_request(request: object, param: str = "request") -> LlmRequest:
+    if not isinstance(request, LlmRequest):
+        raise TypeError(f"{param}: expected an LlmRequest, got {type(request).__name__}")
+    return request
+
+
+def _event_view(request: LlmRequest) -> LlmRequest:
+    """The event copy's starting point: the request without credential headers."""
+    headers = request.headers
+    if headers and any(key.lower() in CREDENTIAL_HEADERS for key in headers):
+        headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+    return LlmRequest(headers, request.content)
+
+
+def _new_handle(
+    runtime: Runtime,
+    name: str,
+    parent: Span | str | None,
+    attributes: Iterable[object],
+    data: Json,
+    metadata: JsonObject | None,
+    model_name: str | None,
+    timestamp: datetime | int | None,
+    extra_attribute: str | None = None,
+) -> LlmHandle:
+    runtime.check_open()
+    check_name(name)
+    if model_name is not None and not isinstance(model_name, str):
+        raise TypeError(f"model_name: expected a str or None, got {type(model_name).__name__}")
+    check_metadata(metadata)
+    attrs = normalize_attributes(attributes)
+    if extra_attribute is not None and extra_attribute not in attrs:
+        attrs = tuple(sorted((*attrs, extra_attribute)))
+    started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
+    profile = None if model_name is None else {"model_name": model_name}
+    return LlmHandle(runtime, name, "llm", parent, attrs, started, data, metadata, profile)
+
+
+def _is_request(value: object) -> bool:
+    return isinstance(value, LlmRequest)
+
+
+def _is_json(value: object) -> bool:
+    return True  # validated by the snapshot that follows
+
+
+def _annotation_dict(value: Any, param: str) -> JsonObject | None:
+    if value is None or isinstance(value, dict):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if dump is None:
+        raise TypeError(
+            f"{param}: expected an annotated model or a dict, got {type(value).__name__}"
+        )
+    return dump(mode="json", exclude_none=True)  # type: ignore[no-any-return]
+
+
+def _start(
+    handle: LlmHandle,
+    request: LlmRequest,
+    codec: RequestCodec | None,
+    annotated: JsonObject | None = None,
+) -> None:
+    """Sanitize the event copy of ``request``, annotate it, emit the start event."""
+    runtime = handle.runtime
+    schema = None if codec is None else codec.data_schema
+    ctx = SanitizeContext(handle.name, "llm", "request", schema)
+    view = sanitize(runtime, SANITIZE_REQUEST, _event_view(request), ctx, _is_request)
+    data_raw = None
+    if view is not None:
+        if view.content is request.content:  # unsanitized: bad JSON is the caller's error
+            data_raw = dumps_request(view)
+        else:
+            data_raw = event_snapshot(runtime, view.to_dict(), f"{SANITIZE_REQUEST}:snapshot")
+        if annotated is None and codec is not None and data_raw is not None:
+            annotated = annotate(runtime, codec, "annotate_request", view)
+    else:
+        annotated = None
+    emit_start(handle, data_raw, schema, {"annotated_request": annotated})
+
+
+def dumps_request(request: LlmRequest) -> bytes:
+    """Snapshot ``{"headers", "content"}``; non-JSON content is a caller error."""
+    try:
+        return dumps({"headers": request.headers, "content": request.content})
+    except TypeError as exc:
+        raise InvalidPayloadError(
+            f"request: headers and content must be JSON-serializable ({exc})"
+        ) from None
+
+
+def _end(
+    handle: LlmHandle,
+    response: Json,
+    *,
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    annotated: JsonObject | None = None,
+    response_codec: ResponseCodec | None = None,
+    error: BaseException | None = None,
+    ended_us: int | None = None,
+) -> None:
+    """Sanitize the event copy of ``response``, annotate it, emit the end event."""
+    runtime = handle.runtime
+    schema = None if response_codec is None else response_codec.data_schema
+    data_raw = None
+    if error is None and response is not None:
+        ctx = SanitizeContext(handle.name, "llm", "response", schema)
+        view = sanitize(runtime, SANITIZE_RESPONSE, response, ctx, _is_json)
+        if view is not None:
+            data_raw = event_snapshot(runtime, view, f"{SANITIZE_RESPONSE}:snapshot")
+            if annotated is None and response_codec is not None and data_raw is not None:
+                annotated = annotate(runtime, response_codec, "annotate_response", view)
+        else:
+            annotated = None
+    if data_raw is None:
+        fallback = handle.data if data is None else data
+        data_raw = event_snapshot(runtime, fallback, "llm_call_end:data")
+        schema = None
+    emit_end(
+        handle,
+        handle.end_time(None) if ended_us is None else ended_us,
+        data_raw,
+        schema,
+        end_metadata(handle, metadata, error),
+        {"annotated_response": annotated},
+    )
+
+
+# -- manual spans -------------------------------------------------------------------
+
+
+def llm_call(
+    name: str | LlmCallParams,
+    request: LlmRequest | None = None,
+    *,
+    parent: Span | str | None = None,
+    attributes: Iterable[object] = (),
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    model_name: str | None = None,
+    annotated_request: AnnotatedLlmRequest | JsonObject | None = None,
+    timestamp: datetime | int | None = None,
+) -> LlmHandle:
+    """Start a manual LLM span: emit the llm start event and return its handle.
+
+    The event ``data`` is the sanitized request ``{"headers", "content"}``
+    without credential headers; ``category_profile.model_name`` is
+    ``model_name``; ``data`` stays on the handle. No intercept runs. Invalid
+    arguments raise before anything is emitted.
+    """
+    fields = params_or_args(
+        LlmCallParams,
+        name,
+        [
+            ("request", request, None),
+            ("parent", parent, None),
+            ("attributes", attributes, ()),
+            ("data", data, None),
+            ("metadata", metadata, None),
+            ("model_name", model_name, None),
+            ("annotated_request", annotated_request, None),
+            ("timestamp", timestamp, None),
+        ],
+    )
+    if fields is not None:
+        return llm_call(**fields)
+    runtime = get_runtime()
+    handle = _new_handle(
+        runtime,
+        cast(str, name),
+        parent,
+        attributes,
+        data,
+        metadata,
+        model_name,
+        timestamp,
+    )
+    _start(
+        handle,
+        _check_request(request),
+        None,
+        _annotation_dict(annotated_request, "annotated_request"),
+    )
+    return handle
+
+
+def llm_call_end(
+    handle: LlmHandle | LlmCallEndParams,
+    response: Json | EndLlmHandleParams = None,
+    *,
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    annotated_response: AnnotatedLlmResponse | JsonObject | None = None,
+    response_codec: ResponseCodec | None = None,
+    timestamp: datetime | int | None = None,
+) -> None:
+    """End a manual LLM span: emit the llm end event.
+
+    ``data`` of the event is the sanitized response, or ``data`` (then the
+    handle's ``data``) when that is null. End metadata is the handle's metadata
+    with ``metadata`` merged over it. With ``response_codec`` and no
+    ``annotated_response`` the annotation is decoded from the sanitized
+    response. The end time is ``timestamp``, else now, else start + 1 µs; an
+    explicit time not after the start raises ``ValueError``. Ending twice
+    raises :class:`HandleError` and emits nothing.
+    """
+    if isinstance(handle, LlmCallEndParams):
+        fields = _fields(handle)
+        if response is not None:
+            raise TypeError("pass either an LlmCallEndParams or arguments, not both")
+        return llm_call_end(fields.pop("handle"), **fields)
+    if isinstance(response, EndLlmHandleParams):
+        return llm_call_end(handle, **_fields(response))
+    if not isinstance(handle, LlmHandle):
+        raise HandleError(
+            f"handle: expected an LlmHandle from llm_call(), got {type(handle).__name__}"
+        )
+    if handle.ended:
+        handle.claim_end()  # raises
+    ended = handle.end_time(timestamp)
+    check_metadata(metadata)
+    annotated = _annotation_dict(annotated_response, "annotated_response")
+    handle.claim_end()
+    _end(
+        handle,
+        response,
+        data=data,
+        metadata=metadata,
+        annotated=annotated,
+        response_codec=response_codec,
+        ended_us=ended,
+    )
+    return None
+
+
+# -- managed calls ------------------------------------------------------------------
+
+
+def _request_context(
+    name: str, codec: RequestCodec | None, runtime: Runtime
+) -> Callable[[LlmRequest], RequestContext]:
+    def make(request: LlmRequest) -> RequestContext:
+        if codec is None:
+            return RequestContext(name, None, None)
+        return RequestContext(name, codec, lambda: annotate(runtime, codec, "decode", request))
+
+    return make
+
+
+def _accept_request(codec: RequestCodec | None) -> Callable[[Any, LlmRequest], LlmRequest]:
+    def accept(result: Any, current: LlmRequest) -> LlmRequest:
+        if isinstance(result, LlmRequest):
+            return result
+        if codec is not None and hasattr(result, "model_dump") and not isinstance(result, dict):
+            return codec.encode(result, current)
+        raise TypeError(
+            "a request intercept must return an LlmRequest"
+            + (" or an annotated request" if codec is not None else "")
+            + f", got {type(result).__name__}"
+        )
+
+    return accept
+
+
+def _prepare(
+    runtime: Runtime, name: str, request: LlmRequest, codec: RequestCodec | None
+) -> Step[LlmRequest]:
+    """Guardrails then request intercepts: everything before the start event."""
+    yield from run_guardrails(runtime, CONDITIONAL, name, request)
+    return (
+        yield from run_request_intercepts(
+            runtime,
+            REQUEST,
+            name,
+            request,
+            _request_context(name, codec, runtime),
+            _accept_request(codec),
+        )
+    )
+
+
+def _execute(
+    name: str,
+    request: LlmRequest,
+    func: Callable[[LlmRequest], Any],
+    parent: Span | str | None,
+    attributes: Iterable[object],
+    data: Json,
+    metadata: JsonObject | None,
+    model_name: str | None,
+    codec: RequestCodec | None,
+    response_codec: ResponseCodec | None,
+    asynchronous: bool,
+) -> Step[Json]:
+    runtime = get_runtime()
+    runtime.check_open()
+    check_name(name)
+    _check_request(request)
+    check_callable(func, "func")
+    request = yield from _prepare(runtime, name, request, codec)
+    handle = _new_handle(runtime, name, parent, attributes, data, metadata, model_name, None)
+    _start(handle, request, codec)
+    enter_span(handle)
+    try:
+        result = yield from run_execution(runtime, EXECUTION, request, func, asynchronous)
+    except BaseException as exc:
+        leave_span(handle)
+        handle.claim_end()
+        _end(handle, None, error=exc)
+        raise
+    leave_span(handle)
+    handle.claim_end()
+    _end(handle, result, response_codec=response_codec)
+    return result
+
+
+async def llm_call_execute(
+    name: str | LlmCallExecuteParams,
+    request: LlmRequest | None = None,
+    func: Callable[[LlmRequest], Any] | None = None,
+    *,
+    parent: Span | str | None = None,
+    attributes: Iterable[object] = (),
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    model_name: str | None = None,
+    codec: RequestCodec | None = None,
+    response_codec: ResponseCodec | None = None,
+) -> Json:
+    """Run ``func(request)`` through the managed pipeline and return its raw result.
+
+    Order: conditional guardrails → request intercepts → sanitize-request
+    (event copy) → start event → execution intercepts → ``func`` (sync or
+    async) → sanitize-response (event copy) → end event. A rejection raises
+    :class:`GuardrailRejected` with no llm events. A failure or cancellation
+    after the start emits the end (null output or the handle ``data``, with
+    ``exception.type``/``exception.message``) and re-raises the original.
+    """
+    fields = params_or_args(
+        LlmCallExecuteParams,
+        name,
+        [
+            ("request", request, None),
+            ("func", func, None),
+            ("parent", parent, None),
+            ("attributes", attributes, ()),
+            ("data", data, None),
+            ("metadata", metadata, None),
+            ("model_name", model_name, None),
+            ("codec", codec, None),
+            ("response_codec", response_codec, None),
+        ],
+    )
+    if fields is not None:
+        return await llm_call_execute(**fields)
+    return await drive_async(
+        _execute(
+            cast(str, name),
+            cast(LlmRequest, request),
+            cast("Callable[[LlmRequest], Any]", func),
+            parent,
+            attributes,
+            data,
+            metadata,
+            model_name,
+            codec,
+            response_codec,
+            True,
+        )
+    )
+
+
+def llm_call_execute_sync(
+    name: str | LlmCallExecuteParams,
+    request: LlmRequest | None = None,
+    func: Callable[[LlmRequest], Any] | None = None,
+    *,
+    parent: Span | str | None = None,
+    attributes: Iterable[object] = (),
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    model_name: str | None = None,
+    codec: RequestCodec | None = None,
+    response_codec: ResponseCodec | None = None,
+) -> Json:
+    """Synchronous :func:`llm_call_execute`; an async callback raises a ``FlowError``."""
+    fields = params_or_args(
+        LlmCallExecuteParams,
+        name,
+        [
+            ("request", request, None),
+            ("func", func, None),
+            ("parent", parent, None),
+            ("attributes", attributes, ()),
+            ("data", data, None),
+            ("metadata", metadata, None),
+            ("model_name", model_name, None),
+            ("codec", codec, None),
+            ("response_codec", response_codec, None),
+        ],
+    )
+    if fields is not None:
+        return llm_call_execute_sync(**fields)
+    return drive_sync(
+        _execute(
+            cast(str, name),
+            cast(LlmRequest, request),
+            cast("Callable[[LlmRequest], Any]", func),
+            parent,
+            attributes,
+            data,
+            metadata,
+            model_name,
+            codec,
+            response_codec,
+            False,
+        )
+    )
+
+
+async def llm_conditional_execution(request: LlmRequest, *, name: str = "llm") -> None:
+    """Run only the conditional guardrails (with their guardrail scopes and marks).
+
+    Raises :class:`GuardrailRejected` on the first rejection.
+    """
+    runtime = get_runtime()
+    await drive_async(run_guardrails(runtime, CONDITIONAL, name, _check_request(request)))
+
+
+def llm_conditional_execution_sync(request: LlmRequest, *, name: str = "llm") -> None:
+    """Synchronous :func:`llm_conditional_execution`."""
+    runtime = get_runtime()
+    drive_sync(run_guardrails(runtime, CONDITIONAL, name, _check_request(request)))
+
+
+async def llm_request_intercepts(
+    name: str, request: LlmRequest, *, codec: RequestCodec | None = None
+) -> LlmRequest:
+    """Run only the request-intercept chain (global and scope-local); emits nothing."""
+    runtime = get_runtime()
+    check_name(name)
+    return await drive_async(
+        run_request_intercepts(
+            runtime,
+            REQUEST,
+            name,
+            _check_request(request),
+            _request_context(name, codec, runtime),
+            _accept_request(codec),
+        )
+    )
+
+
+def llm_request_intercepts_sync(
+    name: str, request: LlmRequest, *, codec: RequestCodec | None = None
+) -> LlmRequest:
+    """Synchronous :func:`llm_request_intercepts`."""
+    runtime = get_runtime()
+    check_name(name)
+    return drive_sync(
+        run_request_intercepts(
+            runtime,
+            REQUEST,
+            name,
+            _check_request(request),
+            _request_context(name, codec, runtime),
+            _accept_request(codec),
+        )
+    )
+
+
+async def llm_stream_call_execute(
+    name: str | LlmStreamCallExecuteParams,
+    request: LlmRequest | None = None,
+    func: Callable[[LlmRequest], Any] | None = None,
+    collector: Callable[[Json], object] | None = None,
+    finalizer: Callable[[], Json] | None = None,
+    *,
+    parent: Span | str | None = None,
+    attributes: Iterable[object] = (),
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    model_name: str | None = None,
+    codec: RequestCodec | None = None,
+    response_codec: ResponseCodec | None = None,
+) -> AsyncIterator[Json]:
+    """Run a streaming call; return an async iterator over the provider's chunks.
+
+    Awaiting runs guardrails, request intercepts and sanitize-request and emits
+    the start event (attributes include ``streaming``). Iterating runs ``func``
+    wrapped by the stream execution intercepts, passes each chunk to
+    ``collector`` and yields it. When the stream ends, ``finalizer()`` builds the
+    complete response for exactly one end event; early ``aclose()``, a
+    collector, provider or finalizer error each still produce exactly one end.
+    Without ``collector``/``finalizer``, ``response_codec.stream_accumulator()``
+    provides them.
+    """
+    from ._stream import LlmStream
+
+    fields = params_or_args(
+        LlmStreamCallExecuteParams,
+        name,
+        [
+            ("request", request, None),
+            ("func", func, None),
+            ("collector", collector, None),
+            ("finalizer", finalizer, None),
+            ("parent", parent, None),
+            ("attributes", attributes, ()),
+            ("data", data, None),
+            ("metadata", metadata, None),
+            ("model_name", model_name, None),
+            ("codec", codec, None),
+            ("response_codec", response_codec, None),
+        ],
+    )
+    if fields is not None:
+        return await llm_stream_call_execute(**fields)
+    runtime = get_runtime()
+    runtime.check_open()
+    name = check_name(name)
+    request = _check_request(request)
+    check_callable(func, "func")
+    func = cast("Callable[[LlmRequest], Any]", func)
+    if collector is None and finalizer is None and response_codec is not None:
+        accumulator = response_codec.stream_accumulator()
+        collector, finalizer = accumulator.collect, accumulator.finalize
+    check_callable(collector, "collector")
+    check_callable(finalizer, "finalizer")
+    collector = cast("Callable[[Json], object]", collector)
+    finalizer = cast("Callable[[], Json]", finalizer)
+    prepared = await drive_async(_prepare(runtime, name, request, codec))
+    handle = _new_handle(
+        runtime,
+        cast(str, name),
+        parent,
+        attributes,
+        data,
+        metadata,
+        model_name,
+        None,
+        extra_attribute="streaming",
+    )
+    _start(handle, prepared, codec)
+    return LlmStream(
+        handle,
+        prepared,
+        func,
+        collector,
+        finalizer,
+        response_codec,
+        _end,
+    )

@@ -1,0 +1,434 @@
+"""The managed call pipeline shared by LLM and tool calls.
+
+The logic is written once, as generators that *yield* an awaitable whenever a
+user callback returned one. :func:`drive_async` awaits what is yielded;
+:func:`drive_sync` refuses it with a clear error. That keeps the async entry
+points and their ``_sync`` twins identical except at that edge, and costs
+nothing when every callback is synchronous.
+
+Pipeline (SPEC §4.3): conditional guardrails → request intercepts →
+sanitize-request (event copy) → start event → execution intercepts →
+``func(request)`` → sanitize-response (event copy) → end event.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from typing import Any, Final, Literal, TypeVar
+
+from ._clock import now_us
+from ._errors import FlowError, GuardrailRejected, HandleError
+from ._json import check_metadata, dumps, snapshot
+from ._registry import Entry, Registry
+from ._runtime import Runtime
+from ._scope import (
+    Span,
+    emit_span_event,
+    enter_span,
+    exception_metadata,
+    leave_span,
+    local_entries,
+    mark,
+    resolve_parent,
+)
+from ._types import DataSchema, Json, JsonObject
+
+__all__ = [
+    "Call",
+    "RequestContext",
+    "SanitizeContext",
+    "Step",
+    "chain",
+    "drive_async",
+    "drive_sync",
+]
+
+T = TypeVar("T")
+Step = Generator[tuple[Any, Awaitable[Any]], Any, T]
+"""A pipeline step: yields ``(callback, awaitable)``, returns its result."""
+
+_SAME: Final[Any] = object()
+
+
+class SyncCallbackError(FlowError, TypeError):
+    """A ``_sync`` entry point met a callback that returned an awaitable."""
+
+
+# -- drivers ------------------------------------------------------------------------
+
+
+async def drive_async(step: Step[T]) -> T:
+    """Run ``step`` to completion, awaiting every awaitable it yields."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            _fn, awaitable = step.send(send) if error is None else step.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        error = None
+        try:
+            send = await awaitable
+        except BaseException as exc:  # delivered back into the step
+            send, error = None, exc
+
+
+def drive_sync(step: Step[T]) -> T:
+    """Run ``step``; an awaitable it yields is closed and refused with an error."""
+    error: BaseException | None = None
+    while True:
+        try:
+            fn, awaitable = step.send(None) if error is None else step.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()
+        error = SyncCallbackError(
+            f"{getattr(fn, '__qualname__', fn)!r} returned an awaitable, but this is a "
+            f"synchronous entry point; use the async one (without _sync) instead"
+        )
+
+
+def call_user(fn: Callable[..., Any], *args: Any) -> Step[Any]:
+    """Call a sync-or-async callback; yields its awaitable when there is one."""
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = yield fn, result
+    return result
+
+
+# -- registries ---------------------------------------------------------------------
+
+
+def _order(entry: Entry[Any]) -> tuple[int, str]:
+    return entry.priority, entry.name
+
+
+def chain(runtime: Runtime, family: str) -> tuple[Entry[Any], ...]:
+    """Global plus visible scope-local entries of ``family``, in call order."""
+    registry = runtime.middleware.get(family)
+    entries = () if registry is None else registry.entries
+    local = local_entries(family)
+    if local:
+        return tuple(sorted((*entries, *local), key=_order))
+    return entries
+
+
+def family_registry(runtime: Runtime, family: str, scope: Span | None) -> Registry[Any]:
+    """The registry to (de)register into: the scope's own, or the runtime's."""
+    if scope is not None:
+        if not isinstance(scope, Span):
+            raise TypeError(f"scope: expected a scope handle, got {type(scope).__name__}")
+        return scope.local_registry(family)
+    runtime.check_open()
+    registry = runtime.middleware.get(family)
+    if registry is None:
+        registry = runtime.middleware.setdefault(family, Registry(family.replace(".", " ")))
+    return registry
+
+
+# -- contexts -----------------------------------------------------------------------
+
+
+class SanitizeContext:
+    """What a sanitizer knows about the call whose event copy it rewrites."""
+
+    __slots__ = ("category", "codec", "name", "phase")
+
+    def __init__(
+        self,
+        name: str,
+        category: str,
+        phase: Literal["request", "response"],
+        codec: DataSchema | None,
+    ) -> None:
+        self.name = name
+        self.category = category
+        self.phase = phase
+        self.codec = codec
+        """Identity (``data_schema``) of the call's codec, or ``None``."""
+
+    def __repr__(self) -> str:
+        return f"SanitizeContext({self.name!r}, {self.category}, {self.phase}, codec={self.codec})"
+
+
+class RequestContext:
+    """Passed to request intercepts: the call name and, with a codec, ``annotated``.
+
+    ``annotated`` decodes the current request on first access; it is ``None``
+    without a codec or when the codec cannot decode the request (the failure is
+    counted in diagnostics and the call goes on).
+    """
+
+    __slots__ = ("_annotated", "_decode", "codec", "name")
+
+    def __init__(self, name: str, codec: Any, decode: Callable[[], Any] | None) -> None:
+        self.name = name
+        self.codec = codec
+        self._decode = decode
+        self._annotated: Any = _SAME
+
+    @property
+    def annotated(self) -> Any:
+        """The codec's normalized view of the request (``AnnotatedLlmRequest``) or ``None``."""
+        if self._annotated is _SAME:
+            self._annotated = None if self._decode is None else self._decode()
+        return self._annotated
+
+
+# -- the call span ------------------------------------------------------------------
+
+
+class Call(Span):
+    """A started LLM or tool call: the shared state of its start and end events."""
+
+    __slots__ = ("data", "metadata", "profile")
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        name: str,
+        category: str,
+        parent: object,
+        attributes: tuple[str, ...],
+        started_us: int,
+        data: Json,
+        metadata: JsonObject | None,
+        profile: JsonObject | None,
+    ) -> None:
+        super().__init__(runtime, name, category, resolve_parent(parent), attributes, started_us)
+        self.data = data
+        self.metadata = metadata
+        self.profile = profile
+        """Profile keys repeated on start and end (``model_name``, ``tool_call_id``)."""
+
+    def claim_end(self, param: str = "handle") -> None:
+        """Mark the call ended; a second end raises :class:`HandleError`."""
+        if self.ended:
+            raise HandleError(
+                f"{param}: {self.category} call {self.name!r} ({self.uuid}) has already ended"
+            )
+        self.mark_ended()
+
+
+def sanitize(
+    runtime: Runtime,
+    family: str,
+    payload: Any,
+    ctx: SanitizeContext,
+    valid: Callable[[Any], bool],
+) -> Any:
+    """Run the sanitizer chain on an event copy; ``None`` means omit the payload.
+
+    A sanitizer returning ``None`` stops the chain. An exception or a value
+    ``valid`` rejects also omits the payload (fail closed) and is counted.
+    """
+    for entry in chain(runtime, family):
+        try:
+            payload = entry.fn(payload, ctx)
+        except Exception as exc:
+            runtime.record_failure(f"{family.replace('.', '_')}:{entry.name}", exc)
+            return None
+        if payload is None:
+            return None
+        if not valid(payload):
+            runtime.record_failure(
+                f"{family.replace('.', '_')}:{entry.name}",
+                TypeError(f"sanitizer returned an invalid value of type {type(payload).__name__}"),
+            )
+            return None
+    return payload
+
+
+def event_snapshot(runtime: Runtime, payload: Any, source: str) -> bytes | None:
+    """Snapshot a sanitized event copy; a non-JSON value is counted and omitted."""
+    try:
+        return snapshot(payload, "data")
+    except FlowError as exc:
+        runtime.record_failure(source, exc)
+        return None
+
+
+def annotate(runtime: Runtime, codec: Any, method: str, payload: Any) -> JsonObject | None:
+    """Run a codec annotation; a codec failure is counted, never raised."""
+    try:
+        return getattr(codec, method)(payload)  # type: ignore[no-any-return]
+    except Exception as exc:
+        schema = getattr(codec, "data_schema", None)
+        runtime.record_failure(f"codec:{getattr(schema, 'name', type(codec).__name__)}", exc)
+        return None
+
+
+def merged_profile(base: JsonObject | None, extra: Mapping[str, Json]) -> bytes | None:
+    """Snapshot ``base`` plus ``extra`` keys whose value is not ``None``."""
+    extra = {k: v for k, v in extra.items() if v is not None}
+    if not extra:
+        return None if base is None else dumps(base)
+    return dumps({**base, **extra} if base else extra)
+
+
+def end_metadata(
+    call: Call, metadata: JsonObject | None, error: BaseException | None
+) -> bytes | None:
+    """The end metadata: the call's, then the end's, then the exception's, merged."""
+    merged: JsonObject | None = call.metadata
+    if metadata:
+        merged = {**merged, **metadata} if merged else metadata
+    if error is not None:
+        merged = {**(merged or {}), **exception_metadata(error)}
+    return check_metadata(merged, "metadata")
+
+
+def emit_start(
+    call: Call, data_raw: bytes | None, schema: DataSchema | None, extra: Mapping[str, Json]
+) -> None:
+    """Emit the start event of ``call``."""
+    emit_span_event(
+        call,
+        "start",
+        call.started_us,
+        data_raw,
+        schema if data_raw is not None else None,
+        None if call.metadata is None else dumps(call.metadata),
+        merged_profile(call.profile, extra),
+    )
+
+
+def emit_end(
+    call: Call,
+    ended_us: int,
+    data_raw: bytes | None,
+    schema: DataSchema | None,
+    metadata_raw: bytes | None,
+    extra: Mapping[str, Json],
+) -> None:
+    """Emit the end event of ``call`` (the caller has claimed the end)."""
+    emit_span_event(
+        call,
+        "end",
+        ended_us,
+        data_raw,
+        schema if data_raw is not None else None,
+        metadata_raw,
+        merged_profile(call.profile, extra),
+    )
+
+
+# -- middleware steps ---------------------------------------------------------------
+
+
+def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> Step[None]:
+    """Conditional-execution guardrails: each runs inside a ``guardrail`` scope.
+
+    A returned string rejects: a mark records guardrail and reason, the scope
+    ends, and :class:`GuardrailRejected` is raised. An exception is an error:
+    recorded on the guardrail's end event and re-raised unchanged.
+    """
+    for entry in chain(runtime, family):
+        span = Call(runtime, entry.name, "guardrail", None, (), now_us(), None, None, None)
+        emit_start(span, None, None, {})
+        enter_span(span)
+        try:
+            verdict = yield from call_user(entry.fn, request)
+            if verdict is not None and not isinstance(verdict, str):
+                raise TypeError(
+                    f"guardrail {entry.name!r} must return None (allow) or a str (reject "
+                    f"reason), got {type(verdict).__name__}"
+                )
+        except BaseException as exc:
+            leave_span(span)
+            span.claim_end()
+            emit_end(span, span.end_time(None), None, None, end_metadata(span, None, exc), {})
+            raise
+        leave_span(span)
+        if verdict is None:
+            span.claim_end()
+            emit_end(span, span.end_time(None), None, None, None, {})
+            continue
+        mark(
+            "llmflow.guardrail_rejected",
+            data={"guardrail": entry.name, "reason": verdict, "call": name},
+            category="guardrail",
+            parent=span,
+        )
+        span.claim_end()
+        emit_end(
+            span, span.end_time(None), dumps({"rejected": True, "reason": verdict}), None, None, {}
+        )
+        raise GuardrailRejected(entry.name, verdict)
+
+
+def run_request_intercepts(
+    runtime: Runtime,
+    family: str,
+    name: str,
+    request: T,
+    make_context: Callable[[T], Any],
+    accept: Callable[[Any, T], T],
+) -> Step[T]:
+    """Request intercepts in order; ``accept(result, current)`` validates each result."""
+    for entry in chain(runtime, family):
+        result = yield from call_user(entry.fn, request, make_context(request))
+        request = accept(result, request)
+    return request
+
+
+def run_execution(
+    runtime: Runtime,
+    family: str,
+    request: Any,
+    func: Callable[[Any], Any],
+    asynchronous: bool,
+) -> Step[Any]:
+    """Execution intercepts wrapped around ``func`` (Starlette-style ``next``).
+
+    ``next(request=None)`` runs the rest of the chain (the same request when
+    omitted) and may be called several times while the intercept runs; calling
+    it after the intercept returned raises :class:`FlowError`.
+    """
+    entries = chain(runtime, family)
+
+    def run(index: int, req: Any) -> Step[Any]:
+        if index == len(entries):
+            return (yield from call_user(func, req))
+        entry = entries[index]
+        active = True
+
+        def next_(new_request: Any = _SAME) -> Any:
+            if not active:
+                raise FlowError(
+                    f"execution intercept {entry.name!r} called next() after it returned"
+                )
+            step = run(index + 1, req if new_request is _SAME else new_request)
+            return drive_async(step) if asynchronous else drive_sync(step)
+
+        try:
+            return (yield from call_user(entry.fn, req, next_))
+        finally:
+            active = False
+
+    return run(0, request)
+
+
+def check_callable(value: object, param: str) -> None:
+    """``TypeError`` naming ``param`` unless ``value`` is callable."""
+    if not callable(value):
+        raise TypeError(f"{param}: expected a callable, got {type(value).__name__}")
+
+
+def params_or_args(
+    params_type: type, first: object, given: Iterable[tuple[str, object, object]]
+) -> dict[str, Any] | None:
+    """If ``first`` is a params object return its fields, checking no other argument
+    was also passed; otherwise ``None``."""
+    if not isinstance(first, params_type):
+        return None
+    clashes = [name for name, value, default in given if value is not default]
+    if clashes:
+        raise TypeError(
+            f"pass either a {params_type.__name__} or keyword arguments, not both "
+            f"(also got {', '.join(clashes)})"
+        )
+    return {name: getattr(first, name) for name in params_type.__dataclass_fields__}  # type: ignore[attr-defined]

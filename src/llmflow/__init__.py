@@ -43,6 +43,14 @@ from ._pipeline import RequestContext, SanitizeContext, SyncCallbackError
 from ._runtime import Diagnostics, Exporter, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
 from ._stream import LlmStream
+from ._tool import (
+    ToolExecutionResult,
+    ToolHandle,
+    tool_call,
+    tool_call_end,
+    tool_call_execute,
+    tool_call_execute_sync,
+)
 from ._types import DataSchema, Json, LlmRequest
 
 __version__ = "0.1.0"
@@ -96,6 +104,8 @@ __all__ = [
     "ScopeError",
     "ScopeHandle",
     "SyncCallbackError",
+    "ToolExecutionResult",
+    "ToolHandle",
     "aflush",
     "current_scope",
     "diagnostics",
@@ -120,6 +130,10 @@ __all__ = [
     "scope",
     "subscribers",
     "testing",
+    "tool_call",
+    "tool_call_end",
+    "tool_call_execute",
+    "tool_call_execute_sync",
 ]
 
 if _os.environ.get("LLMFLOW_ATOF_PATH"):

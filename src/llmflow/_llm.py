@@ -733,7 +733,7 @@ async def llm_stream_call_execute(
     prepared = await drive_async(_prepare(runtime, name, request, codec))
     handle = _new_handle(
         runtime,
-        cast(str, name),
+        name,
         parent,
         attributes,
         data,

@@ -300,7 +300,7 @@ def validate_stream(
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schemas (draft 2020-12) of ``schemas/``, keyed by file name."""
-    from .codecs import AnnotatedLlmRequest, AnnotatedLlmResponse  # type: ignore[attr-defined]
+    from .codecs import AnnotatedLlmRequest, AnnotatedLlmResponse
 
     models: dict[str, tuple[type[BaseModel], str]] = {
         "atof-scope-event.schema.json": (ScopeEvent, "ATOF 0.1 scope event"),

@@ -176,7 +176,7 @@ class ToolDefinition(_Model):
 
 
 class ToolChoice(_Model):
-    """Normalized tool choice: ``auto``, ``none``, ``required`` (any tool) or one ``tool`` by name."""
+    """Normalized tool choice: ``auto``, ``none``, ``required`` (any tool) or one named ``tool``."""
 
     type: Literal["auto", "none", "required", "tool"]
     name: str | None = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .._types import DataSchema, Json, JsonObject, LlmRequest
+from llmflow._types import DataSchema, Json, JsonObject, LlmRequest
 
 if TYPE_CHECKING:
     from ._annotated import AnnotatedLlmRequest, AnnotatedLlmResponse

@@ -12,8 +12,9 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .._errors import CodecError
-from .._types import DataSchema, Json, JsonObject, LlmRequest
+from llmflow._errors import CodecError
+from llmflow._types import DataSchema, Json, JsonObject, LlmRequest
+
 from ._annotated import AnnotatedLlmRequest, AnnotatedLlmResponse
 from ._base import StreamAccumulator
 from ._encoding import annotation_of

@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 
-from .._errors import CodecError
-from .._types import Json, JsonObject
+from llmflow._errors import CodecError
+from llmflow._types import Json, JsonObject
+
 from ._annotated import AnnotatedLlmRequest
 
 __all__ = ["ElementPool", "annotation_of", "assemble_body"]
@@ -32,9 +33,7 @@ __all__ = ["ElementPool", "annotation_of", "assemble_body"]
 def annotation_of(annotated: AnnotatedLlmRequest) -> JsonObject:
     """The JSON form of ``annotated`` (what ``annotate_request`` returns)."""
     if not isinstance(annotated, AnnotatedLlmRequest):
-        raise TypeError(
-            f"encode: expected an AnnotatedLlmRequest, got {type(annotated).__name__}"
-        )
+        raise TypeError(f"encode: expected an AnnotatedLlmRequest, got {type(annotated).__name__}")
     return annotated.model_dump(mode="json", exclude_none=True)
 
 
@@ -84,7 +83,7 @@ def assemble_body(
         if name not in fields and name != "extras":
             raise CodecError(f"{provider} requests have no field for this", field=name)
     unmodeled: Mapping[str, Any] = before.get("extras") or {}
-    extras: Mapping[str, Any] = after["extras"] if "extras" in after else unmodeled
+    extras: Mapping[str, Any] = after.get("extras", unmodeled)
     out: JsonObject = dict(extras)
     for name, keys in fields.items():
         if after.get(name) == before.get(name):

@@ -11,12 +11,12 @@ Paths are only formatted when an error is raised: callers pass the path of the
 from __future__ import annotations
 
 import re
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 
-from .._errors import CodecError
-from .._types import Json, JsonObject, LlmRequest
+from llmflow._errors import CodecError
+from llmflow._types import Json, JsonObject, LlmRequest
 
 __all__ = [
     "as_object",
@@ -54,14 +54,14 @@ def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def fail(path: str, expected: str, value: object) -> NoReturn:
-    """Raise a ``CodecError`` saying what ``path`` should have held and what it held."""
-    raise CodecError(f"expected {expected}, got {_type_name(value)}", field=path or None)
+def fail(path: str, expected: str, value: object) -> CodecError:
+    """A ``CodecError`` saying what ``path`` should have held and what it held."""
+    return CodecError(f"expected {expected}, got {_type_name(value)}", field=path or None)
 
 
-def invalid(path: str, message: str) -> NoReturn:
-    """Raise a ``CodecError`` for ``path`` with ``message``."""
-    raise CodecError(message, field=path or None)
+def invalid(path: str, message: str) -> CodecError:
+    """A ``CodecError`` for ``path`` with ``message``."""
+    return CodecError(message, field=path or None)
 
 
 def as_object(value: object, path: str) -> JsonObject:
@@ -82,7 +82,7 @@ def as_object(value: object, path: str) -> JsonObject:
             dumped = dump()
         if isinstance(dumped, dict):
             return dumped
-    fail(path, "a JSON object", value)
+    raise fail(path, "a JSON object", value)
 
 
 def request_body(request: object) -> JsonObject:
@@ -97,7 +97,7 @@ def get_object(obj: JsonObject, key: str, where: str) -> JsonObject | None:
     value = obj.get(key)
     if value is None or type(value) is dict:
         return value
-    fail(key_path(where, key), "an object", value)
+    raise fail(key_path(where, key), "an object", value)
 
 
 def get_list(obj: JsonObject, key: str, where: str) -> list[Any] | None:
@@ -105,7 +105,7 @@ def get_list(obj: JsonObject, key: str, where: str) -> list[Any] | None:
     value = obj.get(key)
     if value is None or type(value) is list:
         return value
-    fail(key_path(where, key), "an array", value)
+    raise fail(key_path(where, key), "an array", value)
 
 
 def get_str(obj: JsonObject, key: str, where: str) -> str | None:
@@ -113,7 +113,7 @@ def get_str(obj: JsonObject, key: str, where: str) -> str | None:
     value = obj.get(key)
     if value is None or type(value) is str:
         return value
-    fail(key_path(where, key), "a string", value)
+    raise fail(key_path(where, key), "a string", value)
 
 
 def require_str(obj: JsonObject, key: str, where: str) -> str:
@@ -121,7 +121,7 @@ def require_str(obj: JsonObject, key: str, where: str) -> str:
     value = obj.get(key)
     if type(value) is str:
         return value
-    fail(key_path(where, key), "a string", value)
+    raise fail(key_path(where, key), "a string", value)
 
 
 def get_int(obj: JsonObject, key: str, where: str) -> int | None:
@@ -129,7 +129,7 @@ def get_int(obj: JsonObject, key: str, where: str) -> int | None:
     value = obj.get(key)
     if value is None or type(value) is int:
         return value
-    fail(key_path(where, key), "an integer", value)
+    raise fail(key_path(where, key), "an integer", value)
 
 
 def get_number(obj: JsonObject, key: str, where: str) -> float | int | None:
@@ -137,7 +137,7 @@ def get_number(obj: JsonObject, key: str, where: str) -> float | int | None:
     value = obj.get(key)
     if value is None or type(value) is float or type(value) is int:
         return value
-    fail(key_path(where, key), "a number", value)
+    raise fail(key_path(where, key), "a number", value)
 
 
 def get_bool(obj: JsonObject, key: str, where: str) -> bool | None:
@@ -145,7 +145,7 @@ def get_bool(obj: JsonObject, key: str, where: str) -> bool | None:
     value = obj.get(key)
     if value is None or type(value) is bool:
         return value
-    fail(key_path(where, key), "a boolean", value)
+    raise fail(key_path(where, key), "a boolean", value)
 
 
 def str_list(value: Json, path: str) -> list[str]:
@@ -155,9 +155,9 @@ def str_list(value: Json, path: str) -> list[str]:
     if type(value) is list:
         for index, item in enumerate(value):
             if type(item) is not str:
-                fail(item_path(path, index), "a string", item)
+                raise fail(item_path(path, index), "a string", item)
         return value
-    fail(path, "a string or an array of strings", value)
+    raise fail(path, "a string or an array of strings", value)
 
 
 def parse_arguments(raw: str, part: JsonObject) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .._types import DataSchema, Json, JsonObject, LlmRequest
+from llmflow._types import DataSchema, Json, JsonObject, LlmRequest
+
 from ._codec import ProviderCodec
 from ._encoding import ElementPool, assemble_body
 from ._fields import (
@@ -76,7 +77,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 
 def _content_part(raw: Json, where: str) -> JsonObject:
     if type(raw) is not dict:
-        fail(where, "a content part object", raw)
+        raise fail(where, "a content part object", raw)
     kind = raw.get("type")
     part: JsonObject
     if kind == "text":
@@ -114,12 +115,12 @@ def _content_parts(content: Json, where: str) -> list[JsonObject]:
         return [{"type": "text", "text": content}]
     if type(content) is list:
         return [_content_part(p, item_path(where, i)) for i, p in enumerate(content)]
-    fail(where, "a string or an array of content parts", content)
+    raise fail(where, "a string or an array of content parts", content)
 
 
 def _tool_call(raw: Json, where: str) -> JsonObject:
     if type(raw) is not dict:
-        fail(where, "a tool call object", raw)
+        raise fail(where, "a tool call object", raw)
     function = raw.get("function")
     if (
         raw.get("type", "function") != "function"
@@ -141,10 +142,10 @@ def _tool_call(raw: Json, where: str) -> JsonObject:
 
 def _message(raw: Json, where: str) -> JsonObject:
     if type(raw) is not dict:
-        fail(where, "a message object", raw)
+        raise fail(where, "a message object", raw)
     provider_role = raw.get("role")
     if type(provider_role) is not str or provider_role not in _ROLES:
-        invalid(key_path(where, "role"), f"unknown message role {provider_role!r}")
+        raise invalid(key_path(where, "role"), f"unknown message role {provider_role!r}")
     role = _ROLES[provider_role]
     message: JsonObject = {"role": role}
     if provider_role != role:
@@ -161,7 +162,7 @@ def _message(raw: Json, where: str) -> JsonObject:
             result["content"] = _content_parts(content, cwhere)
         elif content is not None:
             if type(content) is not str:
-                fail(cwhere, "a string or an array of content parts", content)
+                raise fail(cwhere, "a string or an array of content parts", content)
             result["content"] = content
         parts = [result]
     else:
@@ -185,10 +186,10 @@ def _message(raw: Json, where: str) -> JsonObject:
 
 def _tool(raw: Json, where: str) -> JsonObject:
     if type(raw) is not dict:
-        fail(where, "a tool object", raw)
+        raise fail(where, "a tool object", raw)
     kind = raw.get("type")
     if type(kind) is not str:
-        fail(key_path(where, "type"), "a string", kind)
+        raise fail(key_path(where, "type"), "a string", kind)
     function = raw.get("function")
     if kind != "function" or type(function) is not dict or len(raw) != 2:
         return {"type": kind, "extras": {k: v for k, v in raw.items() if k != "type"}}
@@ -200,9 +201,7 @@ def _tool(raw: Json, where: str) -> JsonObject:
     parameters = get_object(function, "parameters", fwhere)
     if parameters is not None:
         tool["parameters"] = parameters
-    extras = {
-        k: v for k, v in function.items() if k not in ("name", "description", "parameters")
-    }
+    extras = {k: v for k, v in function.items() if k not in ("name", "description", "parameters")}
     if extras:
         tool["extras"] = extras
     return tool
@@ -224,7 +223,7 @@ def _annotate_request(body: JsonObject) -> JsonObject:
     for key, value in body.items():
         if key == "messages":
             if type(value) is not list:
-                fail("messages", "an array of messages", value)
+                raise fail("messages", "an array of messages", value)
             out["messages"] = [_message(m, item_path("messages", i)) for i, m in enumerate(value)]
         elif key in _NUMBER_FIELDS:
             number = get_number(body, key, "")
@@ -264,7 +263,7 @@ def _annotate_request(body: JsonObject) -> JsonObject:
         elif key != "tool_choice":
             extras[key] = value
     if "messages" not in out:
-        fail("messages", "an array of messages", None)
+        raise fail("messages", "an array of messages", None)
     if extras:
         out["extras"] = extras
     return out
@@ -284,7 +283,7 @@ def _build_part(part: JsonObject, where: str) -> JsonObject:
         elif "url" in part:
             url = part["url"]
         else:
-            invalid(where, "Chat Completions images need a url or inline data")
+            raise invalid(where, "Chat Completions images need a url or inline data")
         image: JsonObject = {"url": url}
         if "detail" in part:
             image["detail"] = part["detail"]
@@ -294,7 +293,7 @@ def _build_part(part: JsonObject, where: str) -> JsonObject:
     elif kind == "opaque":
         return dict(part["value"])
     else:
-        invalid(where, f"a {kind} part cannot be sent as Chat Completions message content")
+        raise invalid(where, f"a {kind} part cannot be sent as Chat Completions message content")
     extras = part.get("extras")
     return {**extras, **raw} if extras else raw
 
@@ -322,14 +321,16 @@ def _build_tool_call(part: JsonObject, calls: ElementPool) -> JsonObject:
 def _build_message(message: JsonObject, calls: ElementPool, where: str) -> JsonObject:
     role: str = message["role"]
     provider_role = message.get("provider_role")
-    raw_role = provider_role if _ROLES.get(provider_role or "") == role else role
+    raw_role = role if _ROLES.get(provider_role or "") != role else str(provider_role)
     raw: JsonObject = dict(message.get("extras") or {})
     raw["role"] = raw_role
     parts: list[JsonObject] = message["content"]
     cwhere = key_path(where, "content")
     if raw_role == "tool":
         if len(parts) != 1 or parts[0]["type"] != "tool_result":
-            invalid(cwhere, "a Chat Completions tool message holds exactly one tool_result part")
+            raise invalid(
+                cwhere, "a Chat Completions tool message holds exactly one tool_result part"
+            )
         result = parts[0]
         raw["tool_call_id"] = result["tool_call_id"]
         content = result.get("content", "")
@@ -353,7 +354,7 @@ def _build_message(message: JsonObject, calls: ElementPool, where: str) -> JsonO
         else:
             body.append(part)
     if tool_calls and role != "assistant":
-        invalid(cwhere, "only assistant messages can carry tool calls")
+        raise invalid(cwhere, "only assistant messages can carry tool calls")
     if body:
         raw["content"] = _build_content(body, cwhere)
     elif not tool_calls:
@@ -456,7 +457,7 @@ def _encode_body(body: JsonObject, before: JsonObject, after: JsonObject) -> Jso
 
 def _response_tool_call(raw: Json, where: str) -> JsonObject:
     if type(raw) is not dict:
-        fail(where, "a tool call object", raw)
+        raise fail(where, "a tool call object", raw)
     call: JsonObject
     function = raw.get("function")
     if type(function) is dict:
@@ -466,21 +467,21 @@ def _response_tool_call(raw: Json, where: str) -> JsonObject:
     else:
         custom = raw.get("custom")
         if type(custom) is not dict:
-            fail(key_path(where, "function"), "an object", function)
+            raise fail(key_path(where, "function"), "an object", function)
         cwhere = key_path(where, "custom")
         call = {"type": "tool_call", "name": require_str(custom, "name", cwhere)}
         call["raw_arguments"] = require_str(custom, "input", cwhere)
     call_id = raw.get("id")
     if call_id is not None:
         if type(call_id) is not str:
-            fail(key_path(where, "id"), "a string", call_id)
+            raise fail(key_path(where, "id"), "a string", call_id)
         call["id"] = call_id
     return call
 
 
 def _usage(raw: Json) -> JsonObject:
     if type(raw) is not dict:
-        fail("usage", "an object", raw)
+        raise fail("usage", "an object", raw)
     usage: JsonObject = {}
     value = get_int(raw, "prompt_tokens", "usage")
     if value is not None:
@@ -511,33 +512,33 @@ def _annotate_response(response: JsonObject) -> JsonObject:
     value = response.get("id")
     if value is not None:
         if type(value) is not str:
-            fail("id", "a string", value)
+            raise fail("id", "a string", value)
         out["id"] = value
     value = response.get("model")
     if value is not None:
         if type(value) is not str:
-            fail("model", "a string", value)
+            raise fail("model", "a string", value)
         out["model"] = value
     choices = response.get("choices")
     if choices is not None:
         if type(choices) is not list:
-            fail("choices", "an array", choices)
+            raise fail("choices", "an array", choices)
         for index, choice in enumerate(choices):
             if type(choice) is not dict:
-                fail(f"choices[{index}]", "an object", choice)
+                raise fail(f"choices[{index}]", "an object", choice)
             message = choice.get("message")
             if type(message) is not dict:
-                fail(f"choices[{index}].message", "an object", message)
+                raise fail(f"choices[{index}].message", "an object", message)
             parts: list[JsonObject] = []
             content = message.get("content")
             if content:
                 if type(content) is not str:
-                    fail(f"choices[{index}].message.content", "a string", content)
+                    raise fail(f"choices[{index}].message.content", "a string", content)
                 parts.append({"type": "text", "text": content})
             refusal = message.get("refusal")
             if refusal:
                 if type(refusal) is not str:
-                    fail(f"choices[{index}].message.refusal", "a string", refusal)
+                    raise fail(f"choices[{index}].message.refusal", "a string", refusal)
                 parts.append({"type": "refusal", "text": refusal})
             role = message.get("role")
             role = _ROLES.get(role, "assistant") if type(role) is str else "assistant"
@@ -545,7 +546,7 @@ def _annotate_response(response: JsonObject) -> JsonObject:
             calls = message.get("tool_calls")
             if calls:
                 if type(calls) is not list:
-                    fail(f"choices[{index}].message.tool_calls", "an array", calls)
+                    raise fail(f"choices[{index}].message.tool_calls", "an array", calls)
                 where = f"choices[{index}].message.tool_calls"
                 for i, call in enumerate(calls):
                     tool_calls.append(_response_tool_call(call, item_path(where, i)))
@@ -557,7 +558,7 @@ def _annotate_response(response: JsonObject) -> JsonObject:
                 finish = choice.get("finish_reason")
                 if finish is not None:
                     if type(finish) is not str:
-                        fail("choices[0].finish_reason", "a string", finish)
+                        raise fail("choices[0].finish_reason", "a string", finish)
                     out["raw_finish_reason"] = finish
                     normalized = "refusal" if refusal and finish == "stop" else _FINISH.get(finish)
                     if normalized is not None:
@@ -604,12 +605,14 @@ class OpenAIChatStreamAccumulator:
         data = chunk if type(chunk) is dict else as_object(chunk, "chunk")
         if self._head is None:
             self._head = {
-                k: v for k, v in data.items() if k not in ("choices", "usage", "object", "obfuscation")
+                k: v
+                for k, v in data.items()
+                if k not in ("choices", "usage", "object", "obfuscation")
             }
         choices = data.get("choices")
         if choices:
             if type(choices) is not list:
-                fail("chunk.choices", "an array", choices)
+                raise fail("chunk.choices", "an array", choices)
             for position, raw in enumerate(choices):
                 self._collect_choice(raw, position)
         usage = data.get("usage")
@@ -619,21 +622,21 @@ class OpenAIChatStreamAccumulator:
     def _collect_choice(self, raw: Json, position: int) -> None:
         where = f"chunk.choices[{position}]"
         if type(raw) is not dict:
-            fail(where, "an object", raw)
+            raise fail(where, "an object", raw)
         index = raw.get("index", 0)
         if type(index) is not int:
-            fail(key_path(where, "index"), "an integer", index)
+            raise fail(key_path(where, "index"), "an integer", index)
         state = self._choices.get(index)
         if state is None:
             state = self._choices[index] = _Choice()
         delta = raw.get("delta")
         if delta:
             if type(delta) is not dict:
-                fail(key_path(where, "delta"), "an object", delta)
+                raise fail(key_path(where, "delta"), "an object", delta)
             text = delta.get("content")
             if text is not None:
                 if type(text) is not str:
-                    fail(key_path(where, "delta.content"), "a string", text)
+                    raise fail(key_path(where, "delta.content"), "a string", text)
                 if state.content is None:
                     state.content = [text]
                 else:
@@ -641,7 +644,7 @@ class OpenAIChatStreamAccumulator:
             refusal = delta.get("refusal")
             if refusal is not None:
                 if type(refusal) is not str:
-                    fail(key_path(where, "delta.refusal"), "a string", refusal)
+                    raise fail(key_path(where, "delta.refusal"), "a string", refusal)
                 if state.refusal is None:
                     state.refusal = [refusal]
                 else:
@@ -658,7 +661,7 @@ class OpenAIChatStreamAccumulator:
         logprobs = raw.get("logprobs")
         if logprobs:
             if type(logprobs) is not dict:
-                fail(key_path(where, "logprobs"), "an object", logprobs)
+                raise fail(key_path(where, "logprobs"), "an object", logprobs)
             if state.logprobs is None:
                 state.logprobs = {}
             for key, items in logprobs.items():
@@ -668,13 +671,13 @@ class OpenAIChatStreamAccumulator:
     @staticmethod
     def _collect_tool_calls(state: _Choice, calls: Json, where: str) -> None:
         if type(calls) is not list:
-            fail(where, "an array", calls)
+            raise fail(where, "an array", calls)
         for position, raw in enumerate(calls):
             if type(raw) is not dict:
-                fail(item_path(where, position), "an object", raw)
+                raise fail(item_path(where, position), "an object", raw)
             index = raw.get("index", position)
             if type(index) is not int:
-                fail(key_path(item_path(where, position), "index"), "an integer", index)
+                raise fail(key_path(item_path(where, position), "index"), "an integer", index)
             call = state.tool_calls.get(index)
             if call is None:
                 call = state.tool_calls[index] = {"name": [], "arguments": []}
@@ -686,7 +689,7 @@ class OpenAIChatStreamAccumulator:
             if function:
                 fwhere = key_path(item_path(where, position), "function")
                 if type(function) is not dict:
-                    fail(fwhere, "an object", function)
+                    raise fail(fwhere, "an object", function)
                 name = get_str(function, "name", fwhere)
                 if name:
                     call["name"].append(name)
@@ -753,9 +756,7 @@ class OpenAIChatCodec(ProviderCodec):
 
     def annotate_response(self, response: Json) -> JsonObject:
         """JSON form of ``decode_response(response)``; raises ``CodecError`` if malformed."""
-        return _annotate_response(
-            response if type(response) is dict else as_object(response, "")
-        )
+        return _annotate_response(response if type(response) is dict else as_object(response, ""))
 
     def stream_accumulator(self) -> OpenAIChatStreamAccumulator:
         """A fresh accumulator for ``stream=True`` chunks."""
@@ -763,4 +764,3 @@ class OpenAIChatCodec(ProviderCodec):
 
     def _encode_body(self, body: JsonObject, before: JsonObject, after: JsonObject) -> JsonObject:
         return _encode_body(body, before, after)
-

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .._types import DataSchema, Json, JsonObject, LlmRequest
+from llmflow._types import DataSchema, Json, JsonObject, LlmRequest
+
 from ._codec import ProviderCodec
 from ._encoding import ElementPool, assemble_body
 from ._fields import (
@@ -59,7 +60,7 @@ def _with_extras(part: JsonObject, raw: JsonObject, known: tuple[str, ...]) -> J
 
 def _content_part(raw: Json, where: str) -> JsonObject:
     if type(raw) is not dict:
-        fail(where, "a content part object", raw)
+        raise fail(where, "a content part object", raw)
     kind = raw.get("type")
     if kind in ("input_text", "output_text"):
         part: JsonObject = {"type": "text", "text": require_str(raw, "text", where)}
@@ -91,18 +92,18 @@ def _content(content: Json, where: str) -> list[JsonObject]:
         return [{"type": "text", "text": content}]
     if type(content) is list:
         return [_content_part(p, item_path(where, i)) for i, p in enumerate(content)]
-    fail(where, "a string or an array of content parts", content)
+    raise fail(where, "a string or an array of content parts", content)
 
 
 def _item(raw: Json, where: str) -> JsonObject:
     """One input item as one annotated message."""
     if type(raw) is not dict:
-        fail(where, "an input item object", raw)
+        raise fail(where, "an input item object", raw)
     kind = raw.get("type")
     if kind == "message" or (kind is None and "role" in raw):
         provider_role = raw.get("role")
         if type(provider_role) is not str or provider_role not in _ROLES:
-            invalid(key_path(where, "role"), f"unknown message role {provider_role!r}")
+            raise invalid(key_path(where, "role"), f"unknown message role {provider_role!r}")
         role = _ROLES[provider_role]
         message: JsonObject = {"role": role}
         if provider_role != role:
@@ -131,7 +132,7 @@ def _item(raw: Json, where: str) -> JsonObject:
         _with_extras(result, raw, ("type", "call_id", "output"))
         return {"role": "tool", "content": [result]}
     if type(kind) is not str:
-        fail(key_path(where, "type"), "a string", kind)
+        raise fail(key_path(where, "type"), "a string", kind)
     # reasoning, hosted-tool calls and their outputs, item references, ...
     role = "tool" if kind.endswith("_output") else "assistant"
     return {"role": role, "content": [{"type": "opaque", "value": raw}]}
@@ -139,10 +140,10 @@ def _item(raw: Json, where: str) -> JsonObject:
 
 def _tool(raw: Json, where: str) -> JsonObject:
     if type(raw) is not dict:
-        fail(where, "a tool object", raw)
+        raise fail(where, "a tool object", raw)
     kind = raw.get("type")
     if type(kind) is not str:
-        fail(key_path(where, "type"), "a string", kind)
+        raise fail(key_path(where, "type"), "a string", kind)
     if kind != "function":
         return {"type": kind, "extras": {k: v for k, v in raw.items() if k != "type"}}
     tool: JsonObject = {"type": "function", "name": require_str(raw, "name", where)}
@@ -178,7 +179,7 @@ def _annotate_request(body: JsonObject) -> JsonObject:
             elif type(value) is list:
                 out["messages"] = [_item(m, item_path("input", i)) for i, m in enumerate(value)]
             elif value is not None:
-                fail("input", "a string or an array of input items", value)
+                raise fail("input", "a string or an array of input items", value)
         elif key in ("temperature", "top_p"):
             number = get_number(body, key, "")
             if number is not None:
@@ -246,7 +247,7 @@ def _build_part(part: JsonObject, role: str, where: str) -> JsonObject:
         return _merge({"type": "refusal", "refusal": part["text"]}, part)
     if kind == "opaque":
         return dict(part["value"])
-    invalid(where, f"a {kind} part cannot be sent as Responses message content")
+    raise invalid(where, f"a {kind} part cannot be sent as Responses message content")
 
 
 def _build_message_item(
@@ -262,7 +263,7 @@ def _build_items(message: JsonObject, where: str) -> list[JsonObject]:
     """One annotated message as input items: tool calls and results are items of their own."""
     role: str = message["role"]
     provider_role = message.get("provider_role")
-    raw_role = provider_role if _ROLES.get(provider_role or "") == role else role
+    raw_role = role if _ROLES.get(provider_role or "") != role else str(provider_role)
     items: list[JsonObject] = []
     pending: list[JsonObject] = []
     cwhere = key_path(where, "content")
@@ -270,7 +271,7 @@ def _build_items(message: JsonObject, where: str) -> list[JsonObject]:
     def flush() -> None:
         if pending:
             if raw_role == "tool":
-                invalid(cwhere, "a tool message holds only tool results")
+                raise invalid(cwhere, "a tool message holds only tool results")
             items.append(_build_message_item(raw_role, pending, message.get("extras"), cwhere))
             pending.clear()
 
@@ -329,7 +330,7 @@ def _encode_body(body: JsonObject, before: JsonObject, after: JsonObject) -> Jso
                 raws = original or []
             pool = ElementPool(raws, before["messages"])
             items: list[Json] = []
-            for i, message in enumerate(value):
+            for i, message in enumerate(after["messages"]):
                 reused = pool.take(message)
                 if reused is None:
                     items.extend(_build_items(message, item_path("input", i)))
@@ -363,26 +364,26 @@ def _encode_body(body: JsonObject, before: JsonObject, after: JsonObject) -> Jso
 
 def _output_item(raw: Json, where: str, parts: list[JsonObject], calls: list[JsonObject]) -> None:
     if type(raw) is not dict:
-        fail(where, "an output item object", raw)
+        raise fail(where, "an output item object", raw)
     kind = raw.get("type")
     if kind == "message":
         content = raw.get("content")
         if type(content) is not list:
-            fail(key_path(where, "content"), "an array", content)
+            raise fail(key_path(where, "content"), "an array", content)
         for i, block in enumerate(content):
             if type(block) is not dict:
-                fail(item_path(key_path(where, "content"), i), "an object", block)
+                raise fail(item_path(key_path(where, "content"), i), "an object", block)
             block_type = block.get("type")
             if block_type == "output_text":
                 text = block.get("text")
                 if text:
                     if type(text) is not str:
-                        fail(f"{where}.content[{i}].text", "a string", text)
+                        raise fail(f"{where}.content[{i}].text", "a string", text)
                     parts.append({"type": "text", "text": text})
             elif block_type == "refusal":
                 text = block.get("refusal")
                 if type(text) is not str:
-                    fail(f"{where}.content[{i}].refusal", "a string", text)
+                    raise fail(f"{where}.content[{i}].refusal", "a string", text)
                 parts.append({"type": "refusal", "text": text})
             else:
                 parts.append({"type": "opaque", "value": block})
@@ -411,7 +412,7 @@ def _output_item(raw: Json, where: str, parts: list[JsonObject], calls: list[Jso
 
 def _usage(raw: Json) -> JsonObject:
     if type(raw) is not dict:
-        fail("usage", "an object", raw)
+        raise fail("usage", "an object", raw)
     usage: JsonObject = {}
     for source, target in (
         ("input_tokens", "input_tokens"),
@@ -442,20 +443,20 @@ def _annotate_response(response: JsonObject) -> JsonObject:
         value = response.get(key)
         if value is not None:
             if type(value) is not str:
-                fail(key, "a string", value)
+                raise fail(key, "a string", value)
             out[key] = value
     output = response.get("output")
     parts: list[JsonObject] = []
     if output is not None:
         if type(output) is not list:
-            fail("output", "an array", output)
+            raise fail("output", "an array", output)
         for index, item in enumerate(output):
             _output_item(item, f"output[{index}]", parts, tool_calls)
         messages.append({"role": "assistant", "content": parts})
     status = response.get("status")
     if status is not None:
         if type(status) is not str:
-            fail("status", "a string", status)
+            raise fail("status", "a string", status)
         if status == "completed":
             out["raw_finish_reason"] = status
             if tool_calls:
@@ -507,7 +508,7 @@ class OpenAIResponsesStreamAccumulator:
         """Fold one stream event (a dict or an SDK event object)."""
         event = chunk if type(chunk) is dict else as_object(chunk, "event")
         kind = event.get("type")
-        if kind == "response.output_text.delta" or kind == "response.refusal.delta":
+        if kind in ("response.output_text.delta", "response.refusal.delta"):
             key = (_index(event, "output_index"), _index(event, "content_index"))
             delta = require_str(event, "delta", "event")
             buffer = self._texts.get(key)
@@ -522,11 +523,11 @@ class OpenAIResponsesStreamAccumulator:
         elif kind == "response.reasoning_summary_text.delta":
             key = (_index(event, "output_index"), _index(event, "summary_index"))
             self._summaries.setdefault(key, []).append(require_str(event, "delta", "event"))
-        elif kind == "response.output_item.added" or kind == "response.output_item.done":
+        elif kind in ("response.output_item.added", "response.output_item.done"):
             index = _index(event, "output_index")
             item = get_object(event, "item", "event")
             if item is None:
-                fail("event.item", "an object", None)
+                raise fail("event.item", "an object", None)
             self._items[index] = dict(item)
             if kind == "response.output_item.done":  # the item is now complete
                 self._arguments.pop(index, None)
@@ -548,7 +549,7 @@ class OpenAIResponsesStreamAccumulator:
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             self._final = get_object(event, "response", "event")
         elif type(kind) is not str:
-            fail("event.type", "a string", kind)
+            raise fail("event.type", "a string", kind)
 
     def finalize(self) -> JsonObject:
         """Return the final ``response`` object of the stream."""
@@ -588,7 +589,7 @@ class OpenAIResponsesStreamAccumulator:
 def _index(event: JsonObject, key: str) -> int:
     value = event.get(key)
     if type(value) is not int:
-        fail(key_path("event", key), "an integer", value)
+        raise fail(key_path("event", key), "an integer", value)
     return value
 
 
@@ -616,9 +617,7 @@ class OpenAIResponsesCodec(ProviderCodec):
 
     def annotate_response(self, response: Json) -> JsonObject:
         """JSON form of ``decode_response(response)``; raises ``CodecError`` if malformed."""
-        return _annotate_response(
-            response if type(response) is dict else as_object(response, "")
-        )
+        return _annotate_response(response if type(response) is dict else as_object(response, ""))
 
     def stream_accumulator(self) -> OpenAIResponsesStreamAccumulator:
         """A fresh accumulator for ``stream=True`` events."""

@@ -1,0 +1,288 @@
+"""The tool lifecycle: ``tool_call``/``tool_call_end`` spans and managed tool calls.
+
+Tool calls reuse the LLM pipeline machinery of :mod:`llmflow._pipeline` with
+the ``tool.*`` middleware families. Events have category ``tool``;
+``category_profile.tool_call_id`` (when given) links the tool scope to the
+assistant message that requested it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from ._clock import now_us, to_epoch_us
+from ._errors import HandleError
+from ._json import check_metadata, snapshot
+from ._pipeline import (
+    Call,
+    RequestContext,
+    SanitizeContext,
+    Step,
+    check_callable,
+    drive_async,
+    drive_sync,
+    emit_end,
+    emit_start,
+    end_metadata,
+    event_snapshot,
+    run_execution,
+    run_guardrails,
+    run_request_intercepts,
+    sanitize,
+)
+from ._runtime import Runtime, get_runtime
+from ._scope import Span, check_name, enter_span, leave_span, normalize_attributes
+from ._types import Json, JsonObject
+
+__all__ = [
+    "ToolExecutionResult",
+    "ToolHandle",
+    "tool_call",
+    "tool_call_end",
+    "tool_call_execute",
+    "tool_call_execute_sync",
+]
+
+CONDITIONAL: Final = "tool.conditional_execution"
+REQUEST: Final = "tool.request"
+EXECUTION: Final = "tool.execution"
+SANITIZE_REQUEST: Final = "tool.sanitize_request"
+SANITIZE_RESPONSE: Final = "tool.sanitize_response"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolExecutionResult:
+    """A tool result with an annotation for observers.
+
+    Returned by a tool function (or passed to :func:`tool_call_end`), a
+    non-null ``annotation`` is recorded in
+    ``category_profile.tool_result_annotation`` of a successful end event;
+    the caller of :func:`tool_call_execute` receives ``result`` alone.
+    """
+
+    result: Json
+    annotation: Json = None
+
+
+class ToolHandle(Call):
+    """A started tool call: ``uuid``, ``started_at``, ``name``, ``data``, ``metadata``,
+    ``attributes``, ``parent_uuid`` and ``tool_call_id``."""
+
+    __slots__ = ()
+
+    @property
+    def tool_call_id(self) -> str | None:
+        """The provider's tool-call id this call answers, if given."""
+        return None if self.profile is None else self.profile.get("tool_call_id")
+
+
+def _new_handle(
+    runtime: Runtime,
+    name: str,
+    args: Json,
+    tool_call_id: str | None,
+    parent: Span | str | None,
+    attributes: Iterable[object],
+    data: Json,
+    metadata: JsonObject | None,
+    timestamp: datetime | int | None,
+) -> ToolHandle:
+    runtime.check_open()
+    check_name(name)
+    if tool_call_id is not None and (not isinstance(tool_call_id, str) or not tool_call_id):
+        raise TypeError(f"tool_call_id: expected a non-empty str or None, got {tool_call_id!r}")
+    check_metadata(metadata)
+    snapshot(args, "args")  # non-JSON arguments are the caller's error, raised before emitting
+    started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
+    profile = None if tool_call_id is None else {"tool_call_id": tool_call_id}
+    return ToolHandle(
+        runtime,
+        name,
+        "tool",
+        parent,
+        normalize_attributes(attributes),
+        started,
+        data,
+        metadata,
+        profile,
+    )
+
+
+def _accept_json(value: object) -> bool:
+    return True  # checked by the snapshot that follows
+
+
+def _start(handle: ToolHandle, args: Json) -> None:
+    runtime = handle.runtime
+    ctx = SanitizeContext(handle.name, "tool", "request", None)
+    view = sanitize(runtime, SANITIZE_REQUEST, args, ctx, _accept_json)
+    data_raw = None if view is None else event_snapshot(runtime, view, SANITIZE_REQUEST)
+    emit_start(handle, data_raw, None, {})
+
+
+def _end(
+    handle: ToolHandle,
+    result: Json,
+    *,
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    error: BaseException | None = None,
+    ended_us: int | None = None,
+) -> None:
+    runtime = handle.runtime
+    annotation = None
+    if isinstance(result, ToolExecutionResult):
+        result, annotation = result.result, result.annotation
+    data_raw = None
+    if error is None and result is not None:
+        ctx = SanitizeContext(handle.name, "tool", "response", None)
+        view = sanitize(runtime, SANITIZE_RESPONSE, result, ctx, _accept_json)
+        if view is not None:
+            data_raw = event_snapshot(runtime, view, SANITIZE_RESPONSE)
+    if data_raw is None:
+        data_raw = event_snapshot(
+            runtime, handle.data if data is None else data, "tool_call_end:data"
+        )
+    emit_end(
+        handle,
+        handle.end_time(None) if ended_us is None else ended_us,
+        data_raw,
+        None,
+        end_metadata(handle, metadata, error),
+        {"tool_result_annotation": annotation if error is None else None},
+    )
+
+
+def tool_call(
+    name: str,
+    args: Json,
+    *,
+    tool_call_id: str | None = None,
+    parent: Span | str | None = None,
+    attributes: Iterable[object] = (),
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    timestamp: datetime | int | None = None,
+) -> ToolHandle:
+    """Start a manual tool span: emit the tool start event (sanitized ``args``).
+
+    ``category_profile.tool_call_id`` is ``tool_call_id`` when given; ``data``
+    stays on the handle and is the end's fallback output. Invalid arguments
+    raise before anything is emitted.
+    """
+    handle = _new_handle(
+        get_runtime(), name, args, tool_call_id, parent, attributes, data, metadata, timestamp
+    )
+    _start(handle, args)
+    return handle
+
+
+def tool_call_end(
+    handle: ToolHandle,
+    result: Json | ToolExecutionResult,
+    *,
+    data: Json = None,
+    metadata: JsonObject | None = None,
+    timestamp: datetime | int | None = None,
+) -> None:
+    """End a manual tool span: emit the tool end event (sanitized ``result``).
+
+    A :class:`ToolExecutionResult` puts its non-null annotation in
+    ``category_profile.tool_result_annotation``. Timestamp, metadata-merge and
+    double-end rules are those of :func:`llmflow.llm_call_end`.
+    """
+    if not isinstance(handle, ToolHandle):
+        raise HandleError(
+            f"handle: expected a ToolHandle from tool_call(), got {type(handle).__name__}"
+        )
+    if handle.ended:
+        handle.claim_end()  # raises
+    ended = handle.end_time(timestamp)
+    check_metadata(metadata)
+    handle.claim_end()
+    _end(handle, result, data=data, metadata=metadata, ended_us=ended)
+
+
+def _accept_args(result: Any, current: Json) -> Json:
+    snapshot(result, "args (returned by a tool request intercept)")
+    return result
+
+
+def _execute(
+    name: str,
+    args: Json,
+    func: Callable[[Json], Any],
+    tool_call_id: str | None,
+    parent: Span | str | None,
+    attributes: Iterable[object],
+    data: Json,
+    metadata: JsonObject | None,
+    asynchronous: bool,
+) -> Step[Json]:
+    runtime = get_runtime()
+    runtime.check_open()
+    check_name(name)
+    check_callable(func, "func")
+    yield from run_guardrails(runtime, CONDITIONAL, name, args)
+    args = yield from run_request_intercepts(
+        runtime, REQUEST, name, args, lambda _: RequestContext(name, None, None), _accept_args
+    )
+    handle = _new_handle(
+        runtime, name, args, tool_call_id, parent, attributes, data, metadata, None
+    )
+    _start(handle, args)
+    enter_span(handle)
+    try:
+        result = yield from run_execution(runtime, EXECUTION, args, func, asynchronous)
+    except BaseException as exc:
+        leave_span(handle)
+        handle.claim_end()
+        _end(handle, None, error=exc)
+        raise
+    leave_span(handle)
+    handle.claim_end()
+    _end(handle, result)
+    return result.result if isinstance(result, ToolExecutionResult) else result
+
+
+async def tool_call_execute(
+    name: str,
+    args: Json,
+    func: Callable[[Json], Any],
+    *,
+    tool_call_id: str | None = None,
+    parent: Span | str | None = None,
+    attributes: Iterable[object] = (),
+    data: Json = None,
+    metadata: JsonObject | None = None,
+) -> Json:
+    """Run ``func(args)`` through the managed tool pipeline; return its result.
+
+    Same order, rejection, failure and cancellation rules as
+    :func:`llmflow.llm_call_execute`, with the ``tool_*`` middleware families.
+    If ``func`` returns a :class:`ToolExecutionResult`, its annotation is
+    recorded and its ``result`` returned.
+    """
+    return await drive_async(
+        _execute(name, args, func, tool_call_id, parent, attributes, data, metadata, True)
+    )
+
+
+def tool_call_execute_sync(
+    name: str,
+    args: Json,
+    func: Callable[[Json], Any],
+    *,
+    tool_call_id: str | None = None,
+    parent: Span | str | None = None,
+    attributes: Iterable[object] = (),
+    data: Json = None,
+    metadata: JsonObject | None = None,
+) -> Json:
+    """Synchronous :func:`tool_call_execute`; an async callback raises a ``FlowError``."""
+    return drive_sync(
+        _execute(name, args, func, tool_call_id, parent, attributes, data, metadata, False)
+    )

@@ -109,3 +109,20 @@ def test_parse_timestamp_accepts_rfc3339_with_offset_and_int() -> None:
 def test_parse_timestamp_rejects_offsetless_and_non_timestamps(value: object) -> None:
     with pytest.raises(ValueError):
         parse_timestamp(value)
+
+
+def test_uuid7_time_never_runs_ahead_of_the_clock_after_a_future_timestamp() -> None:
+    future_us = 4_000_000_000_000_000  # 2096
+    future_id = new_uuid7(future_us)
+    later_id = new_uuid7(now_us())
+    now_ms = now_us() // 1000
+    assert uuid_ms(future_id) <= now_ms + 1
+    assert uuid_ms(later_id) <= now_ms + 1
+    assert future_id < later_id
+
+
+def test_uuid7_time_never_goes_back_for_a_past_timestamp() -> None:
+    recent = new_uuid7(now_us())
+    past = new_uuid7(1_000_000)  # 1970
+    assert uuid_ms(past) >= uuid_ms(recent)
+    assert recent < past

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llmflow
 from llmflow import DataSchema, Event, mark, pop_scope, push_scope, scope
-from llmflow.atof import read_events, validate_stream
+from llmflow.atof import parse_event, read_events, validate_stream
 from llmflow.exporters import AtofFileExporter
 from llmflow.testing import capture
 
@@ -92,9 +94,9 @@ def test_unknown_attribute_flags_are_preserved(tmp_path: Path) -> None:
 
 
 def test_attributes_must_be_strings_not_a_single_string() -> None:
-    with pytest.raises(TypeError, match="^attributes: "):
+    with pytest.raises(TypeError, match=r"^attributes: "):
         push_scope("s", attributes="parallel")
-    with pytest.raises(TypeError, match="^attributes: "):
+    with pytest.raises(TypeError, match=r"^attributes: "):
         push_scope("s", attributes=[1])
 
 
@@ -125,7 +127,7 @@ def test_data_schema_accepts_a_name_version_mapping() -> None:
 
 @pytest.mark.parametrize("bad", [{"name": "x"}, "acme/x", {"name": "x", "version": "1", "z": 1}])
 def test_invalid_data_schema_is_rejected_naming_data_schema(bad: object) -> None:
-    with pytest.raises(TypeError, match="^data_schema: "):
+    with pytest.raises(TypeError, match=r"^data_schema: "):
         mark("m", data_schema=bad)  # type: ignore[arg-type]
 
 
@@ -135,7 +137,9 @@ def test_to_dict_equals_the_parsed_jsonl_line(tmp_path: Path) -> None:
     with capture() as events:
         with scope("outer", "custom", category_profile={"subtype": "acme.plan", "k": [1]}):
             mark("m", data={"nested": {"a": [1.5, None, "é"]}}, metadata={"k": "v"})
-            with scope("inner", "tool", attributes=["remote"], data_schema={"name": "t", "version": "1"}):
+            with scope(
+                "inner", "tool", attributes=["remote"], data_schema={"name": "t", "version": "1"}
+            ):
                 pass
     lines = path.read_bytes().splitlines()
     assert [orjson.loads(line) for line in lines] == [event.to_dict() for event in events]
@@ -187,7 +191,7 @@ def test_epoch_us_timestamp_format_writes_integer_microseconds() -> None:
     [{"timestamp_format": "iso"}, {"overflow": "wait"}, {"queue_capacity": 0}],
 )
 def test_invalid_runtime_options_are_rejected(options: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match=f"^{next(iter(options))}: "):
+    with pytest.raises(ValueError, match=rf"^{next(iter(options))}: "):
         llmflow.Runtime(**options)  # type: ignore[arg-type]
 
 
@@ -229,29 +233,32 @@ def test_end_timestamp_strictly_after_start() -> None:
 def test_explicit_end_not_after_start_is_rejected() -> None:
     handle = push_scope("s", timestamp=1_000_000)
     with capture() as events:
-        with pytest.raises(ValueError, match="^timestamp: the end .* must be later than the start"):
+        with pytest.raises(
+            ValueError, match=r"^timestamp: the end .* must be later than the start"
+        ):
             pop_scope(handle, timestamp=1_000_000)
     assert events == []
     pop_scope(handle, timestamp=1_000_001)
 
 
 def test_custom_category_requires_subtype() -> None:
-    with pytest.raises(ValueError, match="^category_profile: category 'custom' requires"):
+    with pytest.raises(ValueError, match=r"^category_profile: category 'custom' requires"):
         scope("s", "custom")
-    with pytest.raises(ValueError, match="subtype"):
+    with pytest.raises(ValueError, match=r"subtype"):
         push_scope("s", "custom", category_profile={"other": 1})
-    with pytest.raises(ValueError, match="subtype"):
+    with pytest.raises(ValueError, match=r"subtype"):
         mark("m", category="custom")
     with capture() as events:
         with scope("s", "custom", category_profile={"subtype": "acme.planner"}):
             mark("m", category="custom", category_profile={"subtype": "acme.note"})
     assert events[0].category_profile == {"subtype": "acme.planner"}
+    assert events[-1].category_profile == {"subtype": "acme.planner"}  # every custom event
     assert validate_stream(event.to_json() for event in events) == []
 
 
 @pytest.mark.parametrize("category", ["model", "LLM", "", None])
 def test_unknown_category_is_rejected(category: object) -> None:
-    with pytest.raises(ValueError, match="^category: expected one of"):
+    with pytest.raises(ValueError, match=r"^category: expected one of"):
         push_scope("s", category)  # type: ignore[arg-type]
 
 
@@ -266,3 +273,29 @@ def test_event_repr_names_kind_phase_category_and_name() -> None:
     start, checkpoint, _ = emit_sample()
     assert repr(start).startswith("<Event scope start agent 'outer' ")
     assert repr(checkpoint).startswith("<Event mark - 'checkpoint' ")
+
+
+text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=8)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(text, children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=json_values, metadata=st.dictionaries(text.filter(bool), json_values, max_size=4))
+def test_payloads_round_trip_through_the_jsonl_line(
+    data: object, metadata: dict[str, object]
+) -> None:
+    with capture() as events:
+        mark("m", data=data, metadata=metadata or None)
+    line = events[0].to_json()
+    assert events[0].data == data
+    assert orjson.loads(line)["data"] == data
+    assert parse_event(line).data == data
+    assert parse_event(line).metadata == (metadata or None)

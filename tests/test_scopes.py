@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 from collections.abc import Callable, Coroutine
@@ -147,7 +148,10 @@ def test_decorator_on_sync_function_opens_a_fresh_scope_per_call() -> None:
         assert work(2) == 4
         assert work(3) == 6
     assert work.__name__ == "work" and work.__doc__ == "Doubles."
-    assert shape(events) == [("work", "start", None), ("inside", "mark", "work"), ("work", "end", None)] * 2
+    assert (
+        shape(events)
+        == [("work", "start", None), ("inside", "mark", "work"), ("work", "end", None)] * 2
+    )
     assert events[0].uuid != events[3].uuid
     assert {event.category for event in events if event.kind == "scope"} == {"tool"}
 
@@ -214,11 +218,11 @@ async def test_same_scope_object_entered_by_concurrent_tasks_closes_each_tasks_o
 
 
 def test_scope_arguments_are_validated_when_the_scope_is_built() -> None:
-    with pytest.raises(TypeError, match="^name: "):
+    with pytest.raises(TypeError, match=r"^name: "):
         scope("")
-    with pytest.raises(ValueError, match="^category: "):
+    with pytest.raises(ValueError, match=r"^category: "):
         scope("s", "planner")
-    with pytest.raises(TypeError, match="^category_profile: "):
+    with pytest.raises(TypeError, match=r"^category_profile: "):
         scope("s", category_profile=["subtype"])  # type: ignore[arg-type]
 
 
@@ -325,7 +329,7 @@ def test_popping_a_non_innermost_scope_raises_scope_error_naming_it_and_emits_no
     outer = push_scope("outer")
     inner = push_scope("inner")
     with capture() as events:
-        with pytest.raises(ScopeError, match="cannot pop 'outer'.*innermost is 'inner'"):
+        with pytest.raises(ScopeError, match=r"cannot pop 'outer'.*innermost is 'inner'"):
             pop_scope(outer)
     assert events == []
     assert current_scope() is inner and not outer.ended
@@ -337,13 +341,13 @@ def test_popping_a_scope_twice_raises_scope_error_and_emits_nothing() -> None:
     handle = push_scope("once")
     pop_scope(handle)
     with capture() as events:
-        with pytest.raises(ScopeError, match="'once'.*already ended"):
+        with pytest.raises(ScopeError, match=r"'once'.*already ended"):
             pop_scope(handle)
     assert events == []
 
 
 def test_pop_scope_rejects_a_non_handle() -> None:
-    with pytest.raises(TypeError, match="^handle: expected a ScopeHandle"):
+    with pytest.raises(TypeError, match=r"^handle: expected a ScopeHandle"):
         pop_scope("not-a-handle")  # type: ignore[arg-type]
 
 
@@ -539,7 +543,7 @@ def test_end_defaults_to_one_microsecond_after_a_future_explicit_start() -> None
 def test_naive_datetime_timestamp_is_rejected_with_a_clear_error(emit: str) -> None:
     naive = datetime(2024, 1, 1, 12, 0)
     with capture() as events:
-        with pytest.raises(ValueError, match="^timestamp: expected a timezone-aware datetime"):
+        with pytest.raises(ValueError, match=r"^timestamp: expected a timezone-aware datetime"):
             if emit == "push_scope":
                 push_scope("s", timestamp=naive)
             else:
@@ -551,16 +555,18 @@ def test_naive_datetime_timestamp_is_rejected_with_a_clear_error(emit: str) -> N
 @pytest.mark.parametrize("value", ["2024-01-01T00:00:00Z", 1.7e15, True])
 def test_string_float_and_bool_timestamps_are_rejected_with_a_clear_error(value: object) -> None:
     with capture() as events:
-        with pytest.raises(TypeError, match="^timestamp: expected a timezone-aware datetime or int"):
+        with pytest.raises(
+            TypeError, match=r"^timestamp: expected a timezone-aware datetime or int"
+        ):
             push_scope("s", timestamp=value)  # type: ignore[arg-type]
-        with pytest.raises(TypeError, match="^timestamp: "):
+        with pytest.raises(TypeError, match=r"^timestamp: "):
             mark("m", timestamp=value)  # type: ignore[arg-type]
     assert events == []
 
 
 def test_naive_end_timestamp_is_rejected_and_the_scope_stays_open() -> None:
     handle = push_scope("s")
-    with pytest.raises(ValueError, match="^timestamp: "):
+    with pytest.raises(ValueError, match=r"^timestamp: "):
         pop_scope(handle, timestamp=datetime(2024, 1, 1))
     assert current_scope() is handle
     pop_scope(handle)
@@ -592,9 +598,9 @@ def test_scope_with_explicit_parent_ignores_the_current_stack() -> None:
 
 @pytest.mark.parametrize("parent", [42, "not-a-uuid", object()])
 def test_invalid_parent_is_rejected_naming_parent(parent: object) -> None:
-    with pytest.raises(TypeError, match="^parent: "):
+    with pytest.raises(TypeError, match=r"^parent: "):
         mark("m", parent=parent)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="^parent: "):
+    with pytest.raises(TypeError, match=r"^parent: "):
         push_scope("s", parent=parent)  # type: ignore[arg-type]
     assert current_scope() is None
 
@@ -614,13 +620,13 @@ def test_non_json_data_raises_invalid_payload_error_naming_data_and_emits_nothin
     data: object,
 ) -> None:
     with capture() as events:
-        with pytest.raises(InvalidPayloadError, match="^data: expected a JSON-serializable value"):
+        with pytest.raises(InvalidPayloadError, match=r"^data: expected a JSON-serializable value"):
             mark("m", data=data)
-        with pytest.raises(InvalidPayloadError, match="^data: "):
+        with pytest.raises(InvalidPayloadError, match=r"^data: "):
             push_scope("s", data=data)
         assert current_scope() is None
         handle = push_scope("s")
-        with pytest.raises(InvalidPayloadError, match="^data: "):
+        with pytest.raises(InvalidPayloadError, match=r"^data: "):
             pop_scope(handle, data=data)
         assert current_scope() is handle
     assert [event.scope_category for event in events] == ["start"]
@@ -642,9 +648,9 @@ def test_invalid_metadata_raises_invalid_payload_error_naming_metadata_and_emits
     metadata: object,
 ) -> None:
     with capture() as events:
-        with pytest.raises(InvalidPayloadError, match="^metadata: "):
+        with pytest.raises(InvalidPayloadError, match=r"^metadata: "):
             mark("m", metadata=metadata)  # type: ignore[arg-type]
-        with pytest.raises(InvalidPayloadError, match="^metadata: "):
+        with pytest.raises(InvalidPayloadError, match=r"^metadata: "):
             push_scope("s", metadata=metadata)  # type: ignore[arg-type]
     assert events == []
     assert current_scope() is None
@@ -652,9 +658,9 @@ def test_invalid_metadata_raises_invalid_payload_error_naming_metadata_and_emits
 
 @pytest.mark.parametrize("name", ["", None, 3])
 def test_invalid_name_is_rejected_naming_name(name: object) -> None:
-    with pytest.raises(TypeError, match="^name: expected a non-empty str"):
+    with pytest.raises(TypeError, match=r"^name: expected a non-empty str"):
         mark(name)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="^name: expected a non-empty str"):
+    with pytest.raises(TypeError, match=r"^name: expected a non-empty str"):
         push_scope(name)  # type: ignore[arg-type]
 
 
@@ -717,13 +723,13 @@ async def run_node(node: Node) -> None:
 
     async def body() -> None:
         if node.concurrent:
-            await asyncio.gather(*(run_node(child) for child in node.children), return_exceptions=True)
+            await asyncio.gather(
+                *(run_node(child) for child in node.children), return_exceptions=True
+            )
         else:
             for child in node.children:
-                try:
+                with contextlib.suppress(Planned):
                     await run_node(child)
-                except Planned:
-                    pass
         if node.fails:
             raise Planned(node.name)
 
@@ -753,10 +759,8 @@ def test_random_programs_yield_a_valid_stream_where_every_start_has_exactly_one_
     program: Node,
 ) -> None:
     async def main() -> None:
-        try:
+        with contextlib.suppress(Planned):
             await run_node(program)
-        except Planned:
-            pass
 
     with capture() as events:
         asyncio.run(main())

@@ -42,7 +42,11 @@ def _schemas(directory: Path, check: bool) -> int:
 def _validate(path: Path) -> int:
     from .atof import validate_stream
 
-    violations = validate_stream(path)
+    try:
+        violations = validate_stream(path)
+    except OSError as exc:  # a missing or unreadable file is a usage error, not a trace
+        print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     for violation in violations:
         print(f"{path}:{violation}")
     print(f"{path}: {'valid' if not violations else f'{len(violations)} violation(s)'}")

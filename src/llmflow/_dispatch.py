@@ -1,10 +1,13 @@
 """Ordered, bounded, non-blocking event delivery: one queue, one worker thread.
 
 Emitters append to a deque (atomic under the GIL, so emission order is queue
-order) and wake the worker only when it sleeps. The worker drains the queue in
-batches and hands each batch to the runtime's ``deliver`` callback; flushes are
-barriers placed in the same queue, so a flush completes exactly when every
-event emitted before it was delivered.
+order). Waking a thread costs more than emitting an event, so the worker is
+woken only from deep sleep: after draining the queue it naps for ``NAP``
+seconds to let the next batch gather, and only an empty nap sends it to deep
+sleep. Barriers (flush), shutdown and a full queue wake it at once. The worker
+hands each batch to the runtime's ``deliver`` callback; flushes are barriers in
+the same queue, so a flush completes exactly when every event emitted before
+it was delivered.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from ._event import Event
 __all__ = ["Dispatcher", "OverflowPolicy"]
 
 OverflowPolicy = Literal["block", "drop"]
-_BATCH = 512
+_BATCH = 1024
+NAP = 0.002
+"""Seconds the worker waits for more events before sleeping until woken."""
 
 
 class _Barrier:
@@ -81,7 +86,7 @@ class Dispatcher:
         self._space = threading.Event()
         self._start_lock = threading.Lock()
         self._drop_lock = threading.Lock()
-        self._idle = True
+        self._sleeping = True
         self._unreported_drops = 0
         self._thread: threading.Thread | None = None
 
@@ -97,7 +102,7 @@ class Dispatcher:
         if len(queue) >= self.capacity and not self._make_room():
             return
         queue.append(event)
-        if self._idle:
+        if self._sleeping:
             self._wake_worker()
 
     def _make_room(self) -> bool:
@@ -181,14 +186,18 @@ class Dispatcher:
     def _run(self) -> None:
         queue = self._queue
         popleft = queue.popleft
+        wake = self._wake
         batch: list[Event] = []
         while True:
             if not queue:
-                self._idle = True
-                self._wake.clear()
+                wake.wait(NAP)  # let a batch gather; barriers and stop cut it short
+                wake.clear()
                 if not queue:
-                    self._wake.wait()
-                self._idle = False
+                    self._sleeping = True
+                    if not queue:  # re-check: an emitter may have missed the flag
+                        wake.wait()
+                    self._sleeping = False
+                    wake.clear()
                 continue
             stop = False
             try:
@@ -209,7 +218,7 @@ class Dispatcher:
             self._space.set()
             self._drain(batch)
             if stop:
-                self._idle = True
+                self._sleeping = True
                 return
 
     def _drain(self, batch: list[Event]) -> None:

@@ -41,7 +41,6 @@ CANONICAL_ATTRIBUTES: Final = ("parallel", "relocatable", "stateful", "streaming
 
 EventKind = Literal["scope", "mark"]
 _UNSET: Any = object()
-_Fragment = orjson.Fragment
 _dumps = orjson.dumps
 _loads = orjson.loads
 
@@ -154,38 +153,6 @@ class Event:
         setattr(self, f"_{field}_raw", raw)
         setattr(self, f"_{field}", _UNSET)
 
-    def _envelope(self, data: Any, metadata: Any, profile: Any) -> JsonObject:
-        schema = self.data_schema
-        out: JsonObject = {
-            "kind": self.kind,
-            "atof_version": ATOF_VERSION,
-            "uuid": self.uuid,
-            "parent_uuid": self.parent_uuid,
-            "timestamp": self.timestamp,
-            "name": self.name,
-        }
-        if self.kind == "scope":
-            out["scope_category"] = self.scope_category
-            out["attributes"] = list(self.attributes)
-            out["category"] = self.category
-            out["category_profile"] = profile
-        else:
-            if self.category is not None:
-                out["category"] = self.category
-            if profile is not None:
-                out["category_profile"] = profile
-        out["data"] = data
-        out["data_schema"] = (
-            None
-            if schema is None
-            else {
-                "name": schema.name,
-                "version": schema.version,
-            }
-        )
-        out["metadata"] = metadata
-        return out
-
     def to_dict(self) -> JsonObject:
         """The exact JSON object written as this event's JSONL line (a fresh copy)."""
         copy = _loads(self.to_json())
@@ -193,17 +160,56 @@ class Event:
         return copy
 
     def to_json(self) -> bytes:
-        """The event as one compact JSON document (no trailing newline)."""
+        """The event as one compact JSON document (no trailing newline).
+
+        Assembled from byte pieces: ids, category and scope phase are ASCII
+        produced by llmflow itself, and payloads are the emission snapshots, so
+        only ``name`` and ``attributes`` need encoding here.
+        """
+        parent = self.parent_uuid
+        us = self.timestamp_us
+        schema = self.data_schema
+        parts = [
+            b'{"kind":"scope","atof_version":"0.1","uuid":"'
+            if self.kind == "scope"
+            else b'{"kind":"mark","atof_version":"0.1","uuid":"',
+            self.uuid.encode(),
+            b'","parent_uuid":null,"timestamp":'
+            if parent is None
+            else b'","parent_uuid":"' + parent.encode() + b'","timestamp":',
+            str(us).encode() if self._epoch_ts else b'"' + format_rfc3339(us).encode() + b'"',
+            b',"name":',
+            _dumps(self.name),
+        ]
+        profile = self._profile_raw
+        if self.kind == "scope":
+            parts += (
+                b',"scope_category":"start","attributes":'
+                if self.scope_category == "start"
+                else b',"scope_category":"end","attributes":',
+                _dumps(self.attributes) if self.attributes else b"[]",
+                b',"category":"',
+                self.category.encode(),  # type: ignore[union-attr]
+                b'","category_profile":',
+                b"null" if profile is None else profile,
+            )
+        else:
+            if self.category is not None:
+                parts += (b',"category":"', self.category.encode(), b'"')
+            if profile is not None:
+                parts += (b',"category_profile":', profile)
         data = self._data_raw
         metadata = self._metadata_raw
-        profile = self._profile_raw
-        return _dumps(
-            self._envelope(
-                None if data is None else _Fragment(data),
-                None if metadata is None else _Fragment(metadata),
-                None if profile is None else _Fragment(profile),
-            )
+        parts += (
+            b',"data":',
+            b"null" if data is None else data,
+            b',"data_schema":',
+            b"null" if schema is None else _dumps({"name": schema.name, "version": schema.version}),
+            b',"metadata":',
+            b"null" if metadata is None else metadata,
+            b"}",
         )
+        return b"".join(parts)
 
     def __repr__(self) -> str:
         phase = f" {self.scope_category}" if self.scope_category else ""

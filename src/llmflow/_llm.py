@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._clock import now_us, to_epoch_us
 from ._errors import HandleError, InvalidPayloadError
-from ._json import check_metadata, dumps
+from ._json import check_metadata, dumps, snapshot
 from ._pipeline import (
     Call,
     RequestContext,
     SanitizeContext,
     Step,
     annotate,
+    chain,
     check_callable,
     drive_async,
     drive_sync,
@@ -29,14 +30,22 @@ from ._pipeline import (
     emit_start,
     end_metadata,
     event_snapshot,
-    params_or_args,
+    profile_with,
     run_execution,
     run_guardrails,
     run_request_intercepts,
     sanitize,
+    unpack_params,
 )
 from ._runtime import Runtime, get_runtime
-from ._scope import Span, check_name, enter_span, leave_span, normalize_attributes
+from ._scope import (
+    Span,
+    check_name,
+    enter_span,
+    leave_span,
+    normalize_attributes,
+    resolve_parent,
+)
 from ._types import Json, JsonObject, LlmRequest
 
 if TYPE_CHECKING:
@@ -204,12 +213,50 @@ def _check_request(request: object, param: str = "request") -> LlmRequest:
     return request
 
 
-def _event_view(request: LlmRequest) -> LlmRequest:
-    """The event copy's starting point: the request without credential headers."""
-    headers = request.headers
-    if headers and any(key.lower() in CREDENTIAL_HEADERS for key in headers):
-        headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
-    return LlmRequest(headers, request.content)
+def strip_credentials(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` without the credential headers (the same dict when it has none)."""
+    for key in headers:
+        if key.lower() in CREDENTIAL_HEADERS:
+            return {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+    return headers
+
+
+def _check_handle_args(
+    name: str,
+    parent: Span | str | None,
+    attributes: Iterable[object],
+    data: Json,
+    metadata: JsonObject | None,
+    model_name: str | None,
+    extra_attribute: str | None = None,
+) -> tuple[str, ...]:
+    """Validate the fields of a new handle; return its normalized attributes."""
+    check_name(name)
+    if model_name is not None and not isinstance(model_name, str):
+        raise TypeError(f"model_name: expected a str or None, got {type(model_name).__name__}")
+    check_metadata(metadata)
+    if data is not None:
+        snapshot(data, "data")  # bad input fails here, not silently at the end
+    if parent is not None:
+        resolve_parent(parent)
+    attrs = normalize_attributes(attributes)
+    if extra_attribute is not None and extra_attribute not in attrs:
+        attrs = tuple(sorted((*attrs, extra_attribute)))
+    return attrs
+
+
+def _open_handle(
+    runtime: Runtime,
+    name: str,
+    parent: Span | str | None,
+    attrs: tuple[str, ...],
+    started: int,
+    data: Json,
+    metadata: JsonObject | None,
+    model_name: str | None,
+) -> LlmHandle:
+    profile = None if model_name is None else {"model_name": model_name}
+    return LlmHandle(runtime, name, "llm", parent, attrs, started, data, metadata, profile)
 
 
 def _new_handle(
@@ -221,27 +268,18 @@ def _new_handle(
     metadata: JsonObject | None,
     model_name: str | None,
     timestamp: datetime | int | None,
-    extra_attribute: str | None = None,
 ) -> LlmHandle:
     runtime.check_open()
-    check_name(name)
-    if model_name is not None and not isinstance(model_name, str):
-        raise TypeError(f"model_name: expected a str or None, got {type(model_name).__name__}")
-    check_metadata(metadata)
-    attrs = normalize_attributes(attributes)
-    if extra_attribute is not None and extra_attribute not in attrs:
-        attrs = tuple(sorted((*attrs, extra_attribute)))
+    attrs = _check_handle_args(name, parent, attributes, data, metadata, model_name)
     started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
-    profile = None if model_name is None else {"model_name": model_name}
-    return LlmHandle(runtime, name, "llm", parent, attrs, started, data, metadata, profile)
+    return _open_handle(runtime, name, parent, attrs, started, data, metadata, model_name)
 
 
-def _is_request(value: object) -> bool:
-    return isinstance(value, LlmRequest)
-
-
-def _is_json(value: object) -> bool:
-    return True  # validated by the snapshot that follows
+def _request_snapshot(value: object) -> bytes:
+    """Snapshot a sanitized request copy; anything but a JSON ``LlmRequest`` raises."""
+    if not isinstance(value, LlmRequest):
+        raise TypeError(f"expected an LlmRequest or None, got {type(value).__name__}")
+    return dumps({"headers": value.headers, "content": value.content})
 
 
 def _annotation_dict(value: Any, param: str) -> JsonObject | None:
@@ -261,22 +299,26 @@ def _start(
     codec: RequestCodec | None,
     annotated: JsonObject | None = None,
 ) -> None:
-    """Sanitize the event copy of ``request``, annotate it, emit the start event."""
+    """Sanitize the event copy of ``request``, annotate it, emit the start event.
+
+    The unsanitized copy must be JSON (a caller error otherwise); what a
+    sanitizer returns is checked and omitted when it is not (fail closed).
+    """
     runtime = handle.runtime
     schema = None if codec is None else codec.data_schema
-    ctx = SanitizeContext(handle.name, "llm", "request", schema)
-    view = sanitize(runtime, SANITIZE_REQUEST, _event_view(request), ctx, _is_request)
-    data_raw = None
-    if view is not None:
-        if view.content is request.content:  # unsanitized: bad JSON is the caller's error
-            data_raw = dumps_request(view)
-        else:
-            data_raw = event_snapshot(runtime, view.to_dict(), f"{SANITIZE_REQUEST}:snapshot")
-        if annotated is None and codec is not None and data_raw is not None:
-            annotated = annotate(runtime, codec, "annotate_request", view)
+    view: LlmRequest | None = LlmRequest(strip_credentials(request.headers), request.content)
+    sanitizers = chain(runtime, SANITIZE_REQUEST)
+    if sanitizers:
+        ctx = SanitizeContext(handle.name, "llm", "request", schema)
+        sanitized = sanitize(runtime, SANITIZE_REQUEST, sanitizers, view, ctx, _request_snapshot)
+        view, data_raw = (None, None) if sanitized is None else sanitized
     else:
+        data_raw = dumps_request(view)  # type: ignore[arg-type]
+    if view is None:
         annotated = None
-    emit_start(handle, data_raw, schema, {"annotated_request": annotated})
+    elif annotated is None and codec is not None:
+        annotated = annotate(runtime, codec, "annotate_request", view)
+    emit_start(handle, data_raw, schema, profile_with(handle, "annotated_request", annotated))
 
 
 def dumps_request(request: LlmRequest) -> bytes:
@@ -299,31 +341,55 @@ def _end(
     response_codec: ResponseCodec | None = None,
     error: BaseException | None = None,
     ended_us: int | None = None,
+    strict: bool = False,
 ) -> None:
-    """Sanitize the event copy of ``response``, annotate it, emit the end event."""
+    """Sanitize the event copy of ``response``, annotate it, emit the end event.
+
+    With ``strict`` (manual ``llm_call_end``) a non-JSON response or end
+    ``data`` raises before anything is emitted and the handle is claimed here;
+    otherwise the caller has claimed it and bad payloads are counted and
+    omitted.
+    """
     runtime = handle.runtime
     schema = None if response_codec is None else response_codec.data_schema
     data_raw = None
     if error is None and response is not None:
-        ctx = SanitizeContext(handle.name, "llm", "response", schema)
-        view = sanitize(runtime, SANITIZE_RESPONSE, response, ctx, _is_json)
-        if view is not None:
-            data_raw = event_snapshot(runtime, view, f"{SANITIZE_RESPONSE}:snapshot")
-            if annotated is None and response_codec is not None and data_raw is not None:
-                annotated = annotate(runtime, response_codec, "annotate_response", view)
+        sanitizers = chain(runtime, SANITIZE_RESPONSE)
+        if not sanitizers:
+            view = response
+            data_raw = (
+                snapshot(response, "response")
+                if strict
+                else event_snapshot(runtime, response, f"{SANITIZE_RESPONSE}:snapshot")
+            )
         else:
+            if strict:
+                snapshot(response, "response")  # bad input is the caller's error
+            ctx = SanitizeContext(handle.name, "llm", "response", schema)
+            sanitized = sanitize(runtime, SANITIZE_RESPONSE, sanitizers, response, ctx, dumps)
+            view, data_raw = (None, None) if sanitized is None else sanitized
+        if data_raw is None:
             annotated = None
+        elif annotated is None and response_codec is not None:
+            annotated = annotate(runtime, response_codec, "annotate_response", view)
     if data_raw is None:
         fallback = handle.data if data is None else data
-        data_raw = event_snapshot(runtime, fallback, "llm_call_end:data")
+        data_raw = (
+            snapshot(fallback, "data")
+            if strict
+            else event_snapshot(runtime, fallback, "llm_call_end:data")
+        )
         schema = None
+    metadata_raw = end_metadata(handle, metadata, error)
+    if strict:
+        handle.claim_end()
     emit_end(
         handle,
         handle.end_time(None) if ended_us is None else ended_us,
         data_raw,
         schema,
-        end_metadata(handle, metadata, error),
-        {"annotated_response": annotated},
+        metadata_raw,
+        profile_with(handle, "annotated_response", annotated),
     )
 
 
@@ -349,26 +415,12 @@ def llm_call(
     ``model_name``; ``data`` stays on the handle. No intercept runs. Invalid
     arguments raise before anything is emitted.
     """
-    fields = params_or_args(
-        LlmCallParams,
-        name,
-        [
-            ("request", request, None),
-            ("parent", parent, None),
-            ("attributes", attributes, ()),
-            ("data", data, None),
-            ("metadata", metadata, None),
-            ("model_name", model_name, None),
-            ("annotated_request", annotated_request, None),
-            ("timestamp", timestamp, None),
-        ],
-    )
-    if fields is not None:
-        return llm_call(**fields)
+    if isinstance(name, LlmCallParams):
+        return llm_call(**unpack_params(name, locals()))
     runtime = get_runtime()
     handle = _new_handle(
         runtime,
-        cast(str, name),
+        name,
         parent,
         attributes,
         data,
@@ -406,12 +458,14 @@ def llm_call_end(
     raises :class:`HandleError` and emits nothing.
     """
     if isinstance(handle, LlmCallEndParams):
-        fields = _fields(handle)
-        if response is not None:
-            raise TypeError("pass either an LlmCallEndParams or arguments, not both")
+        fields = unpack_params(handle, locals())
         return llm_call_end(fields.pop("handle"), **fields)
     if isinstance(response, EndLlmHandleParams):
-        return llm_call_end(handle, **_fields(response))
+        given = locals()
+        del given["handle"]  # the params object stands in for everything after the handle
+        fields = unpack_params(response, given)
+        fields.pop("handle", None)  # an LlmCallEndParams passed as the second argument
+        return llm_call_end(handle, **fields)
     if not isinstance(handle, LlmHandle):
         raise HandleError(
             f"handle: expected an LlmHandle from llm_call(), got {type(handle).__name__}"
@@ -419,17 +473,15 @@ def llm_call_end(
     if handle.ended:
         handle.claim_end()  # raises
     ended = handle.end_time(timestamp)
-    check_metadata(metadata)
-    annotated = _annotation_dict(annotated_response, "annotated_response")
-    handle.claim_end()
     _end(
         handle,
         response,
         data=data,
         metadata=metadata,
-        annotated=annotated,
+        annotated=_annotation_dict(annotated_response, "annotated_response"),
         response_codec=response_codec,
         ended_us=ended,
+        strict=True,
     )
     return None
 
@@ -495,11 +547,11 @@ def _execute(
 ) -> Step[Json]:
     runtime = get_runtime()
     runtime.check_open()
-    check_name(name)
-    _check_request(request)
+    attrs = _check_handle_args(name, parent, attributes, data, metadata, model_name)
+    dumps_request(_check_request(request))  # bad input fails before any middleware runs
     check_callable(func, "func")
     request = yield from _prepare(runtime, name, request, codec)
-    handle = _new_handle(runtime, name, parent, attributes, data, metadata, model_name, None)
+    handle = _open_handle(runtime, name, parent, attrs, now_us(), data, metadata, model_name)
     _start(handle, request, codec)
     enter_span(handle)
     try:
@@ -537,26 +589,11 @@ async def llm_call_execute(
     after the start emits the end (null output or the handle ``data``, with
     ``exception.type``/``exception.message``) and re-raises the original.
     """
-    fields = params_or_args(
-        LlmCallExecuteParams,
-        name,
-        [
-            ("request", request, None),
-            ("func", func, None),
-            ("parent", parent, None),
-            ("attributes", attributes, ()),
-            ("data", data, None),
-            ("metadata", metadata, None),
-            ("model_name", model_name, None),
-            ("codec", codec, None),
-            ("response_codec", response_codec, None),
-        ],
-    )
-    if fields is not None:
-        return await llm_call_execute(**fields)
+    if isinstance(name, LlmCallExecuteParams):
+        return await llm_call_execute(**unpack_params(name, locals()))
     return await drive_async(
         _execute(
-            cast(str, name),
+            name,
             cast(LlmRequest, request),
             cast("Callable[[LlmRequest], Any]", func),
             parent,
@@ -585,26 +622,11 @@ def llm_call_execute_sync(
     response_codec: ResponseCodec | None = None,
 ) -> Json:
     """Synchronous :func:`llm_call_execute`; an async callback raises a ``FlowError``."""
-    fields = params_or_args(
-        LlmCallExecuteParams,
-        name,
-        [
-            ("request", request, None),
-            ("func", func, None),
-            ("parent", parent, None),
-            ("attributes", attributes, ()),
-            ("data", data, None),
-            ("metadata", metadata, None),
-            ("model_name", model_name, None),
-            ("codec", codec, None),
-            ("response_codec", response_codec, None),
-        ],
-    )
-    if fields is not None:
-        return llm_call_execute_sync(**fields)
+    if isinstance(name, LlmCallExecuteParams):
+        return llm_call_execute_sync(**unpack_params(name, locals()))
     return drive_sync(
         _execute(
-            cast(str, name),
+            name,
             cast(LlmRequest, request),
             cast("Callable[[LlmRequest], Any]", func),
             parent,
@@ -698,29 +720,13 @@ async def llm_stream_call_execute(
     """
     from ._stream import LlmStream
 
-    fields = params_or_args(
-        LlmStreamCallExecuteParams,
-        name,
-        [
-            ("request", request, None),
-            ("func", func, None),
-            ("collector", collector, None),
-            ("finalizer", finalizer, None),
-            ("parent", parent, None),
-            ("attributes", attributes, ()),
-            ("data", data, None),
-            ("metadata", metadata, None),
-            ("model_name", model_name, None),
-            ("codec", codec, None),
-            ("response_codec", response_codec, None),
-        ],
-    )
-    if fields is not None:
-        return await llm_stream_call_execute(**fields)
+    if isinstance(name, LlmStreamCallExecuteParams):
+        return await llm_stream_call_execute(**unpack_params(name, locals()))
     runtime = get_runtime()
     runtime.check_open()
-    name = check_name(name)
+    attrs = _check_handle_args(name, parent, attributes, data, metadata, model_name, "streaming")
     request = _check_request(request)
+    dumps_request(request)  # bad input fails before any middleware runs
     check_callable(func, "func")
     func = cast("Callable[[LlmRequest], Any]", func)
     if collector is None and finalizer is None and response_codec is not None:
@@ -731,17 +737,7 @@ async def llm_stream_call_execute(
     collector = cast("Callable[[Json], object]", collector)
     finalizer = cast("Callable[[], Json]", finalizer)
     prepared = await drive_async(_prepare(runtime, name, request, codec))
-    handle = _new_handle(
-        runtime,
-        name,
-        parent,
-        attributes,
-        data,
-        metadata,
-        model_name,
-        None,
-        extra_attribute="streaming",
-    )
+    handle = _open_handle(runtime, name, parent, attrs, now_us(), data, metadata, model_name)
     _start(handle, prepared, codec)
     return LlmStream(
         handle,

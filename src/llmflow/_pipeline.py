@@ -14,7 +14,7 @@ sanitize-request (event copy) → start event → execution intercepts →
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, Literal, TypeVar
 
 from ._clock import now_us
@@ -182,9 +182,14 @@ class RequestContext:
 
 
 class Call(Span):
-    """A started LLM or tool call: the shared state of its start and end events."""
+    """A started LLM or tool call: the shared state of its start and end events.
 
-    __slots__ = ("data", "metadata", "profile")
+    ``profile`` holds the profile keys repeated on start and end
+    (``model_name``, ``tool_call_id``); it and ``metadata`` are snapshotted once
+    here and reused by both events.
+    """
+
+    __slots__ = ("data", "metadata", "metadata_raw", "profile", "profile_raw")
 
     def __init__(
         self,
@@ -201,8 +206,9 @@ class Call(Span):
         super().__init__(runtime, name, category, resolve_parent(parent), attributes, started_us)
         self.data = data
         self.metadata = metadata
+        self.metadata_raw = check_metadata(metadata)
         self.profile = profile
-        """Profile keys repeated on start and end (``model_name``, ``tool_call_id``)."""
+        self.profile_raw = None if profile is None else _profile_bytes(profile)
 
     def claim_end(self, param: str = "handle") -> None:
         """Mark the call ended; a second end raises :class:`HandleError`."""
@@ -213,33 +219,65 @@ class Call(Span):
         self.mark_ended()
 
 
+_PROFILE_CACHE: dict[tuple[str, Any], bytes] = {}
+
+
+def _profile_bytes(profile: JsonObject) -> bytes:
+    """Snapshot a profile; one-key profiles (``{"model_name": m}``) are cached."""
+    if len(profile) != 1:
+        return dumps(profile)
+    ((key, value),) = profile.items()
+    raw = _PROFILE_CACHE.get((key, value))
+    if raw is None:
+        if len(_PROFILE_CACHE) >= 1024:
+            _PROFILE_CACHE.clear()
+        raw = _PROFILE_CACHE[key, value] = dumps(profile)
+    return raw
+
+
 def sanitize(
     runtime: Runtime,
     family: str,
+    entries: tuple[Entry[Any], ...],
     payload: Any,
     ctx: SanitizeContext,
-    valid: Callable[[Any], bool],
-) -> Any:
-    """Run the sanitizer chain on an event copy; ``None`` means omit the payload.
+    snapshot_of: Callable[[Any], bytes],
+) -> tuple[Any, bytes] | None:
+    """Run a sanitizer chain (``entries`` of ``family``) on an event copy.
 
-    A sanitizer returning ``None`` stops the chain. An exception or a value
-    ``valid`` rejects also omits the payload (fail closed) and is counted.
+    Returns the sanitized copy with its JSON snapshot, or ``None`` to omit the
+    payload. A sanitizer returning ``None`` stops the chain; an exception, or a
+    value ``snapshot_of`` cannot serialize, also omits the payload and stops
+    the chain (fail closed) and is counted as ``"<family>:<name>"``.
     """
-    for entry in chain(runtime, family):
+    raw = b""
+    for entry in entries:
         try:
             payload = entry.fn(payload, ctx)
+            if payload is None:
+                return None
+            raw = snapshot_of(payload)
         except Exception as exc:
             runtime.record_failure(f"{family.replace('.', '_')}:{entry.name}", exc)
             return None
-        if payload is None:
-            return None
-        if not valid(payload):
-            runtime.record_failure(
-                f"{family.replace('.', '_')}:{entry.name}",
-                TypeError(f"sanitizer returned an invalid value of type {type(payload).__name__}"),
-            )
-            return None
-    return payload
+    return payload, raw
+
+
+def sanitized_json(
+    runtime: Runtime,
+    family: str,
+    payload: Json,
+    name: str,
+    category: str,
+    phase: Literal["request", "response"],
+) -> bytes | None:
+    """Sanitize and snapshot a JSON event copy; ``None`` when it is omitted."""
+    entries = chain(runtime, family)
+    if not entries:
+        return event_snapshot(runtime, payload, f"{family.replace('.', '_')}:snapshot")
+    ctx = SanitizeContext(name, category, phase, None)
+    sanitized = sanitize(runtime, family, entries, payload, ctx, dumps)
+    return None if sanitized is None else sanitized[1]
 
 
 def event_snapshot(runtime: Runtime, payload: Any, source: str) -> bytes | None:
@@ -261,18 +299,19 @@ def annotate(runtime: Runtime, codec: Any, method: str, payload: Any) -> JsonObj
         return None
 
 
-def merged_profile(base: JsonObject | None, extra: Mapping[str, Json]) -> bytes | None:
-    """Snapshot ``base`` plus ``extra`` keys whose value is not ``None``."""
-    extra = {k: v for k, v in extra.items() if v is not None}
-    if not extra:
-        return None if base is None else dumps(base)
-    return dumps({**base, **extra} if base else extra)
+def profile_with(call: Call, key: str, value: Json) -> bytes | None:
+    """The call's profile snapshot, plus ``key`` when ``value`` is not ``None``."""
+    if value is None:
+        return call.profile_raw
+    return dumps({**call.profile, key: value} if call.profile else {key: value})
 
 
 def end_metadata(
     call: Call, metadata: JsonObject | None, error: BaseException | None
 ) -> bytes | None:
     """The end metadata: the call's, then the end's, then the exception's, merged."""
+    if not metadata and error is None:
+        return call.metadata_raw
     merged: JsonObject | None = call.metadata
     if metadata:
         merged = {**merged, **metadata} if merged else metadata
@@ -282,17 +321,20 @@ def end_metadata(
 
 
 def emit_start(
-    call: Call, data_raw: bytes | None, schema: DataSchema | None, extra: Mapping[str, Json]
+    call: Call,
+    data_raw: bytes | None,
+    schema: DataSchema | None = None,
+    profile_raw: bytes | Literal[False] | None = False,
 ) -> None:
-    """Emit the start event of ``call``."""
+    """Emit the start event of ``call`` (``profile_raw=False``: the call's own profile)."""
     emit_span_event(
         call,
         "start",
         call.started_us,
         data_raw,
         schema if data_raw is not None else None,
-        None if call.metadata is None else dumps(call.metadata),
-        merged_profile(call.profile, extra),
+        call.metadata_raw,
+        call.profile_raw if profile_raw is False else profile_raw,
     )
 
 
@@ -302,7 +344,7 @@ def emit_end(
     data_raw: bytes | None,
     schema: DataSchema | None,
     metadata_raw: bytes | None,
-    extra: Mapping[str, Json],
+    profile_raw: bytes | Literal[False] | None = False,
 ) -> None:
     """Emit the end event of ``call`` (the caller has claimed the end)."""
     emit_span_event(
@@ -312,7 +354,7 @@ def emit_end(
         data_raw,
         schema if data_raw is not None else None,
         metadata_raw,
-        merged_profile(call.profile, extra),
+        call.profile_raw if profile_raw is False else profile_raw,
     )
 
 
@@ -328,7 +370,7 @@ def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> St
     """
     for entry in chain(runtime, family):
         span = Call(runtime, entry.name, "guardrail", None, (), now_us(), None, None, None)
-        emit_start(span, None, None, {})
+        emit_start(span, None)
         enter_span(span)
         try:
             verdict = yield from call_user(entry.fn, request)
@@ -340,12 +382,12 @@ def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> St
         except BaseException as exc:
             leave_span(span)
             span.claim_end()
-            emit_end(span, span.end_time(None), None, None, end_metadata(span, None, exc), {})
+            emit_end(span, span.end_time(None), None, None, end_metadata(span, None, exc))
             raise
         leave_span(span)
         if verdict is None:
             span.claim_end()
-            emit_end(span, span.end_time(None), None, None, None, {})
+            emit_end(span, span.end_time(None), None, None, None)
             continue
         mark(
             "llmflow.guardrail_rejected",
@@ -355,7 +397,7 @@ def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> St
         )
         span.claim_end()
         emit_end(
-            span, span.end_time(None), dumps({"rejected": True, "reason": verdict}), None, None, {}
+            span, span.end_time(None), dumps({"rejected": True, "reason": verdict}), None, None
         )
         raise GuardrailRejected(entry.name, verdict)
 
@@ -418,17 +460,17 @@ def check_callable(value: object, param: str) -> None:
         raise TypeError(f"{param}: expected a callable, got {type(value).__name__}")
 
 
-def params_or_args(
-    params_type: type, first: object, given: Iterable[tuple[str, object, object]]
-) -> dict[str, Any] | None:
-    """If ``first`` is a params object return its fields, checking no other argument
-    was also passed; otherwise ``None``."""
-    if not isinstance(first, params_type):
-        return None
-    clashes = [name for name, value, default in given if value is not default]
+def unpack_params(params: object, given: dict[str, object]) -> dict[str, Any]:
+    """The fields of a params object, checking no other argument was also passed.
+
+    ``given`` is the entry point's ``locals()`` at entry; its first item is the
+    params object itself and every other argument must still be at its default
+    (``None`` or ``()``).
+    """
+    clashes = [key for key, value in list(given.items())[1:] if value is not None and value != ()]
     if clashes:
         raise TypeError(
-            f"pass either a {params_type.__name__} or keyword arguments, not both "
+            f"pass either a {type(params).__name__} or separate arguments, not both "
             f"(also got {', '.join(clashes)})"
         )
-    return {name: getattr(first, name) for name in params_type.__dataclass_fields__}  # type: ignore[attr-defined]
+    return {name: getattr(params, name) for name in params.__dataclass_fields__}  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 from ._clock import new_uuid7, now_us, to_epoch_us
 from ._errors import FlowError, ScopeError
 from ._event import CATEGORIES, Event
-from ._json import check_metadata, snapshot
+from ._json import check_metadata, dumps, snapshot
 from ._registry import Registry
 from ._runtime import Runtime, describe_exception, get_runtime
 from ._types import DataSchema, Json, JsonObject
@@ -124,7 +125,9 @@ class Span:
 class ScopeHandle(Span):
     """An open (or ended) scope created by :func:`push_scope` or :func:`scope`."""
 
-    __slots__ = ()
+    # Every ``custom`` event names its subtype, so the end repeats the start's.
+    __slots__ = ("end_profile_raw",)
+    end_profile_raw: bytes | None
 
 
 class _Frame:
@@ -192,8 +195,11 @@ def resolve_parent(parent: object, param: str = "parent") -> str | None:
         return None if frame is None else frame.span.uuid
     if isinstance(parent, Span):
         return parent.uuid
-    if isinstance(parent, str) and len(parent) == 36:
-        return parent
+    if isinstance(parent, str):
+        try:
+            return str(uuid.UUID(parent))  # canonical: the writer splices it in verbatim
+        except ValueError:
+            pass
     raise TypeError(f"{param}: expected a scope/LLM/tool handle or a uuid string, got {parent!r}")
 
 
@@ -322,6 +328,9 @@ def push_scope(
     handle = ScopeHandle(
         runtime, name, category, resolve_parent(parent), normalize_attributes(attributes), started
     )
+    handle.end_profile_raw = (
+        None if profile is None or category != "custom" else dumps({"subtype": profile["subtype"]})
+    )
     emit_span_event(handle, "start", started, data_raw, schema, metadata_raw, profile_raw)
     enter_span(handle)
     return handle
@@ -348,7 +357,7 @@ def pop_scope(
     metadata_raw = check_metadata(metadata)
     leave_span(handle)
     handle.mark_ended()
-    emit_span_event(handle, "end", ended, data_raw, None, metadata_raw, None)
+    emit_span_event(handle, "end", ended, data_raw, None, metadata_raw, handle.end_profile_raw)
 
 
 class scope:
@@ -400,7 +409,7 @@ class scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        handle = self._handles.pop()
+        handle = self._take_handle()
         if handle.ended:
             return
         metadata = None if exc is None else exception_metadata(exc)
@@ -410,6 +419,19 @@ class scope:
             if exc is None:
                 raise
             # Never mask the user's exception with a bookkeeping error.
+
+    def _take_handle(self) -> ScopeHandle:
+        handles = self._handles
+        handle = handles[-1]
+        top = current_span()
+        if not handle.ended and handle is not top:
+            # One scope object entered by concurrent tasks: close the one this context opened.
+            for candidate in reversed(handles):
+                if candidate is top:
+                    handle = candidate
+                    break
+        handles.remove(handle)
+        return handle
 
     async def __aenter__(self) -> ScopeHandle:
         return self.__enter__()
@@ -464,11 +486,11 @@ def mark(
     if category is not None:
         check_category(category, profile)
     us = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
-    uuid = new_uuid7(us)
+    event_id = new_uuid7(us)
     runtime.emit(
         Event(
             "mark",
-            uuid,
+            event_id,
             resolve_parent(parent),
             us,
             name,
@@ -482,4 +504,4 @@ def mark(
             runtime.epoch_timestamps,
         )
     )
-    return uuid
+    return event_id

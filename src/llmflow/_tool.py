@@ -19,7 +19,6 @@ from ._json import check_metadata, snapshot
 from ._pipeline import (
     Call,
     RequestContext,
-    SanitizeContext,
     Step,
     check_callable,
     drive_async,
@@ -28,13 +27,21 @@ from ._pipeline import (
     emit_start,
     end_metadata,
     event_snapshot,
+    profile_with,
     run_execution,
     run_guardrails,
     run_request_intercepts,
-    sanitize,
+    sanitized_json,
 )
 from ._runtime import Runtime, get_runtime
-from ._scope import Span, check_name, enter_span, leave_span, normalize_attributes
+from ._scope import (
+    Span,
+    check_name,
+    enter_span,
+    leave_span,
+    normalize_attributes,
+    resolve_parent,
+)
 from ._types import Json, JsonObject
 
 __all__ = [
@@ -51,6 +58,7 @@ REQUEST: Final = "tool.request"
 EXECUTION: Final = "tool.execution"
 SANITIZE_REQUEST: Final = "tool.sanitize_request"
 SANITIZE_RESPONSE: Final = "tool.sanitize_response"
+ANNOTATION: Final = "tool_result_annotation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +87,25 @@ class ToolHandle(Call):
         return None if self.profile is None else self.profile.get("tool_call_id")
 
 
-def _new_handle(
+def _check_call(
     runtime: Runtime,
     name: str,
     args: Json,
+    tool_call_id: str | None,
+    metadata: JsonObject | None,
+) -> None:
+    """Validate what a tool call is started with; raises before anything runs or is emitted."""
+    runtime.check_open()
+    check_name(name)
+    if tool_call_id is not None and (not isinstance(tool_call_id, str) or not tool_call_id):
+        raise TypeError(f"tool_call_id: expected a non-empty str or None, got {tool_call_id!r}")
+    check_metadata(metadata)
+    snapshot(args, "args")  # non-JSON arguments are the caller's error, raised before emitting
+
+
+def _new_handle(
+    runtime: Runtime,
+    name: str,
     tool_call_id: str | None,
     parent: Span | str | None,
     attributes: Iterable[object],
@@ -90,12 +113,7 @@ def _new_handle(
     metadata: JsonObject | None,
     timestamp: datetime | int | None,
 ) -> ToolHandle:
-    runtime.check_open()
-    check_name(name)
-    if tool_call_id is not None and (not isinstance(tool_call_id, str) or not tool_call_id):
-        raise TypeError(f"tool_call_id: expected a non-empty str or None, got {tool_call_id!r}")
-    check_metadata(metadata)
-    snapshot(args, "args")  # non-JSON arguments are the caller's error, raised before emitting
+    """Build the handle of a call whose inputs :func:`_check_call` accepted."""
     started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
     profile = None if tool_call_id is None else {"tool_call_id": tool_call_id}
     return ToolHandle(
@@ -116,11 +134,10 @@ def _accept_json(value: object) -> bool:
 
 
 def _start(handle: ToolHandle, args: Json) -> None:
-    runtime = handle.runtime
-    ctx = SanitizeContext(handle.name, "tool", "request", None)
-    view = sanitize(runtime, SANITIZE_REQUEST, args, ctx, _accept_json)
-    data_raw = None if view is None else event_snapshot(runtime, view, SANITIZE_REQUEST)
-    emit_start(handle, data_raw, None, {})
+    data_raw = sanitized_json(
+        handle.runtime, SANITIZE_REQUEST, args, handle.name, "tool", "request"
+    )
+    emit_start(handle, data_raw)
 
 
 def _end(
@@ -136,12 +153,17 @@ def _end(
     annotation = None
     if isinstance(result, ToolExecutionResult):
         result, annotation = result.result, result.annotation
+    if error is not None:
+        annotation = None  # only a successful end carries a result annotation
+    elif annotation is not None and event_snapshot(runtime, annotation, ANNOTATION) is None:
+        annotation = None  # a non-JSON annotation from the tool is counted and omitted
     data_raw = None
     if error is None and result is not None:
-        ctx = SanitizeContext(handle.name, "tool", "response", None)
-        view = sanitize(runtime, SANITIZE_RESPONSE, result, ctx, _accept_json)
-        if view is not None:
-            data_raw = event_snapshot(runtime, view, SANITIZE_RESPONSE)
+        data_raw = sanitized_json(
+            runtime, SANITIZE_RESPONSE, result, handle.name, "tool", "response"
+        )
+        if data_raw is None:
+            annotation = None  # an omitted result takes its annotation with it (fail closed)
     if data_raw is None:
         data_raw = event_snapshot(
             runtime, handle.data if data is None else data, "tool_call_end:data"
@@ -152,7 +174,7 @@ def _end(
         data_raw,
         None,
         end_metadata(handle, metadata, error),
-        {"tool_result_annotation": annotation if error is None else None},
+        profile_with(handle, "tool_result_annotation", annotation),
     )
 
 
@@ -173,9 +195,9 @@ def tool_call(
     stays on the handle and is the end's fallback output. Invalid arguments
     raise before anything is emitted.
     """
-    handle = _new_handle(
-        get_runtime(), name, args, tool_call_id, parent, attributes, data, metadata, timestamp
-    )
+    runtime = get_runtime()
+    _check_call(runtime, name, args, tool_call_id, metadata)
+    handle = _new_handle(runtime, name, tool_call_id, parent, attributes, data, metadata, timestamp)
     _start(handle, args)
     return handle
 
@@ -191,8 +213,9 @@ def tool_call_end(
     """End a manual tool span: emit the tool end event (sanitized ``result``).
 
     A :class:`ToolExecutionResult` puts its non-null annotation in
-    ``category_profile.tool_result_annotation``. Timestamp, metadata-merge and
-    double-end rules are those of :func:`llmflow.llm_call_end`.
+    ``category_profile.tool_result_annotation`` (a non-JSON annotation raises
+    ``InvalidPayloadError`` and the handle stays open). Timestamp,
+    metadata-merge and double-end rules are those of :func:`llmflow.llm_call_end`.
     """
     if not isinstance(handle, ToolHandle):
         raise HandleError(
@@ -202,6 +225,8 @@ def tool_call_end(
         handle.claim_end()  # raises
     ended = handle.end_time(timestamp)
     check_metadata(metadata)
+    if isinstance(result, ToolExecutionResult):
+        snapshot(result.annotation, "result.annotation")
     handle.claim_end()
     _end(handle, result, data=data, metadata=metadata, ended_us=ended)
 
@@ -223,16 +248,16 @@ def _execute(
     asynchronous: bool,
 ) -> Step[Json]:
     runtime = get_runtime()
-    runtime.check_open()
-    check_name(name)
+    _check_call(runtime, name, args, tool_call_id, metadata)
     check_callable(func, "func")
+    # Bad attributes or parent must fail before any guardrail runs or emits.
+    attributes = normalize_attributes(attributes)
+    parent = resolve_parent(parent)
     yield from run_guardrails(runtime, CONDITIONAL, name, args)
     args = yield from run_request_intercepts(
         runtime, REQUEST, name, args, lambda _: RequestContext(name, None, None), _accept_args
     )
-    handle = _new_handle(
-        runtime, name, args, tool_call_id, parent, attributes, data, metadata, None
-    )
+    handle = _new_handle(runtime, name, tool_call_id, parent, attributes, data, metadata, None)
     _start(handle, args)
     enter_span(handle)
     try:

@@ -110,6 +110,13 @@ class ScopeEvent(_EventBase):
 class MarkEvent(_EventBase):
     """A point-in-time checkpoint; never carries ``scope_category`` or ``attributes``."""
 
+    model_config = ConfigDict(
+        extra="allow",
+        # The JSON Schema says what the validator below enforces.
+        json_schema_extra={
+            "not": {"anyOf": [{"required": ["scope_category"]}, {"required": ["attributes"]}]}
+        },
+    )
     kind: Literal["mark"]
     category: Category | None = None
     category_profile: dict[str, Any] | None = None

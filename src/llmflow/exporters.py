@@ -22,10 +22,12 @@ class AtofFileExporter:
 
     ``mode="append"`` (default) keeps what the file holds; ``"overwrite"``
     truncates it when the exporter is created. Each delivered batch is written
-    with a single ``write(2)`` on an ``O_APPEND`` descriptor, so a crash can lose
-    the unwritten tail but never leaves a line mixing two events, and several
-    processes may append to one file. :meth:`flush` delivers everything emitted
-    so far and, with ``fsync=True`` (default), makes it durable on disk.
+    with a single ``write(2)`` on an ``O_APPEND`` descriptor, so several
+    processes may append to one file and a crash loses only the unwritten tail:
+    at worst the last line is cut short (no newline). Opening a file in append
+    mode ends such a cut line first, so a line never mixes two events.
+    :meth:`flush` delivers everything emitted so far and, with ``fsync=True``
+    (default), makes it durable on disk.
     """
 
     def __init__(
@@ -44,10 +46,21 @@ class AtofFileExporter:
         self._runtime: Runtime | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = self._open(truncate=mode == "overwrite")
+        if mode == "append":
+            self._end_torn_line(self._fd)
 
     def _open(self, *, truncate: bool) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
         return os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+    @staticmethod
+    def _end_torn_line(fd: int) -> None:
+        # A writer killed inside write(2) can leave a partial last line: the kernel
+        # may stop a large write at a page boundary. Ending that fragment here keeps
+        # it on a line of its own, so the next event is never glued onto it.
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
 
     def register(self, name: str | None = None, *, runtime: Runtime | None = None) -> str:
         """Attach to ``runtime`` (default: the process default); return the name used."""

@@ -23,14 +23,16 @@ _ids = itertools.count()
 
 @contextmanager
 def capture(*, runtime: Runtime | None = None) -> Iterator[list[Event]]:
-    """Yield a list that receives every event delivered while the block runs.
+    """Yield a list that receives every event emitted while the block runs.
 
-    On exit the runtime is flushed, so the list is complete when the block ends
-    (also when it raises).
+    On entry the runtime is flushed, so events emitted before the block are not
+    collected; on exit it is flushed again, so the list is complete when the
+    block ends (also when it raises).
     """
     rt = runtime or get_runtime()
     events: list[Event] = []
     name = f"llmflow.testing.capture-{next(_ids)}"
+    rt.flush()
     rt.subscribers.register(name, -(2**31), events.append)
     try:
         yield events

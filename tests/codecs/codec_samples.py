@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA"
+    "60e6kgAAAABJRU5ErkJggg=="
+)
 
 WEATHER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -456,7 +459,11 @@ CHAT_RESPONSES: dict[str, dict[str, Any]] = {
         "object": "chat.completion",
         "model": "gpt-4o",
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "Once"}, "finish_reason": "length"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Once"},
+                "finish_reason": "length",
+            }
         ],
     },
     "content_filter": {
@@ -503,9 +510,7 @@ RESPONSES_RESPONSES: dict[str, dict[str, Any]] = {
                 "type": "message",
                 "status": "completed",
                 "role": "assistant",
-                "content": [
-                    {"type": "output_text", "text": "Paris is lovely.", "annotations": []}
-                ],
+                "content": [{"type": "output_text", "text": "Paris is lovely.", "annotations": []}],
             },
         ],
         "usage": {
@@ -643,3 +648,326 @@ ANTHROPIC_RESPONSES: dict[str, dict[str, Any]] = {
         "usage": {"input_tokens": 5, "output_tokens": 2},
     },
 }
+
+
+# -- streams (each folds to the response of the same name above) -----------------
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def chat_text_stream() -> list[dict[str, Any]]:
+    """``stream=True`` + ``include_usage`` twin of ``CHAT_RESPONSES["text_with_cache..."]``."""
+    final = CHAT_RESPONSES["text_with_cache_and_reasoning"]
+    head = {
+        "id": final["id"],
+        "object": "chat.completion.chunk",
+        "created": final["created"],
+        "model": final["model"],
+        "service_tier": "default",
+        "system_fingerprint": "fp_abc",
+    }
+    text = final["choices"][0]["message"]["content"]
+    chunks = [
+        {
+            **head,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": "", "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+            "usage": None,
+        }
+    ]
+    for piece in _pieces(text, 9):
+        chunks.append(
+            {
+                **head,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"content": piece},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+                "usage": None,
+                "obfuscation": "xyz",
+            }
+        )
+    chunks.append(
+        {
+            **head,
+            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+            "usage": None,
+        }
+    )
+    chunks.append({**head, "choices": [], "usage": final["usage"]})
+    return chunks
+
+
+def chat_tool_call_stream() -> list[dict[str, Any]]:
+    """Twin of ``CHAT_RESPONSES["tool_calls"]``: two parallel calls, fragmented arguments."""
+    head = {
+        "id": "chatcmpl-T1",
+        "object": "chat.completion.chunk",
+        "created": 1735689601,
+        "model": "gpt-4o-2024-08-06",
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    def call(index: int, **fields: Any) -> dict[str, Any]:
+        return {"tool_calls": [{"index": index, **fields}]}
+
+    return [
+        chunk({"role": "assistant", "content": None, "refusal": None}),
+        chunk(
+            call(
+                0,
+                id="call_1",
+                type="function",
+                function={"name": "get_weather", "arguments": ""},
+            )
+        ),
+        chunk(call(0, function={"arguments": '{"ci'})),
+        chunk(call(0, function={"arguments": 'ty":"Pa'})),
+        chunk(
+            call(
+                1,
+                id="call_2",
+                type="function",
+                function={"name": "get_weather", "arguments": ""},
+            )
+        ),
+        chunk(call(1, function={"arguments": '{"city":"Ro'})),
+        chunk(call(0, function={"arguments": 'ris"}'})),
+        chunk({}, "tool_calls"),
+        {**head, "choices": [], "usage": CHAT_RESPONSES["tool_calls"]["usage"]},
+    ]
+
+
+def responses_text_stream(*, completed: bool = True) -> list[dict[str, Any]]:
+    """Twin of ``RESPONSES_RESPONSES["text_with_reasoning"]`` as Responses stream events."""
+    final = RESPONSES_RESPONSES["text_with_reasoning"]
+    start = {**final, "status": "in_progress", "output": [], "usage": None}
+    reasoning = {"id": "rs_1", "type": "reasoning", "summary": []}
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "status": "in_progress",
+        "role": "assistant",
+        "content": [],
+    }
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "sequence_number": 0, "response": start},
+        {"type": "response.in_progress", "sequence_number": 1, "response": start},
+        {"type": "response.output_item.added", "output_index": 0, "item": reasoning},
+        {
+            "type": "response.reasoning_summary_part.added",
+            "output_index": 0,
+            "summary_index": 0,
+            "part": {"type": "summary_text", "text": ""},
+        },
+    ]
+    for piece in _pieces("Thinking about Paris.", 5):
+        events.append(
+            {
+                "type": "response.reasoning_summary_text.delta",
+                "item_id": "rs_1",
+                "output_index": 0,
+                "summary_index": 0,
+                "delta": piece,
+            }
+        )
+    if completed:
+        events.append(
+            {"type": "response.output_item.done", "output_index": 0, "item": final["output"][0]}
+        )
+    events += [
+        {"type": "response.output_item.added", "output_index": 1, "item": message},
+        {
+            "type": "response.content_part.added",
+            "item_id": "msg_1",
+            "output_index": 1,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []},
+        },
+    ]
+    for piece in _pieces("Paris is lovely.", 4):
+        events.append(
+            {
+                "type": "response.output_text.delta",
+                "item_id": "msg_1",
+                "output_index": 1,
+                "content_index": 0,
+                "delta": piece,
+                "logprobs": [],
+            }
+        )
+    if completed:
+        events += [
+            {
+                "type": "response.output_text.done",
+                "output_index": 1,
+                "content_index": 0,
+                "text": "Paris is lovely.",
+            },
+            {"type": "response.output_item.done", "output_index": 1, "item": final["output"][1]},
+            {"type": "response.completed", "sequence_number": 99, "response": final},
+        ]
+    return events
+
+
+def responses_function_call_stream() -> list[dict[str, Any]]:
+    """Twin of ``RESPONSES_RESPONSES["function_call"]``."""
+    final = RESPONSES_RESPONSES["function_call"]
+    item = {**final["output"][0], "arguments": "", "status": "in_progress"}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**final, "status": "in_progress", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+    ]
+    for piece in ['{"ci', 'ty":', '"Paris"}']:
+        events.append(
+            {
+                "type": "response.function_call_arguments.delta",
+                "item_id": "fc_1",
+                "output_index": 0,
+                "delta": piece,
+            }
+        )
+    events += [
+        {
+            "type": "response.function_call_arguments.done",
+            "output_index": 0,
+            "arguments": '{"city":"Paris"}',
+        },
+        {"type": "response.output_item.done", "output_index": 0, "item": final["output"][0]},
+        {"type": "response.completed", "response": final},
+    ]
+    return events
+
+
+def anthropic_tool_use_stream() -> list[dict[str, Any]]:
+    """Twin of ``ANTHROPIC_RESPONSES["tool_use"]`` as Messages stream events."""
+    return [
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_01B",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-5",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 400, "output_tokens": 1},
+            },
+        },
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "Let "},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "me check."},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {
+                "type": "tool_use",
+                "id": "toolu_01",
+                "name": "get_weather",
+                "input": {},
+            },
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"city": "Par'},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": 'is", "unit": "c"}'},
+        },
+        {"type": "content_block_stop", "index": 1},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "usage": {"output_tokens": 60},
+        },
+        {"type": "message_stop"},
+    ]
+
+
+def anthropic_thinking_stream() -> list[dict[str, Any]]:
+    """Twin of ``ANTHROPIC_RESPONSES["end_turn_with_cache"]`` (thinking + text + cache usage)."""
+    final = ANTHROPIC_RESPONSES["end_turn_with_cache"]
+    start_usage = {**final["usage"], "output_tokens": 1}
+    return [
+        {
+            "type": "message_start",
+            "message": {
+                **final,
+                "content": [],
+                "stop_reason": None,
+                "usage": start_usage,
+            },
+        },
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "Sim"},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "ple."},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "signature_delta", "signature": "sig=="},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "text_delta", "text": "Hello "},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "text_delta", "text": "there!"},
+        },
+        {"type": "content_block_stop", "index": 1},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 12},
+        },
+        {"type": "message_stop"},
+    ]

@@ -227,6 +227,8 @@ def _annotate_request(body: JsonObject) -> JsonObject:
                 out["model"] = model
         elif key == "stop_sequences":
             if value is not None:
+                if type(value) is not list:
+                    raise fail(key, "an array of strings", value)
                 out["stop"] = str_list(value, key)
         elif key == "stream":
             stream = get_bool(body, key, "")

@@ -85,13 +85,16 @@ def assemble_body(
     unmodeled: Mapping[str, Any] = before.get("extras") or {}
     extras: Mapping[str, Any] = after.get("extras", unmodeled)
     out: JsonObject = dict(extras)
+    changed = []
     for name, keys in fields.items():
         if after.get(name) == before.get(name):
             for key in keys:
                 if key in body and key not in unmodeled:
                     out[key] = body[key]
         else:
-            write(name, out)
+            changed.append(name)
+    for name in changed:  # after the copies: a changed field may share a key with another
+        write(name, out)
     ordered = {key: out[key] for key in body if key in out}
     if len(ordered) != len(out):
         ordered.update(out)

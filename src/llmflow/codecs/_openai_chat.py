@@ -355,10 +355,8 @@ def _build_message(message: JsonObject, calls: ElementPool, where: str) -> JsonO
             body.append(part)
     if tool_calls and role != "assistant":
         raise invalid(cwhere, "only assistant messages can carry tool calls")
-    if body:
+    if body or not tool_calls:
         raw["content"] = _build_content(body, cwhere)
-    elif not tool_calls:
-        raw["content"] = ""
     if refusals:
         raw["refusal"] = "".join(refusals)
     if tool_calls:

@@ -268,8 +268,8 @@ def _build_items(message: JsonObject, where: str) -> list[JsonObject]:
     pending: list[JsonObject] = []
     cwhere = key_path(where, "content")
 
-    def flush() -> None:
-        if pending:
+    def flush(*, last: bool = False) -> None:
+        if pending or (last and not items):
             if raw_role == "tool":
                 raise invalid(cwhere, "a tool message holds only tool results")
             items.append(_build_message_item(raw_role, pending, message.get("extras"), cwhere))
@@ -302,7 +302,7 @@ def _build_items(message: JsonObject, where: str) -> list[JsonObject]:
             items.append(dict(part["value"]))
         else:
             pending.append(part)
-    flush()
+    flush(last=True)
     return items
 
 
@@ -528,7 +528,11 @@ class OpenAIResponsesStreamAccumulator:
             item = get_object(event, "item", "event")
             if item is None:
                 raise fail("event.item", "an object", None)
-            self._items[index] = dict(item)
+            copied = dict(item)  # the lists get appended to below; never touch the event's
+            for name in ("content", "summary"):
+                if type(copied.get(name)) is list:
+                    copied[name] = list(copied[name])
+            self._items[index] = copied
             if kind == "response.output_item.done":  # the item is now complete
                 self._arguments.pop(index, None)
                 for table in (self._texts, self._summaries):

@@ -1,0 +1,138 @@
+"""The demo (``python -m llmflow demo PATH``) and the CLI commands that read its log.
+
+The demo runs once per module in a subprocess, the way a user runs it; each
+test then checks one promise about the log it wrote.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from llmflow.atof import validate_stream
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llmflow", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    path = tmp_path_factory.mktemp("demo") / "demo.atof.jsonl"
+    return run_cli("demo", str(path)), path
+
+
+@pytest.fixture(scope="module")
+def lines(demo: tuple[subprocess.CompletedProcess[str], Path]) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in demo[1].read_bytes().splitlines()]
+
+
+def scope_starts(lines: list[dict[str, Any]], category: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in lines
+        if e["kind"] == "scope" and e["scope_category"] == "start" and e["category"] == category
+    ]
+
+
+def test_demo_exits_zero_and_reports_a_valid_log(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, path = demo
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validate_stream: valid" in result.stdout
+    assert str(path.resolve()) in result.stdout
+
+
+def test_demo_log_validates(demo: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    assert validate_stream(demo[1]) == []
+
+
+@pytest.mark.parametrize("category", ["llm", "tool", "guardrail", "agent", "function"])
+def test_demo_log_contains_a_scope_of_each_category(
+    lines: list[dict[str, Any]], category: str
+) -> None:
+    assert scope_starts(lines, category)
+
+
+def test_demo_log_records_the_tool_call_answering_the_assistant(
+    lines: list[dict[str, Any]],
+) -> None:
+    (tool,) = scope_starts(lines, "tool")
+    assert tool["name"] == "get_weather"
+    assert tool["category_profile"] == {"tool_call_id": "call_weather_1"}
+    asked = [
+        call["id"]
+        for e in lines
+        if e.get("category") == "llm" and e.get("scope_category") == "end" and e["data"]
+        for choice in e["data"].get("choices", [])
+        for call in choice["message"].get("tool_calls") or []
+    ]
+    assert asked == ["call_weather_1"]
+
+
+def test_demo_log_contains_a_guardrail_rejected_mark(lines: list[dict[str, Any]]) -> None:
+    marks = [e for e in lines if e["kind"] == "mark" and e["name"] == "llmflow.guardrail_rejected"]
+    assert len(marks) == 1
+    assert marks[0]["data"]["guardrail"] == "block-secrets"
+
+
+def test_demo_log_contains_a_streamed_call(lines: list[dict[str, Any]]) -> None:
+    streamed = [e for e in scope_starts(lines, "llm") if "streaming" in e["attributes"]]
+    assert streamed
+    ends = {e["uuid"]: e for e in lines if e.get("scope_category") == "end"}
+    assert all(ends[e["uuid"]]["attributes"] == e["attributes"] for e in streamed)
+
+
+def test_demo_log_contains_a_failed_call_with_exception_type(
+    lines: list[dict[str, Any]],
+) -> None:
+    failed = [
+        e
+        for e in lines
+        if e["kind"] == "scope"
+        and e["scope_category"] == "end"
+        and e["category"] == "llm"
+        and "exception.type" in (e["metadata"] or {})
+    ]
+    assert [e["metadata"]["exception.type"] for e in failed] == ["TimeoutError"]
+
+
+def test_demo_log_contains_no_credential_or_email_address(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    text = demo[1].read_text(encoding="utf-8")
+    assert "sk-demo" not in text
+    assert "ana@example.com" not in text
+    assert re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text) is None
+
+
+def test_show_prints_the_demo_log_as_a_call_tree(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result = run_cli("show", str(demo[1]))
+    assert result.returncode == 0, result.stderr
+    assert "agent trip-planner" in result.stdout
+    assert "tool get_weather" in result.stdout
+    assert "call_weather_1" in result.stdout
+    assert "sk-demo" not in result.stdout
+
+
+def test_validate_accepts_the_demo_log(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result = run_cli("validate", str(demo[1]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith(": valid")

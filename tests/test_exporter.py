@@ -1,0 +1,291 @@
+"""``AtofFileExporter``, zero-code export and ``testing.capture()`` (SPEC §7)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+import llmflow
+from llmflow import Event, Runtime, mark, scope, subscribers
+from llmflow.atof import parse_event, read_events, validate_stream
+from llmflow.exporters import AtofFileExporter
+from llmflow.testing import capture
+
+WAIT = 10.0
+
+
+def names_in(path: Path) -> list[str]:
+    return [orjson.loads(line)["name"] for line in path.read_bytes().splitlines()]
+
+
+def test_one_whole_json_line_per_event(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    AtofFileExporter(path).register()
+    with capture() as captured:
+        with scope("s", data={"text": "multi\nline", "big": "x" * 100_000}):
+            for index in range(50):
+                mark("m", data=index)
+    raw = path.read_bytes()
+    assert raw.endswith(b"\n")
+    assert raw.splitlines() == [event.to_json() for event in captured]
+    assert len(raw.splitlines()) == 52
+
+
+def test_append_mode_keeps_existing_lines(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    first = AtofFileExporter(path)
+    first.register("first")
+    mark("one")
+    first.shutdown()
+    AtofFileExporter(path, mode="append").register("second")
+    mark("two")
+    llmflow.flush()
+    assert names_in(path) == ["one", "two"]
+
+
+def test_overwrite_mode_truncates_when_the_exporter_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"stale": true}\n')
+    exporter = AtofFileExporter(path, mode="overwrite")
+    assert path.read_bytes() == b""
+    exporter.register()
+    mark("fresh")
+    llmflow.flush()
+    assert names_in(path) == ["fresh"]
+
+
+def test_invalid_mode_is_rejected_naming_mode(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^mode: expected 'append' or 'overwrite'"):
+        AtofFileExporter(tmp_path / "x.jsonl", mode="truncate")  # type: ignore[arg-type]
+
+
+def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "events.jsonl"
+    AtofFileExporter(path).register()
+    mark("m")
+    llmflow.flush()
+    assert names_in(path) == ["m"]
+
+
+def test_register_returns_the_name_used(tmp_path: Path, runtime: Runtime) -> None:
+    path = tmp_path / "events.jsonl"
+    assert AtofFileExporter(path).register() == f"atof-file:{path}"
+    assert AtofFileExporter(tmp_path / "b.jsonl").register("b", runtime=runtime) == "b"
+
+
+def test_flush_writes_everything_emitted_and_fsyncs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    path = tmp_path / "events.jsonl"
+    exporter = AtofFileExporter(path)
+    exporter.register()
+    for index in range(100):
+        mark("m", data=index)
+    exporter.flush()
+    assert len(names_in(path)) == 100
+    assert exporter._fd in synced
+
+
+def test_flush_without_fsync_still_writes_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    path = tmp_path / "events.jsonl"
+    exporter = AtofFileExporter(path, fsync=False)
+    exporter.register()
+    mark("m")
+    exporter.flush()
+    assert names_in(path) == ["m"]
+    assert synced == []
+
+
+def test_flush_of_an_unregistered_exporter_only_syncs(tmp_path: Path) -> None:
+    exporter = AtofFileExporter(tmp_path / "idle.jsonl")
+    exporter.flush()
+    exporter.shutdown()
+
+
+def test_shutdown_writes_what_is_queued_then_detaches_and_is_idempotent(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    path = tmp_path / "events.jsonl"
+    exporter = AtofFileExporter(path)
+    exporter.register()
+    for index in range(20):
+        mark("m", data=index)
+    exporter.shutdown()
+    exporter.shutdown()
+    mark("after-shutdown")
+    llmflow.flush()
+    assert names_in(path) == ["m"] * 20
+    assert runtime.diagnostics().failures == {}
+
+
+def test_runtime_shutdown_closes_its_exporters(tmp_path: Path) -> None:
+    runtime = Runtime()
+    exporter = AtofFileExporter(tmp_path / "events.jsonl")
+    exporter.register(runtime=runtime)
+    runtime.shutdown()
+    assert exporter._fd is None
+    with pytest.raises(ValueError, match=r"shut down"):
+        exporter.export([])
+
+
+def test_appending_after_a_torn_last_line_starts_a_new_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    first = AtofFileExporter(path)
+    first.register("first")
+    mark("whole")
+    first.shutdown()
+    whole = path.read_bytes()
+    torn = b'{"kind":"mark","atof_version":"0.1","uuid":"01'
+    path.write_bytes(whole + torn)  # what a writer killed mid-write(2) can leave
+    AtofFileExporter(path).register("second")
+    mark("next")
+    llmflow.flush()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[:-1] == [whole.rstrip(b"\n"), torn, lines[2]]
+    assert lines[-1] == b""
+    assert parse_event(lines[2]).name == "next"
+
+
+WRITER = """
+    import sys
+    import llmflow
+    from llmflow.exporters import AtofFileExporter
+
+    AtofFileExporter(sys.argv[1], mode="overwrite").register()
+    llmflow.mark("first")
+    llmflow.flush()
+    print("ready", flush=True)
+    index = 0
+    while True:
+        with llmflow.scope("step", data={"index": index, "pad": "x" * 300}):
+            llmflow.mark("tick", data={"index": index})
+        index += 1
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_mid_write_never_leaves_a_line_mixing_two_events(tmp_path: Path) -> None:
+    path = tmp_path / "crash.jsonl"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(WRITER), str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "ready\n"
+        threading.Event().wait(0.2)  # let it write for a while
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=WAIT)
+        if writer.stdout is not None:
+            writer.stdout.close()
+    raw = path.read_bytes()
+    complete, _, tail = raw.rpartition(b"\n")
+    lines = complete.split(b"\n")
+    assert len(lines) > 10
+    for number, line in enumerate(lines, 1):
+        parse_event(line, line_number=number)  # every complete line is one whole event
+    # The kernel may cut the batch being written at a page boundary: what is left
+    # after the last newline can only be the beginning of one event.
+    assert tail == b"" or tail.startswith(b'{"kind":')
+    # Appending after the crash never glues a new event onto that fragment.
+    AtofFileExporter(path).register()
+    mark("after-crash")
+    llmflow.flush()
+    again = path.read_bytes()
+    assert again.endswith(b"\n")
+    last_lines = again.split(b"\n")[-3:-1]
+    assert parse_event(last_lines[-1]).name == "after-crash"
+    if tail:
+        assert last_lines[0] == tail
+
+
+def test_llmflow_atof_path_installs_an_exporter_without_code_changes(tmp_path: Path) -> None:
+    path = tmp_path / "zero-code.jsonl"
+    path.write_bytes(b"")  # append mode keeps what is there
+    code = """
+        import llmflow
+
+        with llmflow.scope("agent", "agent"):
+            llmflow.mark("step")
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, "LLMFLOW_ATOF_PATH": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert names_in(path) == ["agent", "step", "agent"]
+    assert validate_stream(path) == []
+    assert [event.kind for event in read_events(path)] == ["scope", "mark", "scope"]
+
+
+# -- llmflow.testing.capture ----------------------------------------------------------------
+
+
+def test_capture_collects_exactly_the_events_of_the_block() -> None:
+    opened = threading.Event()
+    entered = threading.Event()
+
+    def hold(event: Event) -> None:
+        if event.name == "hold":
+            entered.set()
+            opened.wait(WAIT)
+
+    subscribers.register("hold", hold)
+    mark("hold")
+    assert entered.wait(WAIT)
+    mark("before")  # still queued when the block starts
+    timer = threading.Timer(0.05, opened.set)
+    timer.start()
+    try:
+        with capture() as captured:
+            mark("inside")
+    finally:
+        opened.set()
+        timer.join()
+    mark("after")
+    llmflow.flush()
+    assert [event.name for event in captured] == ["inside"]
+
+
+def test_capture_is_complete_when_the_block_exits_even_on_error() -> None:
+    with pytest.raises(RuntimeError):
+        with capture() as captured:
+            for index in range(500):
+                mark("m", data=index)
+            raise RuntimeError("boom")
+    assert [event.data for event in captured] == list(range(500))
+
+
+def test_capture_blocks_can_nest() -> None:
+    with capture() as outer:
+        mark("a")
+        with capture() as inner:
+            mark("b")
+    assert [event.name for event in outer] == ["a", "b"]
+    assert [event.name for event in inner] == ["b"]

@@ -7,6 +7,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+
+import llmflow
 from _llm_support import (
     BrokenCodec,
     TinyCodec,
@@ -17,8 +19,6 @@ from _llm_support import (
     request,
     response,
 )
-
-import llmflow
 from llmflow import (
     FlowError,
     GuardrailRejected,
@@ -366,9 +366,7 @@ def test_cancellation_after_start_emits_one_end_and_reraises(
     assert_valid_stream(events)
 
 
-async def test_cancellation_inside_a_guardrail_ends_the_guardrail_and_emits_no_llm_events() -> (
-    None
-):
+async def test_cancellation_inside_a_guardrail_ends_the_guardrail_and_emits_no_llm_events() -> None:
     started = asyncio.Event()
 
     async def slow(req: LlmRequest) -> None:
@@ -497,7 +495,15 @@ def test_execution_intercepts_nest_in_priority_order(execute: Execute) -> None:
     intercepts.register_llm_execution("inner", 2, wrap("inner"))
     intercepts.register_llm_execution("first", 0, wrap("first"))
     execute("chat", request(), lambda req: log.append("func"))
-    assert log == ["first in", "outer in", "inner in", "func", "inner out", "outer out", "first out"]
+    assert log == [
+        "first in",
+        "outer in",
+        "inner in",
+        "func",
+        "inner out",
+        "outer out",
+        "first out",
+    ]
 
 
 # -- request intercepts and codecs -----------------------------------------------------
@@ -610,9 +616,7 @@ def test_response_codec_annotates_the_end_event_and_the_caller_gets_the_raw_resu
     }
 
 
-def test_a_raising_codec_never_breaks_the_call(
-    execute: Execute, runtime: llmflow.Runtime
-) -> None:
+def test_a_raising_codec_never_breaks_the_call(execute: Execute, runtime: llmflow.Runtime) -> None:
     codec = BrokenCodec()
     annotated: list[object] = []
     intercepts.register_llm_request(
@@ -847,3 +851,35 @@ async def test_llm_request_intercepts_include_scope_local_entries() -> None:
     outside = await llmflow.llm_request_intercepts("chat", request())
     assert inside.headers.get("x-local") == "1"
     assert "x-local" not in outside.headers
+
+
+# -- callbacks that leave scopes open ----------------------------------------------------
+
+
+def test_func_leaving_a_scope_open_still_ends_the_call_once_and_restores_the_stack(
+    execute: Execute,
+) -> None:
+    def leaky(req: LlmRequest) -> Any:
+        llmflow.push_scope("left-open")
+        return response()
+
+    with testing.capture() as events:
+        with llmflow.scope("agent") as agent:
+            with pytest.raises(llmflow.ScopeError, match="left-open"):
+                execute("chat", request(), leaky)
+            assert llmflow.current_scope() is agent
+    (end,) = [e for e in llm_events(events) if e.scope_category == "end"]
+    assert _exception_metadata(end)[0].endswith("ScopeError")
+
+
+def test_guardrail_leaving_a_scope_open_still_ends_its_scope(execute: Execute) -> None:
+    guardrails.register_llm_conditional_execution(
+        "leaky", 0, lambda req: llmflow.push_scope("left-open") and None
+    )
+    with testing.capture() as events:
+        with pytest.raises(llmflow.ScopeError, match="left-open"):
+            execute("chat", request(), lambda req: response())
+        assert llmflow.current_scope() is None
+    ends = [e for e in events if e.category == "guardrail" and e.scope_category == "end"]
+    assert len(ends) == 1
+    assert llm_events(events) == []

@@ -1,4 +1,4 @@
-"""SPEC §4.1–4.2: manual LLM spans (``llm_call`` / ``llm_call_end``) and params objects."""
+"""SPEC §4.1-4.2: manual LLM spans (``llm_call`` / ``llm_call_end``) and params objects."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
+import llmflow
+import llmflow._scope
 from _llm_support import (
     CREDENTIAL_HEADERS,
     TinyCodec,
@@ -16,9 +19,6 @@ from _llm_support import (
     request,
     response,
 )
-
-import llmflow
-import llmflow._scope
 from llmflow import (
     CreateLlmHandleParams,
     EndLlmHandleParams,
@@ -136,9 +136,7 @@ def test_llm_call_annotated_request_goes_to_category_profile() -> None:
 def test_llm_call_runs_no_intercept_or_guardrail() -> None:
     calls: list[str] = []
     guardrails.register_llm_conditional_execution("deny", 0, lambda r: calls.append("g") or "no")
-    llmflow.intercepts.register_llm_request(
-        "rewrite", 0, lambda r, ctx: calls.append("i") or r
-    )
+    llmflow.intercepts.register_llm_request("rewrite", 0, lambda r, ctx: calls.append("i") or r)
     with testing.capture() as events:
         handle = llmflow.llm_call("chat", request())
         llmflow.llm_call_end(handle, response())
@@ -147,9 +145,10 @@ def test_llm_call_runs_no_intercept_or_guardrail() -> None:
 
 
 def test_llm_call_strips_credential_headers_from_the_event_but_not_the_request() -> None:
-    headers = {name.upper() if i % 2 else name.title(): "secret" for i, name in enumerate(
-        CREDENTIAL_HEADERS
-    )}
+    headers = {
+        name.upper() if i % 2 else name.title(): "secret"
+        for i, name in enumerate(CREDENTIAL_HEADERS)
+    }
     real = LlmRequest({**headers, "x-trace": "t"}, {"model": "m", "messages": []})
     with testing.capture() as events:
         llmflow.llm_call("chat", real)
@@ -243,9 +242,7 @@ def test_llm_call_end_explicit_annotated_response_wins_over_the_codec() -> None:
             annotated_response=TinyResponse(id="given", text="given"),
             response_codec=TinyCodec(),
         )
-    assert events[-1].category_profile == {
-        "annotated_response": {"id": "given", "text": "given"}
-    }
+    assert events[-1].category_profile == {"annotated_response": {"id": "given", "text": "given"}}
 
 
 def test_llm_call_end_without_timestamp_ends_now() -> None:
@@ -309,7 +306,7 @@ def test_llm_call_end_naive_datetime_is_rejected_and_emits_nothing() -> None:
     handle = llmflow.llm_call("chat", request())
     with testing.capture() as events:
         with pytest.raises(ValueError, match="timestamp"):
-            llmflow.llm_call_end(handle, response(), timestamp=datetime(2030, 1, 1))  # noqa: DTZ001
+            llmflow.llm_call_end(handle, response(), timestamp=datetime(2030, 1, 1))
     assert events == []
 
 
@@ -348,6 +345,15 @@ def test_llm_call_end_non_json_data_is_an_error_and_the_handle_stays_open() -> N
     with testing.capture() as events:
         with pytest.raises(llmflow.InvalidPayloadError, match="data"):
             llmflow.llm_call_end(handle, None, data={"x": {1, 2}})
+    assert events == []
+    assert not handle.ended
+
+
+def test_llm_call_end_non_json_response_is_an_error_and_the_handle_stays_open() -> None:
+    handle = llmflow.llm_call("chat", request())
+    with testing.capture() as events:
+        with pytest.raises(llmflow.InvalidPayloadError, match="response"):
+            llmflow.llm_call_end(handle, {"choices": object()})
     assert events == []
     assert not handle.ended
 
@@ -429,7 +435,7 @@ def test_params_object_and_keywords_together_raise_type_error() -> None:
         ({"metadata": ["not", "a", "dict"]}, "metadata"),
         ({"model_name": 3}, "model_name"),
         ({"attributes": "streaming"}, "attributes"),
-        ({"timestamp": datetime(2030, 1, 1)}, "timestamp"),  # noqa: DTZ001
+        ({"timestamp": datetime(2030, 1, 1)}, "timestamp"),
         ({"timestamp": "2030-01-01T00:00:00Z"}, "timestamp"),
         ({"parent": 42}, "parent"),
         ({"name": ""}, "name"),

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import llmflow
 from _llm_support import (
     CREDENTIAL_HEADERS,
     TinyCodec,
@@ -16,8 +18,6 @@ from _llm_support import (
     request,
     response,
 )
-
-import llmflow
 from llmflow import (
     DuplicateRegistrationError,
     LlmRequest,

@@ -82,3 +82,19 @@ class GuardrailRejected(FlowError):
         self.guardrail = guardrail
         self.reason = reason
         super().__init__(f"guardrail {guardrail!r} rejected the call: {reason}")
+
+
+# Report the public import path (``llmflow.GuardrailRejected``), not the private
+# module, in tracebacks and in recorded ``exception.type`` metadata.
+for _cls in (
+    AtofParseError,
+    CodecError,
+    DuplicateRegistrationError,
+    FlowError,
+    GuardrailRejected,
+    HandleError,
+    InvalidPayloadError,
+    RuntimeShutdownError,
+    ScopeError,
+):
+    _cls.__module__ = "llmflow"

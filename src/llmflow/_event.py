@@ -160,12 +160,17 @@ class Event:
         return copy
 
     def to_json(self) -> bytes:
-        """The event as one compact JSON document (no trailing newline).
+        """The event as one compact JSON document (no trailing newline)."""
+        return self._serialize(b"}")
 
-        Assembled from byte pieces: ids, category and scope phase are ASCII
-        produced by llmflow itself, and payloads are the emission snapshots, so
-        only ``name`` and ``attributes`` need encoding here.
-        """
+    def json_line(self) -> bytes:
+        """The event as one JSONL line, newline included (what exporters write)."""
+        return self._serialize(b"}\n")
+
+    def _serialize(self, closing: bytes) -> bytes:
+        # Assembled from byte pieces: ids, category and scope phase are ASCII
+        # produced by llmflow itself and payloads are the emission snapshots, so
+        # only ``name`` and ``attributes`` need encoding here.
         parent = self.parent_uuid
         us = self.timestamp_us
         schema = self.data_schema
@@ -207,7 +212,7 @@ class Event:
             b"null" if schema is None else _dumps({"name": schema.name, "version": schema.version}),
             b',"metadata":',
             b"null" if metadata is None else metadata,
-            b"}",
+            closing,
         )
         return b"".join(parts)
 

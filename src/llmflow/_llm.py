@@ -26,10 +26,9 @@ from ._pipeline import (
     check_callable,
     drive_async,
     drive_sync,
-    emit_end,
-    emit_start,
     end_metadata,
     event_snapshot,
+    exit_span,
     profile_with,
     run_execution,
     run_guardrails,
@@ -41,8 +40,8 @@ from ._runtime import Runtime, get_runtime
 from ._scope import (
     Span,
     check_name,
+    emit_span_event,
     enter_span,
-    leave_span,
     normalize_attributes,
     resolve_parent,
 )
@@ -318,7 +317,10 @@ def _start(
         annotated = None
     elif annotated is None and codec is not None:
         annotated = annotate(runtime, codec, "annotate_request", view)
-    emit_start(handle, data_raw, schema, profile_with(handle, "annotated_request", annotated))
+    profile_raw = profile_with(handle, "annotated_request", annotated)
+    emit_span_event(
+        handle, "start", handle.started_us, data_raw, schema, handle.metadata_raw, profile_raw
+    )
 
 
 def dumps_request(request: LlmRequest) -> bytes:
@@ -383,8 +385,9 @@ def _end(
     metadata_raw = end_metadata(handle, metadata, error)
     if strict:
         handle.claim_end()
-    emit_end(
+    emit_span_event(
         handle,
+        "end",
         handle.end_time(None) if ended_us is None else ended_us,
         data_raw,
         schema,
@@ -554,15 +557,16 @@ def _execute(
     handle = _open_handle(runtime, name, parent, attrs, now_us(), data, metadata, model_name)
     _start(handle, request, codec)
     enter_span(handle)
+    error: BaseException | None = None
     try:
         result = yield from run_execution(runtime, EXECUTION, request, func, asynchronous)
     except BaseException as exc:
-        leave_span(handle)
-        handle.claim_end()
-        _end(handle, None, error=exc)
-        raise
-    leave_span(handle)
+        error = exc
+    error = exit_span(handle, error)
     handle.claim_end()
+    if error is not None:
+        _end(handle, None, error=error)
+        raise error
     _end(handle, result, response_codec=response_codec)
     return result
 
@@ -718,10 +722,10 @@ async def llm_stream_call_execute(
     Without ``collector``/``finalizer``, ``response_codec.stream_accumulator()``
     provides them.
     """
-    from ._stream import LlmStream
-
     if isinstance(name, LlmStreamCallExecuteParams):
         return await llm_stream_call_execute(**unpack_params(name, locals()))
+    from ._stream import LlmStream  # after locals() above: a local would count as an argument
+
     runtime = get_runtime()
     runtime.check_open()
     attrs = _check_handle_args(name, parent, attributes, data, metadata, model_name, "streaming")

@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, Literal, TypeVar
 
 from ._clock import now_us
-from ._errors import FlowError, GuardrailRejected, HandleError
+from ._errors import FlowError, GuardrailRejected, HandleError, ScopeError
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Entry, Registry
 from ._runtime import Runtime
 from ._scope import (
     Span,
+    current_span,
     emit_span_event,
     enter_span,
     exception_metadata,
@@ -53,6 +54,9 @@ _SAME: Final[Any] = object()
 
 class SyncCallbackError(FlowError, TypeError):
     """A ``_sync`` entry point met a callback that returned an awaitable."""
+
+
+SyncCallbackError.__module__ = "llmflow"
 
 
 # -- drivers ------------------------------------------------------------------------
@@ -320,42 +324,27 @@ def end_metadata(
     return check_metadata(merged, "metadata")
 
 
-def emit_start(
-    call: Call,
-    data_raw: bytes | None,
-    schema: DataSchema | None = None,
-    profile_raw: bytes | Literal[False] | None = False,
-) -> None:
-    """Emit the start event of ``call`` (``profile_raw=False``: the call's own profile)."""
-    emit_span_event(
-        call,
-        "start",
-        call.started_us,
-        data_raw,
-        schema if data_raw is not None else None,
-        call.metadata_raw,
-        call.profile_raw if profile_raw is False else profile_raw,
-    )
+def exit_span(span: Span, error: BaseException | None) -> BaseException | None:
+    """Pop ``span``, entered around user callbacks; return the error its end records.
 
-
-def emit_end(
-    call: Call,
-    ended_us: int,
-    data_raw: bytes | None,
-    schema: DataSchema | None,
-    metadata_raw: bytes | None,
-    profile_raw: bytes | Literal[False] | None = False,
-) -> None:
-    """Emit the end event of ``call`` (the caller has claimed the end)."""
-    emit_span_event(
-        call,
-        "end",
-        ended_us,
-        data_raw,
-        schema if data_raw is not None else None,
-        metadata_raw,
-        call.profile_raw if profile_raw is False else profile_raw,
-    )
+    Scopes a callback pushed and never popped sit above ``span``; they are
+    dropped from this context (they stay open) so the caller's stack is
+    restored and the span can still end. That misuse is returned as a
+    :class:`ScopeError` unless ``error`` is already propagating (it wins).
+    """
+    leaked: list[Span] = []
+    while (top := current_span()) is not span and top is not None:
+        leaked.append(top)
+        leave_span(top)
+    if top is span:
+        leave_span(span)
+    if leaked and error is None:
+        names = ", ".join(repr(s.name) for s in leaked)
+        return ScopeError(
+            f"{span.category} {span.name!r}: a callback left scope(s) {names} open; pop every "
+            f"scope you push before returning"
+        )
+    return error
 
 
 # -- middleware steps ---------------------------------------------------------------
@@ -370,8 +359,9 @@ def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> St
     """
     for entry in chain(runtime, family):
         span = Call(runtime, entry.name, "guardrail", None, (), now_us(), None, None, None)
-        emit_start(span, None)
+        emit_span_event(span, "start", span.started_us, None, None, None, None)
         enter_span(span)
+        error: BaseException | None = None
         try:
             verdict = yield from call_user(entry.fn, request)
             if verdict is not None and not isinstance(verdict, str):
@@ -380,14 +370,16 @@ def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> St
                     f"reason), got {type(verdict).__name__}"
                 )
         except BaseException as exc:
-            leave_span(span)
+            error = exc
+        error = exit_span(span, error)
+        if error is not None:
             span.claim_end()
-            emit_end(span, span.end_time(None), None, None, end_metadata(span, None, exc))
-            raise
-        leave_span(span)
+            metadata_raw = end_metadata(span, None, error)
+            emit_span_event(span, "end", span.end_time(None), None, None, metadata_raw, None)
+            raise error
         if verdict is None:
             span.claim_end()
-            emit_end(span, span.end_time(None), None, None, None)
+            emit_span_event(span, "end", span.end_time(None), None, None, None, None)
             continue
         mark(
             "llmflow.guardrail_rejected",
@@ -396,9 +388,8 @@ def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> St
             parent=span,
         )
         span.claim_end()
-        emit_end(
-            span, span.end_time(None), dumps({"rejected": True, "reason": verdict}), None, None
-        )
+        rejection = dumps({"rejected": True, "reason": verdict})
+        emit_span_event(span, "end", span.end_time(None), rejection, None, None, None)
         raise GuardrailRejected(entry.name, verdict)
 
 

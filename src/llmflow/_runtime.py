@@ -146,6 +146,9 @@ class Runtime:
             flush_sinks=self._flush_exporters,
             report_drops=self._report_drops,
         )
+        self.emit: Callable[[Event], None] = self._dispatcher.put
+        """Queue an already-snapshotted event; never waits for delivery. After
+        :meth:`shutdown` it raises :class:`RuntimeShutdownError` instead."""
         _RUNTIMES.add(self)
 
     # -- ownership -----------------------------------------------------------------
@@ -176,6 +179,7 @@ class Runtime:
         if self.closed:
             return
         self.closed = True
+        self.emit = self._emit_after_shutdown
         self._dispatcher.stop(timeout)
         for name, exporter in list(self._exporters.items()):
             try:
@@ -188,11 +192,8 @@ class Runtime:
 
     # -- emission ------------------------------------------------------------------
 
-    def emit(self, event: Event) -> None:
-        """Queue an already-snapshotted event; never waits for delivery."""
-        if self.closed:
-            self.check_open()
-        self._dispatcher.put(event)
+    def _emit_after_shutdown(self, event: Event) -> None:
+        self.check_open()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted before the call is delivered and exported.
@@ -264,7 +265,8 @@ class Runtime:
         injectors = self.injectors.entries
         sanitizers = self.sanitizers
         subscribers = self.subscribers.entries
-        for event in batch:
+        hooked = injectors or subscribers or any(sanitizers.values())
+        for event in batch if hooked else ():
             if injectors:
                 self._inject(event, injectors)
             kind: SanitizerKind = (

@@ -271,7 +271,10 @@ def emit_span_event(
     metadata_raw: bytes | None,
     profile_raw: bytes | None,
 ) -> None:
-    """Emit the start or end event of ``span`` with already-snapshotted payloads."""
+    """Emit the start or end event of ``span`` with already-snapshotted payloads.
+
+    ``data_schema`` is dropped when there is no ``data`` to describe.
+    """
     runtime = span.runtime
     runtime.emit(
         Event(
@@ -284,7 +287,7 @@ def emit_span_event(
             span.attributes,
             span.category,
             data_raw,
-            data_schema,
+            None if data_raw is None else data_schema,
             metadata_raw,
             profile_raw,
             runtime.epoch_timestamps,

@@ -45,7 +45,8 @@ def open_stream(
     """Build the provider stream wrapped by the stream execution intercepts.
 
     Each intercept is ``(request, next) -> async iterator``; ``next(request=None)``
-    returns the rest of the chain's iterator and may be called again (retries).
+    returns the rest of the chain's iterator and may be called again (retries)
+    until the stream has ended; after that it raises :class:`FlowError`.
     """
     entries = chain(call.runtime, STREAM_EXECUTION)
 
@@ -55,6 +56,11 @@ def open_stream(
         entry = entries[index]
 
         def next_(new_request: Any = _SAME) -> AsyncIterator[Json]:
+            if call.ended:
+                raise FlowError(
+                    f"stream execution intercept {entry.name!r} called next() after the "
+                    f"stream {call.name!r} ended"
+                )
             return build(index + 1, req if new_request is _SAME else new_request)
 
         return _as_iterator(entry.fn(req, next_), f"stream execution intercept {entry.name!r}")
@@ -121,8 +127,12 @@ class LlmStream(AsyncIterator[Json]):
         try:
             self._collector(chunk)
         except BaseException as exc:
-            await self._close_inner()
-            self._finish(exc, None)
+            try:
+                await self._close_inner()
+            except Exception as close_error:  # the collector's error is the one to report
+                self._call.runtime.record_failure(f"stream_close:{self._call.name}", close_error)
+            finally:
+                self._finish(exc, None)
             raise
         return chunk
 

@@ -23,8 +23,6 @@ from ._pipeline import (
     check_callable,
     drive_async,
     drive_sync,
-    emit_end,
-    emit_start,
     end_metadata,
     event_snapshot,
     profile_with,
@@ -37,6 +35,7 @@ from ._runtime import Runtime, get_runtime
 from ._scope import (
     Span,
     check_name,
+    emit_span_event,
     enter_span,
     leave_span,
     normalize_attributes,
@@ -137,7 +136,9 @@ def _start(handle: ToolHandle, args: Json) -> None:
     data_raw = sanitized_json(
         handle.runtime, SANITIZE_REQUEST, args, handle.name, "tool", "request"
     )
-    emit_start(handle, data_raw)
+    emit_span_event(
+        handle, "start", handle.started_us, data_raw, None, handle.metadata_raw, handle.profile_raw
+    )
 
 
 def _end(
@@ -168,8 +169,9 @@ def _end(
         data_raw = event_snapshot(
             runtime, handle.data if data is None else data, "tool_call_end:data"
         )
-    emit_end(
+    emit_span_event(
         handle,
+        "end",
         handle.end_time(None) if ended_us is None else ended_us,
         data_raw,
         None,

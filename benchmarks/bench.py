@@ -1,0 +1,761 @@
+"""Benchmarks for SPEC §8: llmflow's cost per call, end to end, next to nemo-relay's.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench.py [--quick] [--json PATH] [--only NAME[,NAME]] [--runs N]
+
+Every measurement runs in a child process of its own (one runtime, one case,
+one run), and the children of the two runtimes alternate, so neither runtime's
+registrations, threads or heap can affect the other's figures. A figure is wall
+time per call *including delivery*: each timed batch ends with the runtime's
+flush, which returns only once every event of the batch is in the JSONL file.
+After the last batch the child counts the file's lines against the number the
+calls must have produced. See ``benchmarks/README.md`` for how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import _workload as w  # noqa: E402
+
+CASES = ("manual", "managed", "stream", "memory")
+STREAM_CHUNKS = 50
+TARGETS_US = {"manual": 8.0, "managed": 15.0, "chunk": 1.0}  # SPEC §8, llmflow
+REFERENCE_US = {"manual": 84.0, "managed": 2500.0, "chunk": 78.0}  # SPEC §8, nemo-relay 0.10.4
+FLAT_THRESHOLD_MIB = 16.0
+
+FULL = {
+    "runs": 5,
+    "calls": 2000,
+    "budget_s": 1.0,
+    "min_batches": 3,
+    "max_batches": 10,
+    "min_calls": 20,
+    "warmup": 500,
+    "warmup_s": 0.3,
+    "memory_pairs": 1_000_000,
+    "memory_interval": 100_000,
+}
+QUICK = {
+    **FULL,
+    "runs": 3,
+    "calls": 500,
+    "budget_s": 0.3,
+    "max_batches": 6,
+    "warmup": 100,
+    "warmup_s": 0.1,
+    "memory_pairs": 100_000,
+    "memory_interval": 10_000,
+}
+
+
+# ====================================================================================
+# Child side: one runtime, one case, one run.
+# ====================================================================================
+
+
+def _rss_kib() -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of this process, in KiB."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key, value = line.split(":", 1)
+                    out[key] = int(value.split()[0])
+    except OSError:
+        import resource
+
+        out["VmHWM"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"rss_kib": out.get("VmRSS", 0), "hwm_kib": out.get("VmHWM", 0)}
+
+
+def _check_lines(path: str) -> dict[str, int]:
+    """Lines in the file, lines that are not one complete JSON object, lines leaking a key."""
+    try:
+        import orjson
+
+        loads: Callable[[bytes], Any] = orjson.loads
+    except ImportError:  # pragma: no cover - orjson is an llmflow dependency
+        loads = json.loads
+    lines = malformed = leaks = 0
+    with open(path, "rb") as file:
+        for line in file:
+            lines += 1
+            if not line.endswith(b"\n"):
+                malformed += 1
+                continue
+            try:
+                if not isinstance(loads(line), dict):
+                    malformed += 1
+            except ValueError:
+                malformed += 1
+            if b"sk-proj-" in line:
+                leaks += 1
+    return {"lines": lines, "malformed": malformed, "credential_leaks": leaks}
+
+
+def _count_and_truncate(path: str) -> tuple[int, bool]:
+    """Newlines in the file and whether it ends with one; then empty it (O_APPEND writers)."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as file:
+        while block := file.read(1 << 22):
+            count += block.count(b"\n")
+            last = block[-1:]
+    os.truncate(path, 0)
+    return count, last == b"\n"
+
+
+def _measure(batch: Callable[[int], float], spec: dict[str, Any]) -> dict[str, Any]:
+    """Warm up, size the batches to the time budget, then time batches until it is spent."""
+    calls = 0
+    probe = 10
+    estimate = batch(probe) / probe
+    calls += probe
+    warmup = max(0, min(spec["warmup"] - probe, int(spec["warmup_s"] / max(estimate, 1e-9))))
+    if warmup:
+        estimate = batch(warmup) / warmup
+        calls += warmup
+    per_batch = spec["calls"]
+    batch_budget = spec["budget_s"] / spec["min_batches"]
+    if estimate * per_batch > batch_budget:
+        per_batch = max(spec["min_calls"], int(batch_budget / estimate))
+    samples: list[float] = []
+    started = time.perf_counter()
+    while len(samples) < spec["min_batches"] or (
+        len(samples) < spec["max_batches"] and time.perf_counter() - started < spec["budget_s"]
+    ):
+        samples.append(batch(per_batch) / per_batch * 1e6)
+        calls += per_batch
+    return {
+        "samples_us": samples,
+        "median_us": statistics.median(samples),
+        "calls_per_batch": per_batch,
+        "calls_total": calls,
+    }
+
+
+def _run_case(spec: dict[str, Any]) -> dict[str, Any]:
+    from _runners import RUNNERS, events_per_call
+
+    runtime, case, chunks = spec["runtime"], spec["case"], spec.get("chunks", 0)
+    tmp = tempfile.mkdtemp(prefix="llmflow-bench-")
+    path = os.path.join(tmp, "events.atof.jsonl") if spec["exporter"] else None
+    runner = RUNNERS[runtime](path, middleware=case != "manual", chunks=chunks)
+    result: dict[str, Any] = {}
+    try:
+        if case == "manual":
+
+            def batch(n: int) -> float:
+                gc.collect()
+                started = time.perf_counter()
+                runner.manual(n)
+                runner.flush()
+                return time.perf_counter() - started
+
+            result = _measure(batch, spec)
+        else:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            expected = w.response()
+
+            async def check() -> None:
+                if case == "managed":
+                    got = await runner.managed(1)
+                    if got != expected:
+                        raise AssertionError("managed call did not return the provider's response")
+                else:
+                    got_chunks = await runner.stream(1)
+                    if got_chunks != chunks:
+                        raise AssertionError(f"stream yielded {got_chunks} of {chunks} chunks")
+                await runner.aflush()
+
+            async def timed(n: int) -> float:
+                started = time.perf_counter()
+                if case == "managed":
+                    await runner.managed(n)
+                else:
+                    await runner.stream(n)
+                await runner.aflush()
+                return time.perf_counter() - started
+
+            def batch(n: int) -> float:
+                gc.collect()
+                return loop.run_until_complete(timed(n))
+
+            loop.run_until_complete(check())
+            result = _measure(batch, spec)
+            result["calls_total"] += 1
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        per_call = events_per_call(runtime, case, chunks)
+        result["events_per_call"] = per_call
+        if path is not None:
+            # Counted right after the last timed flush: a flush that returned before
+            # the file held every event would show up here as lost events.
+            result["file"] = _check_lines(path)
+            result["expected_lines"] = per_call * result["calls_total"]
+    finally:
+        runner.close()
+        if path is not None and result:
+            result["lines_after_close"] = _check_lines(path)["lines"]
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _run_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    from _runners import RUNNERS
+
+    tmp = tempfile.mkdtemp(prefix="llmflow-bench-mem-")
+    path = os.path.join(tmp, "events.atof.jsonl")
+    pairs, interval = spec["pairs"], spec["interval"]
+    samples = [{"pairs": 0, **_rss_kib()}]
+    runner = RUNNERS[spec["runtime"]](path, middleware=False)
+    try:
+        samples.append({"pairs": 0, "after_setup": True, **_rss_kib()})
+        elapsed = 0.0
+        lines = 0
+        torn = 0
+        done = 0
+        while done < pairs:
+            n = min(interval, pairs - done)
+            started = time.perf_counter()
+            runner.manual(n)
+            runner.flush()
+            elapsed += time.perf_counter() - started
+            done += n
+            count, complete = _count_and_truncate(path)
+            lines += count
+            torn += not complete
+            samples.append({"pairs": done, **_rss_kib()})
+    finally:
+        runner.close()
+    lines += _count_and_truncate(path)[0]
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "pairs": pairs,
+        "interval": interval,
+        "seconds": elapsed,
+        "us_per_pair": elapsed / pairs * 1e6,
+        "events_per_second": 2 * pairs / elapsed,
+        "expected_lines": 2 * pairs,
+        "lines": lines,
+        "torn_tails": torn,
+        "samples": samples,
+    }
+
+
+def child_main(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["case"] == "memory":
+        return _run_memory(spec)
+    return _run_case(spec)
+
+
+# ====================================================================================
+# Parent side: plan, run the children, aggregate, print.
+# ====================================================================================
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.pop("LLMFLOW_ATOF_PATH", None)  # would install a second exporter at import
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-6:]
+        return {"error": f"exit {done.returncode}: " + " | ".join(tail)}
+    try:
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        return {"error": f"no JSON from child: {done.stdout[-300:]!r}"}
+
+
+def _git_commit() -> str | None:
+    try:
+        root = HERE.parent
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty(src)" if dirty else "")
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _machine() -> dict[str, Any]:
+    cpu_model = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": affinity,
+        "cpu_model": cpu_model,
+        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "llmflow_version": _version("llmflow"),
+        "llmflow_commit": _git_commit(),
+        "nemo_relay_version": _version("nemo-relay"),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _workload_sizes() -> dict[str, int]:
+    return {
+        "request_bytes": w.serialized_size(
+            {"headers": w.request_headers(), "content": w.request_body()}
+        ),
+        "request_body_bytes": w.serialized_size(w.request_body()),
+        "request_messages": len(w.request_body()["messages"]),
+        "response_bytes": w.serialized_size(w.response()),
+        "assistant_message_chars": len(w.response()["choices"][0]["message"]["content"]),
+        "stream_chunks": STREAM_CHUNKS,
+        "stream_bytes": sum(w.serialized_size(c) for c in w.chunks(STREAM_CHUNKS)),
+    }
+
+
+def _variants(selected: Iterable[str]) -> list[dict[str, Any]]:
+    out = []
+    for case in ("manual", "managed", "stream"):
+        if case not in selected:
+            continue
+        for chunks in (STREAM_CHUNKS, 1) if case == "stream" else (0,):
+            for exporter in (True, False):
+                out.append({"case": case, "chunks": chunks, "exporter": exporter})
+    return out
+
+
+def _key(variant: dict[str, Any]) -> str:
+    chunks = f"{variant['chunks']}" if variant["case"] == "stream" else ""
+    return f"{variant['case']}{chunks}:{'jsonl' if variant['exporter'] else 'none'}"
+
+
+def _summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [r for r in runs if "error" not in r]
+    out: dict[str, Any] = {"runs": len(runs), "errors": [r["error"] for r in runs if "error" in r]}
+    if not good:
+        return out
+    medians = [r["median_us"] for r in good]
+    out.update(
+        median_us=statistics.median(medians),
+        min_us=min(medians),
+        max_us=max(medians),
+        run_medians_us=medians,
+        calls_per_batch=sorted({r["calls_per_batch"] for r in good}),
+        batches=sum(len(r["samples_us"]) for r in good),
+    )
+    if any("file" in r for r in good):
+        expected = sum(r["expected_lines"] for r in good)
+        written = sum(r["file"]["lines"] for r in good)
+        out["events"] = {
+            "expected_lines": expected,
+            "lines_at_flush": written,
+            "lines_after_close": sum(r.get("lines_after_close", 0) for r in good),
+            "lost": expected - written,
+            "malformed": sum(r["file"]["malformed"] for r in good),
+            "credential_leaks": sum(r["file"]["credential_leaks"] for r in good),
+        }
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _fmt_range(summary: dict[str, Any] | None) -> str:
+    if not summary or "median_us" not in summary:
+        return "error" if summary and summary.get("errors") else "—"
+    return f"{_fmt(summary['median_us'])} [{_fmt(summary['min_us'])}-{_fmt(summary['max_us'])}]"
+
+
+def _rows(
+    results: dict[str, dict[str, dict[str, Any]]], runtimes: list[str]
+) -> list[dict[str, Any]]:
+    """Table rows: measured cases plus the stream figures derived from them."""
+
+    def median(runtime: str, key: str) -> float | None:
+        summary = results.get(runtime, {}).get(key)
+        return summary.get("median_us") if summary else None
+
+    rows: list[dict[str, Any]] = []
+    for exporter in ("jsonl", "none"):
+        for case, label, target in (
+            ("manual", "manual pair (llm_call + llm_call_end)", "manual"),
+            ("managed", "managed call (llm_call_execute)", "managed"),
+        ):
+            key = f"{case}:{exporter}"
+            if not any(key in results.get(r, {}) for r in runtimes):
+                continue
+            rows.append(
+                {
+                    "case": label,
+                    "export": exporter,
+                    "key": key,
+                    "target_us": TARGETS_US[target] if exporter == "jsonl" else None,
+                    "values": {r: median(r, key) for r in runtimes},
+                    "display": {r: _fmt_range(results.get(r, {}).get(key)) for r in runtimes},
+                }
+            )
+        many, one = f"stream{STREAM_CHUNKS}:{exporter}", f"stream1:{exporter}"
+        if not any(many in results.get(r, {}) for r in runtimes):
+            continue
+        per_stream = {r: median(r, many) for r in runtimes}
+        per_single = {r: median(r, one) for r in runtimes}
+        incl = {r: (v / STREAM_CHUNKS if v is not None else None) for r, v in per_stream.items()}
+        marginal: dict[str, float | None] = {}
+        for r in runtimes:
+            many_us, one_us = per_stream[r], per_single[r]
+            marginal[r] = (
+                (many_us - one_us) / (STREAM_CHUNKS - 1)
+                if many_us is not None and one_us is not None
+                else None
+            )
+        for label, key, values, target in (
+            (f"stream, per stream of {STREAM_CHUNKS} chunks", many, per_stream, None),
+            ("stream, per stream of 1 chunk", one, per_single, None),
+            (
+                f"stream, per chunk incl. call (t{STREAM_CHUNKS}/{STREAM_CHUNKS})",
+                f"chunk_incl:{exporter}",
+                incl,
+                None,
+            ),
+            (
+                f"stream, marginal per chunk ((t{STREAM_CHUNKS}-t1)/{STREAM_CHUNKS - 1})",
+                f"chunk_marginal:{exporter}",
+                marginal,
+                TARGETS_US["chunk"] if exporter == "jsonl" else None,
+            ),
+        ):
+            measured = key in (many, one)
+            rows.append(
+                {
+                    "case": label,
+                    "export": exporter,
+                    "key": key,
+                    "target_us": target,
+                    "values": values,
+                    "display": {
+                        r: (_fmt_range(results.get(r, {}).get(key)) if measured else _fmt(v))
+                        for r, v in values.items()
+                    },
+                }
+            )
+    return rows
+
+
+def _print_table(rows: list[dict[str, Any]], runtimes: list[str]) -> None:
+    nemo = "nemo-relay" in runtimes
+    header = ["case", "export", "llmflow µs"]
+    if nemo:
+        header += ["nemo-relay µs", "ratio (nemo/llmflow)"]
+    header += ["target (llmflow)", "met"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(" --- " for _ in header) + "|")
+    for row in rows:
+        ours = row["values"].get("llmflow")
+        cells = [row["case"], row["export"], row["display"].get("llmflow", "—")]
+        if nemo:
+            theirs = row["values"].get("nemo-relay")
+            ratio = f"{theirs / ours:,.1f}x" if ours and theirs and ours > 0 and theirs > 0 else "—"
+            cells += [row["display"].get("nemo-relay", "—"), ratio]
+        target = row["target_us"]
+        met = "—"
+        if target is not None and ours is not None:
+            met = "yes" if ours <= target else "no"
+        cells += [f"≤ {target:g} µs" if target is not None else "", met]
+        print("| " + " | ".join(cells) + " |")
+
+
+def _memory_summary(result: dict[str, Any]) -> dict[str, Any]:
+    if "error" in result:
+        return result
+    samples = result["samples"]
+    measured = [s for s in samples if s["pairs"] > 0]
+    baseline = measured[0]  # after the first interval: imports, caches and queue warmed up
+    end = measured[-1]
+    growth_mib = (end["rss_kib"] - baseline["rss_kib"]) / 1024
+    return {
+        **{k: v for k, v in result.items() if k != "samples"},
+        "rss_start_mib": samples[1]["rss_kib"] / 1024,
+        "rss_after_warmup_mib": baseline["rss_kib"] / 1024,
+        "rss_end_mib": end["rss_kib"] / 1024,
+        "rss_max_sampled_mib": max(s["rss_kib"] for s in measured) / 1024,
+        "peak_rss_mib": end["hwm_kib"] / 1024,
+        "growth_after_warmup_mib": growth_mib,
+        "flat": growth_mib < FLAT_THRESHOLD_MIB,
+        "lost": result["expected_lines"] - result["lines"],
+        "rss_samples_mib": [[s["pairs"], round(s["rss_kib"] / 1024, 1)] for s in measured],
+    }
+
+
+def _print_memory(memory: dict[str, dict[str, Any]]) -> None:
+    print()
+    print(
+        "| runtime | pairs | events/s | µs/pair | RSS start | after 1st interval | end | "
+        "max sampled | peak (VmHWM) | growth | flat | lines written / expected |"
+    )
+    print("|" + "|".join(" --- " for _ in range(12)) + "|")
+    for runtime, m in memory.items():
+        if "error" in m:
+            print(f"| {runtime} | error: {m['error']} |" + " |" * 10)
+            continue
+        print(
+            f"| {runtime} | {m['pairs']:,} | {m['events_per_second']:,.0f} | "
+            f"{m['us_per_pair']:.2f} | {m['rss_start_mib']:.1f} MiB | "
+            f"{m['rss_after_warmup_mib']:.1f} MiB | {m['rss_end_mib']:.1f} MiB | "
+            f"{m['rss_max_sampled_mib']:.1f} MiB | {m['peak_rss_mib']:.1f} MiB | "
+            f"{m['growth_after_warmup_mib']:+.1f} MiB | {'flat' if m['flat'] else 'GROWS'} | "
+            f"{m['lines']:,} / {m['expected_lines']:,} |"
+        )
+
+
+def _print_events(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    problems = []
+    checked = 0
+    for runtime, cases in results.items():
+        for key, summary in cases.items():
+            for error in summary.get("errors", []):
+                problems.append(f"{runtime} {key}: {error}")
+            events = summary.get("events")
+            if not events:
+                continue
+            checked += events["expected_lines"]
+            if events["lost"] or events["malformed"] or events["credential_leaks"]:
+                problems.append(
+                    f"{runtime} {key}: {events['lost']} lost (expected "
+                    f"{events['expected_lines']}, at flush {events['lines_at_flush']}, after "
+                    f"close {events['lines_after_close']}), {events['malformed']} malformed, "
+                    f"{events['credential_leaks']} lines with the API key"
+                )
+    print()
+    if problems:
+        print("Event checks FAILED:")
+        for problem in problems:
+            print(f"  - {problem}")
+    elif checked:
+        print(
+            f"Event checks: every exporter run wrote exactly the expected lines "
+            f"({checked:,} in all), each a complete JSON object, none with the API key."
+        )
+    return problems
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    settings = dict(QUICK if args.quick else FULL)
+    if args.runs is not None:
+        settings["runs"] = args.runs
+    if args.memory_pairs is not None:
+        settings["memory_pairs"] = args.memory_pairs
+        settings["memory_interval"] = max(1, args.memory_pairs // 10)
+    selected = set(CASES)
+    if args.only:
+        selected = {name.strip() for name in args.only.split(",") if name.strip()}
+        unknown = selected - set(CASES)
+        if unknown:
+            print(f"--only: unknown case(s) {sorted(unknown)}; choose from {CASES}")
+            return 2
+
+    nemo_installed = importlib.util.find_spec("nemo_relay") is not None
+    runtimes = ["llmflow"]
+    if nemo_installed and not args.no_nemo:
+        runtimes.append("nemo-relay")
+    machine = _machine()
+    sizes = _workload_sizes()
+
+    print("# llmflow benchmarks (SPEC §8)")
+    print()
+    print(
+        f"python {machine['python']} ({machine['implementation']}), {machine['platform']}, "
+        f"{machine['cpu_count']} CPUs ({machine['cpus_usable']} usable), {machine['cpu_model']}"
+    )
+    load = machine["loadavg_start"]
+    print(
+        f"llmflow {machine['llmflow_version']} at {machine['llmflow_commit'] or 'unknown commit'}; "
+        f"nemo-relay {machine['nemo_relay_version'] or 'not installed'}"
+        + ("" if "nemo-relay" in runtimes else " (not measured)")
+        + (f"; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}" if load else "")
+    )
+    print(
+        f"workload: request {sizes['request_bytes']:,} B ({sizes['request_messages']} messages), "
+        f"response {sizes['response_bytes']:,} B (assistant message "
+        f"{sizes['assistant_message_chars']:,} chars), stream of {STREAM_CHUNKS} chunks "
+        f"{sizes['stream_bytes']:,} B"
+    )
+    print(
+        f"settings: {'quick' if args.quick else 'full'}; {settings['runs']} runs per case, "
+        f"up to {settings['calls']:,} calls per timed batch, "
+        f"{settings['min_batches']}-{settings['max_batches']} batches per run "
+        f"({settings['budget_s']} s budget)"
+    )
+    print(flush=True)
+
+    started = time.perf_counter()
+    variants = _variants(selected)
+    child_keys = ("calls", "budget_s", "min_batches", "max_batches", "min_calls", "warmup")
+    base = {k: settings[k] for k in (*child_keys, "warmup_s")}
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {r: {} for r in runtimes}
+    total = settings["runs"] * len(variants) * len(runtimes)
+    done = 0
+    for run in range(settings["runs"]):
+        order = runtimes if run % 2 == 0 else runtimes[::-1]
+        for variant in variants:
+            for runtime in order:
+                spec = {**base, **variant, "runtime": runtime}
+                result = _run_child(spec, timeout=300)
+                raw[runtime].setdefault(_key(variant), []).append(result)
+                done += 1
+                shown = (
+                    f"error: {result['error']}"
+                    if "error" in result
+                    else f"{result['median_us']:.2f} µs/call"
+                )
+                _log(f"[{done}/{total}] run {run + 1} {runtime:<10} {_key(variant):<16} {shown}")
+
+    memory: dict[str, dict[str, Any]] = {}
+    if "memory" in selected:
+        for runtime in runtimes:
+            _log(f"memory: {runtime}, {settings['memory_pairs']:,} manual pairs with the exporter")
+            spec = {
+                "case": "memory",
+                "runtime": runtime,
+                "pairs": settings["memory_pairs"],
+                "interval": settings["memory_interval"],
+            }
+            memory[runtime] = _memory_summary(_run_child(spec, timeout=1800))
+
+    results = {r: {k: _summarize(v) for k, v in cases.items()} for r, cases in raw.items()}
+    rows = _rows(results, runtimes) if variants else []
+    if rows:
+        print(
+            "Wall time per call including delivery (median of per-run medians "
+            "[min-max of run medians]); ratio = how many times faster llmflow is."
+        )
+        print()
+        _print_table(rows, runtimes)
+        if "nemo-relay" not in runtimes:
+            print()
+            print("nemo-relay is not installed (or --no-nemo): only llmflow was measured.")
+    problems = _print_events(results)
+    if memory:
+        _print_memory(memory)
+        print(
+            f"\n'flat': RSS grew by less than {FLAT_THRESHOLD_MIB:g} MiB between the first "
+            "sample (after the first tenth of the pairs) and the end."
+        )
+        for runtime, m in memory.items():
+            if "error" not in m and (m["lost"] or m["torn_tails"]):
+                problems.append(f"{runtime} memory: {m['lost']} lost, {m['torn_tails']} torn tails")
+    print(
+        f"\nSPEC §8 reference for nemo-relay 0.10.4 on a 2-core machine: manual "
+        f"~{REFERENCE_US['manual']:g} µs, managed ~{REFERENCE_US['managed']:,g} µs, "
+        f"stream ~{REFERENCE_US['chunk']:g} µs per chunk."
+    )
+    machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    machine["elapsed_s"] = round(time.perf_counter() - started, 1)
+    print(f"elapsed {machine['elapsed_s']} s")
+
+    report = {
+        "machine": machine,
+        "workload": sizes,
+        "settings": {**settings, "mode": "quick" if args.quick else "full"},
+        "runtimes": runtimes,
+        "targets_us": TARGETS_US,
+        "reference_nemo_relay_us": REFERENCE_US,
+        "table": [
+            {k: row[k] for k in ("case", "export", "key", "target_us", "values")} for row in rows
+        ],
+        "cases": results,
+        "memory": memory,
+        "problems": problems,
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, separators=(",", ":")))
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs and smaller batches")
+    parser.add_argument("--json", metavar="PATH", help="also write the JSON report to PATH")
+    parser.add_argument(
+        "--only", metavar="NAME", help=f"comma-separated subset of {', '.join(CASES)}"
+    )
+    parser.add_argument("--runs", type=int, help="runs per case and runtime (default 5, quick 3)")
+    parser.add_argument(
+        "--memory-pairs", type=int, help="manual pairs of the memory run (default 1,000,000)"
+    )
+    parser.add_argument("--no-nemo", action="store_true", help="measure llmflow only")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child_main(json.loads(args.child))))
+        return 0
+    return parent_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

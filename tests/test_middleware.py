@@ -545,3 +545,21 @@ def test_metadata_injector_adds_never_overwrites_and_fails_open(
         llmflow.llm_call_execute_sync("chat", request(), lambda req: response(), metadata={"m": 1})
     assert [e.metadata for e in llm_events(events)] == [{"m": 1, "env": "test"}] * 2
     assert runtime.diagnostics().failure_count("metadata_injector") == 2
+
+
+def test_each_request_intercept_sees_the_annotated_view_of_the_current_request() -> None:
+    views: list[Any] = []
+
+    def first(req: LlmRequest, ctx: Any) -> Any:
+        views.append(ctx.annotated)
+        return ctx.annotated.model_copy(update={"model": "tiny-2"})
+
+    def second(req: LlmRequest, ctx: Any) -> Any:
+        views.append(ctx.annotated)
+        return req
+
+    intercepts.register_llm_request("first", 0, first)
+    intercepts.register_llm_request("second", 1, second)
+    got = llmflow.llm_request_intercepts_sync("chat", request(), codec=TinyCodec())
+    assert [v.model for v in views] == ["tiny-1", "tiny-2"]
+    assert got.content["model"] == "tiny-2"

@@ -28,9 +28,8 @@ from ._pipeline import (
     drive_sync,
     end_metadata,
     event_snapshot,
-    exit_span,
+    execute_in_span,
     profile_with,
-    run_execution,
     run_guardrails,
     run_request_intercepts,
     sanitize,
@@ -41,7 +40,6 @@ from ._scope import (
     Span,
     check_name,
     emit_span_event,
-    enter_span,
     normalize_attributes,
     resolve_parent,
 )
@@ -556,19 +554,11 @@ def _execute(
     request = yield from _prepare(runtime, name, request, codec)
     handle = _open_handle(runtime, name, parent, attrs, now_us(), data, metadata, model_name)
     _start(handle, request, codec)
-    enter_span(handle)
-    error: BaseException | None = None
-    try:
-        result = yield from run_execution(runtime, EXECUTION, request, func, asynchronous)
-    except BaseException as exc:
-        error = exc
-    error = exit_span(handle, error)
-    handle.claim_end()
-    if error is not None:
-        _end(handle, None, error=error)
-        raise error
-    _end(handle, result, response_codec=response_codec)
-    return result
+
+    def end(result: Json, error: BaseException | None) -> None:
+        _end(handle, result, response_codec=response_codec, error=error)
+
+    return (yield from execute_in_span(handle, EXECUTION, request, func, asynchronous, end))
 
 
 async def llm_call_execute(

@@ -347,6 +347,35 @@ def exit_span(span: Span, error: BaseException | None) -> BaseException | None:
     return error
 
 
+def execute_in_span(
+    call: Call,
+    family: str,
+    request: Any,
+    func: Callable[[Any], Any],
+    asynchronous: bool,
+    end: Callable[[Any, BaseException | None], None],
+) -> Step[Any]:
+    """Run the execution chain with ``call`` as the current span, then end it once.
+
+    ``end(result, error)`` emits the end event. A failure or cancellation is
+    recorded and the original exception re-raised unchanged.
+    """
+    enter_span(call)
+    error: BaseException | None = None
+    result: Any = None
+    try:
+        result = yield from run_execution(call.runtime, family, request, func, asynchronous)
+    except BaseException as exc:
+        error = exc
+    error = exit_span(call, error)
+    call.claim_end()
+    if error is not None:
+        end(None, error)
+        raise error
+    end(result, None)
+    return result
+
+
 # -- middleware steps ---------------------------------------------------------------
 
 

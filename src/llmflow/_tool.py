@@ -25,8 +25,8 @@ from ._pipeline import (
     drive_sync,
     end_metadata,
     event_snapshot,
+    execute_in_span,
     profile_with,
-    run_execution,
     run_guardrails,
     run_request_intercepts,
     sanitized_json,
@@ -36,8 +36,6 @@ from ._scope import (
     Span,
     check_name,
     emit_span_event,
-    enter_span,
-    leave_span,
     normalize_attributes,
     resolve_parent,
 )
@@ -261,17 +259,11 @@ def _execute(
     )
     handle = _new_handle(runtime, name, tool_call_id, parent, attributes, data, metadata, None)
     _start(handle, args)
-    enter_span(handle)
-    try:
-        result = yield from run_execution(runtime, EXECUTION, args, func, asynchronous)
-    except BaseException as exc:
-        leave_span(handle)
-        handle.claim_end()
-        _end(handle, None, error=exc)
-        raise
-    leave_span(handle)
-    handle.claim_end()
-    _end(handle, result)
+
+    def end(result: Json, error: BaseException | None) -> None:
+        _end(handle, result, error=error)
+
+    result = yield from execute_in_span(handle, EXECUTION, args, func, asynchronous, end)
     return result.result if isinstance(result, ToolExecutionResult) else result
 
 

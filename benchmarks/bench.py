@@ -300,6 +300,11 @@ def _run_memory(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_main(spec: dict[str, Any]) -> dict[str, Any]:
+    import faulthandler
+
+    # A hang in the runtime under test dumps every thread's stack to stderr and
+    # exits; the parent keeps that dump and reports the run as failed.
+    faulthandler.dump_traceback_later(spec.get("watchdog_s", 90), exit=True)
     if spec["case"] == "memory":
         return _run_memory(spec)
     return _run_case(spec)
@@ -314,23 +319,37 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("LLMFLOW_ATOF_PATH", None)  # would install a second exporter at import
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    timeout = spec["watchdog_s"] + 30  # backstop: the child's own watchdog fires first
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, env=env, check=False
         )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        return _child_failure(spec, f"killed after {timeout:.0f} s", stderr)
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-6:]
-        return {"error": f"exit {done.returncode}: " + " | ".join(tail)}
+        hung = "Timeout (" in done.stderr
+        what = f"hung: watchdog fired after {spec['watchdog_s']} s" if hung else "crashed"
+        return _child_failure(spec, f"{what} (exit {done.returncode})", done.stderr)
     try:
         return dict(json.loads(done.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):
-        return {"error": f"no JSON from child: {done.stdout[-300:]!r}"}
+        return _child_failure(spec, "no JSON from child", done.stdout + done.stderr)
+
+
+def _child_failure(spec: dict[str, Any], what: str, output: str) -> dict[str, Any]:
+    """Keep the child's stderr (a traceback or the watchdog's stack dump) in a log file."""
+    folder = Path(tempfile.gettempdir()) / "llmflow-bench-failures"
+    folder.mkdir(exist_ok=True)
+    name = f"{spec['runtime']}-{spec['case']}{spec.get('chunks') or ''}-{time.time_ns()}.log"
+    log = folder / name
+    log.write_text(f"spec: {json.dumps(spec)}\n{what}\n\n{output}", encoding="utf-8")
+    last = [line for line in output.strip().splitlines() if line.strip()][-1:] or [""]
+    return {"error": f"{what}; last line: {last[0].strip()[:160]}; log: {log}"}
 
 
 def _git_commit() -> str | None:
@@ -422,7 +441,10 @@ def _key(variant: dict[str, Any]) -> str:
 
 def _summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r]
-    out: dict[str, Any] = {"runs": len(runs), "errors": [r["error"] for r in runs if "error" in r]}
+    out: dict[str, Any] = {
+        "runs": sum("error" not in r for r in runs),
+        "errors": [r["error"] for r in runs if "error" in r],
+    }
     if not good:
         return out
     medians = [r["median_us"] for r in good]
@@ -647,7 +669,7 @@ def _print_events(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                 )
     print()
     if problems:
-        print("Event checks FAILED:")
+        print("Problems:")
         for problem in problems:
             print(f"  - {problem}")
     elif checked:
@@ -718,8 +740,12 @@ def parent_main(args: argparse.Namespace) -> int:
         order = runtimes if run % 2 == 0 else runtimes[::-1]
         for variant in variants:
             for runtime in order:
-                spec = {**base, **variant, "runtime": runtime}
-                result = _run_child(spec, timeout=300)
+                spec = {**base, **variant, "runtime": runtime, "watchdog_s": 45}
+                result = _run_child(spec)
+                if "error" in result:  # reported as a problem; one retry keeps the run count
+                    _log(f"  {runtime} {_key(variant)} failed, retrying once: {result['error']}")
+                    raw[runtime].setdefault(_key(variant), []).append(result)
+                    result = _run_child(spec)
                 raw[runtime].setdefault(_key(variant), []).append(result)
                 done += 1
                 shown = (
@@ -738,8 +764,9 @@ def parent_main(args: argparse.Namespace) -> int:
                 "runtime": runtime,
                 "pairs": settings["memory_pairs"],
                 "interval": settings["memory_interval"],
+                "watchdog_s": 1800,
             }
-            memory[runtime] = _memory_summary(_run_child(spec, timeout=1800))
+            memory[runtime] = _memory_summary(_run_child(spec))
 
     results = {r: {k: _summarize(v) for k, v in cases.items()} for r, cases in raw.items()}
     rows = _rows(results, runtimes) if variants else []

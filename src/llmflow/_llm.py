@@ -29,6 +29,8 @@ from ._pipeline import (
     end_metadata,
     event_snapshot,
     execute_in_span,
+    prepare_call,
+    profile_bytes,
     profile_with,
     run_guardrails,
     run_request_intercepts,
@@ -218,44 +220,6 @@ def strip_credentials(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def _check_handle_args(
-    name: str,
-    parent: Span | str | None,
-    attributes: Iterable[object],
-    data: Json,
-    metadata: JsonObject | None,
-    model_name: str | None,
-    extra_attribute: str | None = None,
-) -> tuple[str, ...]:
-    """Validate the fields of a new handle; return its normalized attributes."""
-    check_name(name)
-    if model_name is not None and not isinstance(model_name, str):
-        raise TypeError(f"model_name: expected a str or None, got {type(model_name).__name__}")
-    check_metadata(metadata)
-    if data is not None:
-        snapshot(data, "data")  # bad input fails here, not silently at the end
-    if parent is not None:
-        resolve_parent(parent)
-    attrs = normalize_attributes(attributes)
-    if extra_attribute is not None and extra_attribute not in attrs:
-        attrs = tuple(sorted((*attrs, extra_attribute)))
-    return attrs
-
-
-def _open_handle(
-    runtime: Runtime,
-    name: str,
-    parent: Span | str | None,
-    attrs: tuple[str, ...],
-    started: int,
-    data: Json,
-    metadata: JsonObject | None,
-    model_name: str | None,
-) -> LlmHandle:
-    profile = None if model_name is None else {"model_name": model_name}
-    return LlmHandle(runtime, name, "llm", parent, attrs, started, data, metadata, profile)
-
-
 def _new_handle(
     runtime: Runtime,
     name: str,
@@ -265,11 +229,42 @@ def _new_handle(
     metadata: JsonObject | None,
     model_name: str | None,
     timestamp: datetime | int | None,
+    extra_attribute: str | None = None,
 ) -> LlmHandle:
+    """Validate the fields of a new LLM handle and build it; nothing is emitted.
+
+    Raises ``TypeError``/``ValueError``/:class:`InvalidPayloadError` naming the
+    bad argument, and :class:`RuntimeShutdownError` on a shut-down runtime.
+    """
     runtime.check_open()
-    attrs = _check_handle_args(name, parent, attributes, data, metadata, model_name)
+    if type(name) is not str or not name:
+        check_name(name)
+    if model_name is None:
+        profile = profile_raw = None
+    elif isinstance(model_name, str):
+        profile, profile_raw = {"model_name": model_name}, profile_bytes("model_name", model_name)
+    else:
+        raise TypeError(f"model_name: expected a str or None, got {type(model_name).__name__}")
+    metadata_raw = None if metadata is None else check_metadata(metadata)
+    if data is not None:
+        snapshot(data, "data")  # bad input fails here, not silently at the end
+    attrs = normalize_attributes(attributes) if attributes else ()
+    if extra_attribute is not None and extra_attribute not in attrs:
+        attrs = tuple(sorted((*attrs, extra_attribute)))
     started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
-    return _open_handle(runtime, name, parent, attrs, started, data, metadata, model_name)
+    return LlmHandle(
+        runtime,
+        name,
+        "llm",
+        resolve_parent(parent),
+        attrs,
+        started,
+        data,
+        metadata,
+        metadata_raw,
+        profile,
+        profile_raw,
+    )
 
 
 def _request_snapshot(value: object) -> bytes:
@@ -302,29 +297,46 @@ def _start(
     sanitizer returns is checked and omitted when it is not (fail closed).
     """
     runtime = handle.runtime
-    schema = None if codec is None else codec.data_schema
-    view: LlmRequest | None = LlmRequest(strip_credentials(request.headers), request.content)
+    headers = strip_credentials(request.headers)
     sanitizers = chain(runtime, SANITIZE_REQUEST)
+    schema = None if codec is None else codec.data_schema
+    view: LlmRequest | None = None
     if sanitizers:
         ctx = SanitizeContext(handle.name, "llm", "request", schema)
-        sanitized = sanitize(runtime, SANITIZE_REQUEST, sanitizers, view, ctx, _request_snapshot)
+        sanitized = sanitize(
+            runtime,
+            SANITIZE_REQUEST,
+            sanitizers,
+            LlmRequest(headers, request.content),
+            ctx,
+            _request_snapshot,
+        )
         view, data_raw = (None, None) if sanitized is None else sanitized
+        if view is None:
+            annotated = None
     else:
-        data_raw = dumps_request(view)  # type: ignore[arg-type]
-    if view is None:
-        annotated = None
-    elif annotated is None and codec is not None:
+        data_raw = dumps_request(headers, request.content)
+        if annotated is None and codec is not None:
+            view = LlmRequest(headers, request.content)
+    if annotated is None and codec is not None and view is not None:
         annotated = annotate(runtime, codec, "annotate_request", view)
-    profile_raw = profile_with(handle, "annotated_request", annotated)
     emit_span_event(
-        handle, "start", handle.started_us, data_raw, schema, handle.metadata_raw, profile_raw
+        handle,
+        "start",
+        handle.started_us,
+        data_raw,
+        schema,
+        handle.metadata_raw,
+        handle.profile_raw
+        if annotated is None
+        else profile_with(handle, "annotated_request", annotated),
     )
 
 
-def dumps_request(request: LlmRequest) -> bytes:
+def dumps_request(headers: dict[str, str], content: JsonObject) -> bytes:
     """Snapshot ``{"headers", "content"}``; non-JSON content is a caller error."""
     try:
-        return dumps({"headers": request.headers, "content": request.content})
+        return dumps({"headers": headers, "content": content})
     except TypeError as exc:
         raise InvalidPayloadError(
             f"request: headers and content must be JSON-serializable ({exc})"
@@ -390,7 +402,9 @@ def _end(
         data_raw,
         schema,
         metadata_raw,
-        profile_with(handle, "annotated_response", annotated),
+        handle.profile_raw
+        if annotated is None
+        else profile_with(handle, "annotated_response", annotated),
     )
 
 
@@ -479,7 +493,9 @@ def llm_call_end(
         response,
         data=data,
         metadata=metadata,
-        annotated=_annotation_dict(annotated_response, "annotated_response"),
+        annotated=None
+        if annotated_response is None
+        else _annotation_dict(annotated_response, "annotated_response"),
         response_codec=response_codec,
         ended_us=ended,
         strict=True,
@@ -520,16 +536,13 @@ def _prepare(
     runtime: Runtime, name: str, request: LlmRequest, codec: RequestCodec | None
 ) -> Step[LlmRequest]:
     """Guardrails then request intercepts: everything before the start event."""
-    yield from run_guardrails(runtime, CONDITIONAL, name, request)
-    return (
-        yield from run_request_intercepts(
-            runtime,
-            REQUEST,
-            name,
-            request,
-            _request_context(name, codec, runtime),
-            _accept_request(codec),
-        )
+    return prepare_call(
+        runtime,
+        (CONDITIONAL, REQUEST),
+        name,
+        request,
+        _request_context(name, codec, runtime),
+        _accept_request(codec),
     )
 
 
@@ -548,11 +561,12 @@ def _execute(
 ) -> Step[Json]:
     runtime = get_runtime()
     runtime.check_open()
-    attrs = _check_handle_args(name, parent, attributes, data, metadata, model_name)
-    dumps_request(_check_request(request))  # bad input fails before any middleware runs
+    handle = _new_handle(runtime, name, parent, attributes, data, metadata, model_name, None)
+    request = _check_request(request)
+    dumps_request(request.headers, request.content)  # bad input fails before any middleware
     check_callable(func, "func")
     request = yield from _prepare(runtime, name, request, codec)
-    handle = _open_handle(runtime, name, parent, attrs, now_us(), data, metadata, model_name)
+    handle.started_us = now_us()
     _start(handle, request, codec)
 
     def end(result: Json, error: BaseException | None) -> None:
@@ -718,9 +732,11 @@ async def llm_stream_call_execute(
 
     runtime = get_runtime()
     runtime.check_open()
-    attrs = _check_handle_args(name, parent, attributes, data, metadata, model_name, "streaming")
+    handle = _new_handle(
+        runtime, name, parent, attributes, data, metadata, model_name, None, "streaming"
+    )
     request = _check_request(request)
-    dumps_request(request)  # bad input fails before any middleware runs
+    dumps_request(request.headers, request.content)  # bad input fails before any middleware
     check_callable(func, "func")
     func = cast("Callable[[LlmRequest], Any]", func)
     if collector is None and finalizer is None and response_codec is not None:
@@ -731,7 +747,7 @@ async def llm_stream_call_execute(
     collector = cast("Callable[[Json], object]", collector)
     finalizer = cast("Callable[[], Json]", finalizer)
     prepared = await drive_async(_prepare(runtime, name, request, codec))
-    handle = _open_handle(runtime, name, parent, attrs, now_us(), data, metadata, model_name)
+    handle.started_us = now_us()
     _start(handle, prepared, codec)
     return LlmStream(
         handle,

@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, Literal, TypeVar
 
+from . import _scope
 from ._clock import now_us
 from ._errors import FlowError, GuardrailRejected, HandleError, ScopeError
 from ._json import check_metadata, dumps, snapshot
@@ -114,6 +115,8 @@ def chain(runtime: Runtime, family: str) -> tuple[Entry[Any], ...]:
     """Global plus visible scope-local entries of ``family``, in call order."""
     registry = runtime.middleware.get(family)
     entries = () if registry is None else registry.entries
+    if not _scope.live_local_registries:
+        return entries
     local = local_entries(family)
     if local:
         return tuple(sorted((*entries, *local), key=_order))
@@ -189,8 +192,8 @@ class Call(Span):
     """A started LLM or tool call: the shared state of its start and end events.
 
     ``profile`` holds the profile keys repeated on start and end
-    (``model_name``, ``tool_call_id``); it and ``metadata`` are snapshotted once
-    here and reused by both events.
+    (``model_name``, ``tool_call_id``). Callers pass every field validated and
+    ``metadata``/``profile`` snapshotted, so both events reuse the same bytes.
     """
 
     __slots__ = ("data", "metadata", "metadata_raw", "profile", "profile_raw")
@@ -200,19 +203,21 @@ class Call(Span):
         runtime: Runtime,
         name: str,
         category: str,
-        parent: object,
+        parent_uuid: str | None,
         attributes: tuple[str, ...],
         started_us: int,
-        data: Json,
-        metadata: JsonObject | None,
-        profile: JsonObject | None,
+        data: Json = None,
+        metadata: JsonObject | None = None,
+        metadata_raw: bytes | None = None,
+        profile: JsonObject | None = None,
+        profile_raw: bytes | None = None,
     ) -> None:
-        super().__init__(runtime, name, category, resolve_parent(parent), attributes, started_us)
+        super().__init__(runtime, name, category, parent_uuid, attributes, started_us)
         self.data = data
         self.metadata = metadata
-        self.metadata_raw = check_metadata(metadata)
+        self.metadata_raw = metadata_raw
         self.profile = profile
-        self.profile_raw = None if profile is None else _profile_bytes(profile)
+        self.profile_raw = profile_raw
 
     def claim_end(self, param: str = "handle") -> None:
         """Mark the call ended; a second end raises :class:`HandleError`."""
@@ -223,19 +228,16 @@ class Call(Span):
         self.mark_ended()
 
 
-_PROFILE_CACHE: dict[tuple[str, Any], bytes] = {}
+_PROFILE_CACHE: dict[tuple[str, str], bytes] = {}
 
 
-def _profile_bytes(profile: JsonObject) -> bytes:
-    """Snapshot a profile; one-key profiles (``{"model_name": m}``) are cached."""
-    if len(profile) != 1:
-        return dumps(profile)
-    ((key, value),) = profile.items()
+def profile_bytes(key: str, value: str) -> bytes:
+    """The snapshot of ``{key: value}``, cached (model names and the like repeat)."""
     raw = _PROFILE_CACHE.get((key, value))
     if raw is None:
         if len(_PROFILE_CACHE) >= 1024:
             _PROFILE_CACHE.clear()
-        raw = _PROFILE_CACHE[key, value] = dumps(profile)
+        raw = _PROFILE_CACHE[key, value] = dumps({key: value})
     return raw
 
 
@@ -387,7 +389,7 @@ def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> St
     recorded on the guardrail's end event and re-raised unchanged.
     """
     for entry in chain(runtime, family):
-        span = Call(runtime, entry.name, "guardrail", None, (), now_us(), None, None, None)
+        span = Call(runtime, entry.name, "guardrail", resolve_parent(None), (), now_us())
         emit_span_event(span, "start", span.started_us, None, None, None, None)
         enter_span(span)
         error: BaseException | None = None
@@ -437,6 +439,28 @@ def run_request_intercepts(
     return request
 
 
+def prepare_call(
+    runtime: Runtime,
+    families: tuple[str, str],
+    name: str,
+    request: T,
+    make_context: Callable[[T], Any],
+    accept: Callable[[Any, T], T],
+) -> Step[T]:
+    """Conditional guardrails, then request intercepts: all that precedes a start event.
+
+    ``families`` names the guardrail and request-intercept registries; an
+    empty chain costs one lookup.
+    """
+    if chain(runtime, families[0]):
+        yield from run_guardrails(runtime, families[0], name, request)
+    if chain(runtime, families[1]):
+        request = yield from run_request_intercepts(
+            runtime, families[1], name, request, make_context, accept
+        )
+    return request
+
+
 def run_execution(
     runtime: Runtime,
     family: str,
@@ -451,6 +475,8 @@ def run_execution(
     it after the intercept returned raises :class:`FlowError`.
     """
     entries = chain(runtime, family)
+    if not entries:
+        return call_user(func, request)
 
     def run(index: int, req: Any) -> Step[Any]:
         if index == len(entries):

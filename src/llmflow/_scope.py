@@ -85,12 +85,12 @@ class Span:
 
     def local_registry(self, family: str) -> Registry[Callable[..., Any]]:
         """The scope-local registry of ``family``, created on first use."""
-        global _live_local_registries
+        global live_local_registries
         if self.ended:
             raise ScopeError(f"scope: {self.name!r} ({self.uuid}) has already ended")
         if self.local is None:
             self.local = {}
-            _live_local_registries += 1
+            live_local_registries += 1
         registry = self.local.get(family)
         if registry is None:
             registry = self.local[family] = Registry(f"scope-local {family}")
@@ -111,11 +111,11 @@ class Span:
 
     def mark_ended(self) -> None:
         """Flag the span ended and release its scope-local middleware."""
-        global _live_local_registries
+        global live_local_registries
         self.ended = True
         if self.local is not None:
             self.local = None
-            _live_local_registries -= 1
+            live_local_registries -= 1
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "open"
@@ -139,7 +139,7 @@ class _Frame:
 
 
 _STACK: ContextVar[_Frame | None] = ContextVar("llmflow_scope_stack", default=None)
-_live_local_registries = 0
+live_local_registries = 0
 
 
 def current_span() -> Span | None:
@@ -174,7 +174,7 @@ def leave_span(span: Span) -> None:
 
 def local_entries(family: str) -> list[Any]:
     """Scope-local entries of ``family`` visible from this context (innermost last)."""
-    if not _live_local_registries:
+    if not live_local_registries:
         return []
     found: list[Any] = []
     frame = _STACK.get()

@@ -26,9 +26,9 @@ from ._pipeline import (
     end_metadata,
     event_snapshot,
     execute_in_span,
+    prepare_call,
+    profile_bytes,
     profile_with,
-    run_guardrails,
-    run_request_intercepts,
     sanitized_json,
 )
 from ._runtime import Runtime, get_runtime
@@ -112,22 +112,24 @@ def _new_handle(
 ) -> ToolHandle:
     """Build the handle of a call whose inputs :func:`_check_call` accepted."""
     started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
-    profile = None if tool_call_id is None else {"tool_call_id": tool_call_id}
+    if tool_call_id is None:
+        profile = profile_raw = None
+    else:
+        profile = {"tool_call_id": tool_call_id}
+        profile_raw = profile_bytes("tool_call_id", tool_call_id)
     return ToolHandle(
         runtime,
         name,
         "tool",
-        parent,
+        resolve_parent(parent),
         normalize_attributes(attributes),
         started,
         data,
         metadata,
+        check_metadata(metadata),
         profile,
+        profile_raw,
     )
-
-
-def _accept_json(value: object) -> bool:
-    return True  # checked by the snapshot that follows
 
 
 def _start(handle: ToolHandle, args: Json) -> None:
@@ -253,9 +255,13 @@ def _execute(
     # Bad attributes or parent must fail before any guardrail runs or emits.
     attributes = normalize_attributes(attributes)
     parent = resolve_parent(parent)
-    yield from run_guardrails(runtime, CONDITIONAL, name, args)
-    args = yield from run_request_intercepts(
-        runtime, REQUEST, name, args, lambda _: RequestContext(name, None, None), _accept_args
+    args = yield from prepare_call(
+        runtime,
+        (CONDITIONAL, REQUEST),
+        name,
+        args,
+        lambda _: RequestContext(name, None, None),
+        _accept_args,
     )
     handle = _new_handle(runtime, name, tool_call_id, parent, attributes, data, metadata, None)
     _start(handle, args)

@@ -348,8 +348,13 @@ def _child_failure(spec: dict[str, Any], what: str, output: str) -> dict[str, An
     name = f"{spec['runtime']}-{spec['case']}{spec.get('chunks') or ''}-{time.time_ns()}.log"
     log = folder / name
     log.write_text(f"spec: {json.dumps(spec)}\n{what}\n\n{output}", encoding="utf-8")
-    last = [line for line in output.strip().splitlines() if line.strip()][-1:] or [""]
-    return {"error": f"{what}; last line: {last[0].strip()[:160]}; log: {log}"}
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    where = lines[-1:] or [""]
+    if "Timeout (" in output:  # the innermost frame of the last thread dumped (the caller's)
+        starts = [i for i, line in enumerate(lines) if line.startswith(("Thread ", "Current "))]
+        frames = lines[starts[-1] + 1 : starts[-1] + 2] if starts else []
+        where = frames or where
+    return {"error": f"{what}; at: {where[0][:160]}; log: {log}"}
 
 
 def _git_commit() -> str | None:

@@ -655,3 +655,16 @@ def test_forked_child_never_shares_the_parents_queue_worker_or_file(
     assert lines[-1] == b""  # the file ends with a complete line
     names = sorted(orjson.loads(line)["name"] for line in lines[:-1])
     assert names == ["child-0", "child-1", "child-2", "hold", "parent-1", "parent-2"]
+
+
+async def test_aflush_never_misses_a_barrier_the_worker_reached_first() -> None:
+    # Regression: the completion callback was attached after the barrier was
+    # queued, so a fast worker could release it first and aflush() hung.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for index in range(1500):
+            llmflow.mark("tick", data=index)
+            await asyncio.wait_for(llmflow.aflush(), timeout=5)
+    finally:
+        sys.setswitchinterval(previous)

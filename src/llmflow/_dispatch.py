@@ -29,21 +29,22 @@ NAP = 0.002
 
 
 class _Barrier:
-    """A queue item that signals when the worker reaches it (after exporting)."""
+    """A queue item that signals when the worker reaches it (after exporting).
 
-    __slots__ = ("_callbacks", "done")
+    ``on_release`` is fixed before the barrier is queued: the worker may reach
+    it the moment it is appended.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("done", "on_release")
+
+    def __init__(self, on_release: Callable[[], None] | None = None) -> None:
         self.done = threading.Event()
-        self._callbacks: list[Callable[[], None]] = []
-
-    def add_callback(self, fn: Callable[[], None]) -> None:
-        self._callbacks.append(fn)
+        self.on_release = on_release
 
     def release(self) -> None:
         self.done.set()
-        for fn in self._callbacks:
-            fn()
+        if self.on_release is not None:
+            self.on_release()
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
@@ -132,9 +133,9 @@ class Dispatcher:
             self._thread = threading.Thread(target=self._run, name="llmflow-dispatch", daemon=True)
             self._thread.start()
 
-    def barrier(self) -> _Barrier:
+    def barrier(self, on_release: Callable[[], None] | None = None) -> _Barrier:
         """Queue a barrier that is released once everything before it is exported."""
-        barrier = _Barrier()
+        barrier = _Barrier(on_release)
         self._queue.append(barrier)
         self._wake_worker()
         return barrier
@@ -157,7 +158,7 @@ class Dispatcher:
             if not future.done():
                 future.set_result(None)
 
-        self.barrier().add_callback(lambda: _call_soon(loop, wake))
+        self.barrier(lambda: _call_soon(loop, wake))
         await future
 
     def on_worker_thread(self) -> bool:

@@ -161,20 +161,28 @@ class Event:
 
     def to_json(self) -> bytes:
         """The event as one compact JSON document (no trailing newline)."""
-        return self._serialize(b"}")
+        head, data, tail = self.line_parts()
+        return b"".join((head, data, tail[:-1]))
 
     def json_line(self) -> bytes:
         """The event as one JSONL line, newline included (what exporters write)."""
-        return self._serialize(b"}\n")
+        return b"".join(self.line_parts())
 
-    def _serialize(self, closing: bytes) -> bytes:
-        # Assembled from byte pieces: ids, category and scope phase are ASCII
-        # produced by llmflow itself and payloads are the emission snapshots, so
-        # only ``name`` and ``attributes`` need encoding here.
+    def line_parts(self) -> tuple[bytes, bytes, bytes]:
+        """The JSONL line in three pieces: ``head + data + tail``.
+
+        ``data`` is the payload snapshot itself (empty when the head already
+        ends in ``null``), so a writer can hand the pieces to ``writev`` and the
+        payload is never copied again in user space.
+        """
+        # ids, category and scope phase are ASCII produced by llmflow itself and
+        # the payloads are emission snapshots: only name and attributes need
+        # encoding here.
         parent = self.parent_uuid
         us = self.timestamp_us
         schema = self.data_schema
-        parts = [
+        profile = self._profile_raw
+        head = [
             b'{"kind":"scope","atof_version":"0.1","uuid":"'
             if self.kind == "scope"
             else b'{"kind":"mark","atof_version":"0.1","uuid":"',
@@ -186,9 +194,8 @@ class Event:
             b',"name":',
             _dumps(self.name),
         ]
-        profile = self._profile_raw
         if self.kind == "scope":
-            parts += (
+            head += (
                 b',"scope_category":"start","attributes":'
                 if self.scope_category == "start"
                 else b',"scope_category":"end","attributes":',
@@ -200,21 +207,24 @@ class Event:
             )
         else:
             if self.category is not None:
-                parts += (b',"category":"', self.category.encode(), b'"')
+                head += (b',"category":"', self.category.encode(), b'"')
             if profile is not None:
-                parts += (b',"category_profile":', profile)
+                head += (b',"category_profile":', profile)
         data = self._data_raw
+        head.append(b',"data":null' if data is None else b',"data":')
         metadata = self._metadata_raw
-        parts += (
-            b',"data":',
-            b"null" if data is None else data,
-            b',"data_schema":',
-            b"null" if schema is None else _dumps({"name": schema.name, "version": schema.version}),
-            b',"metadata":',
-            b"null" if metadata is None else metadata,
-            closing,
+        tail = b"".join(
+            (
+                b',"data_schema":null,"metadata":'
+                if schema is None
+                else b',"data_schema":'
+                + _dumps({"name": schema.name, "version": schema.version})
+                + b',"metadata":',
+                b"null" if metadata is None else metadata,
+                b"}\n",
+            )
         )
-        return b"".join(parts)
+        return b"".join(head), b"" if data is None else data, tail
 
     def __repr__(self) -> str:
         phase = f" {self.scope_category}" if self.scope_category else ""

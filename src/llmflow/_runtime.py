@@ -115,7 +115,7 @@ class Runtime:
     def __init__(
         self,
         *,
-        queue_capacity: int = 65_536,
+        queue_capacity: int = 4_096,
         overflow: OverflowPolicy = "block",
         timestamp_format: Literal["rfc3339", "epoch_us"] = "rfc3339",
     ) -> None:

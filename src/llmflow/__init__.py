@@ -18,6 +18,7 @@ from ._errors import (
     InvalidPayloadError,
     RuntimeShutdownError,
     ScopeError,
+    SyncCallbackError,
 )
 from ._event import Event
 from ._llm import (
@@ -39,7 +40,7 @@ from ._llm import (
     llm_request_intercepts_sync,
     llm_stream_call_execute,
 )
-from ._pipeline import RequestContext, SanitizeContext, SyncCallbackError
+from ._pipeline import RequestContext, SanitizeContext
 from ._runtime import Diagnostics, Exporter, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
 from ._stream import LlmStream

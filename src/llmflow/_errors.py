@@ -18,11 +18,16 @@ __all__ = [
     "InvalidPayloadError",
     "RuntimeShutdownError",
     "ScopeError",
+    "SyncCallbackError",
 ]
 
 
 class FlowError(Exception):
     """Base class of every error raised by llmflow."""
+
+
+class SyncCallbackError(FlowError, TypeError):
+    """A ``_sync`` entry point met a callback that returned an awaitable."""
 
 
 class InvalidPayloadError(FlowError, TypeError):
@@ -96,5 +101,6 @@ for _cls in (
     InvalidPayloadError,
     RuntimeShutdownError,
     ScopeError,
+    SyncCallbackError,
 ):
     _cls.__module__ = "llmflow"

@@ -29,6 +29,7 @@ from ._pipeline import (
     end_metadata,
     event_snapshot,
     execute_in_span,
+    failure_source,
     prepare_call,
     profile_bytes,
     profile_with,
@@ -327,9 +328,7 @@ def _start(
         data_raw,
         schema,
         handle.metadata_raw,
-        handle.profile_raw
-        if annotated is None
-        else profile_with(handle, "annotated_request", annotated),
+        profile_with(handle, "annotated_request", annotated),
     )
 
 
@@ -372,7 +371,9 @@ def _end(
             data_raw = (
                 snapshot(response, "response")
                 if strict
-                else event_snapshot(runtime, response, f"{SANITIZE_RESPONSE}:snapshot")
+                else event_snapshot(
+                    runtime, response, failure_source(SANITIZE_RESPONSE, "snapshot")
+                )
             )
         else:
             if strict:
@@ -402,9 +403,7 @@ def _end(
         data_raw,
         schema,
         metadata_raw,
-        handle.profile_raw
-        if annotated is None
-        else profile_with(handle, "annotated_response", annotated),
+        profile_with(handle, "annotated_response", annotated),
     )
 
 

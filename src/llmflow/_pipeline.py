@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from . import _scope
 from ._clock import now_us
-from ._errors import FlowError, GuardrailRejected, HandleError, ScopeError
+from ._errors import FlowError, GuardrailRejected, HandleError, ScopeError, SyncCallbackError
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Entry, Registry
 from ._runtime import Runtime
@@ -51,13 +51,6 @@ Step = Generator[tuple[Any, Awaitable[Any]], Any, T]
 """A pipeline step: yields ``(callback, awaitable)``, returns its result."""
 
 _SAME: Final[Any] = object()
-
-
-class SyncCallbackError(FlowError, TypeError):
-    """A ``_sync`` entry point met a callback that returned an awaitable."""
-
-
-SyncCallbackError.__module__ = "llmflow"
 
 
 # -- drivers ------------------------------------------------------------------------
@@ -241,6 +234,11 @@ def profile_bytes(key: str, value: str) -> bytes:
     return raw
 
 
+def failure_source(family: str, name: str) -> str:
+    """The diagnostics key of a middleware failure: ``"llm_sanitize_request:pii"``."""
+    return f"{family.replace('.', '_')}:{name}"
+
+
 def sanitize(
     runtime: Runtime,
     family: str,
@@ -264,7 +262,7 @@ def sanitize(
                 return None
             raw = snapshot_of(payload)
         except Exception as exc:
-            runtime.record_failure(f"{family.replace('.', '_')}:{entry.name}", exc)
+            runtime.record_failure(failure_source(family, entry.name), exc)
             return None
     return payload, raw
 
@@ -280,7 +278,7 @@ def sanitized_json(
     """Sanitize and snapshot a JSON event copy; ``None`` when it is omitted."""
     entries = chain(runtime, family)
     if not entries:
-        return event_snapshot(runtime, payload, f"{family.replace('.', '_')}:snapshot")
+        return event_snapshot(runtime, payload, failure_source(family, "snapshot"))
     ctx = SanitizeContext(name, category, phase, None)
     sanitized = sanitize(runtime, family, entries, payload, ctx, dumps)
     return None if sanitized is None else sanitized[1]

@@ -8,33 +8,33 @@ nobody inspected splices those bytes into the line without parsing them again.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import orjson
 
 from ._clock import format_rfc3339
 from ._types import DataSchema, Json, JsonObject
 
-__all__ = ["ATOF_VERSION", "CATEGORIES", "CANONICAL_ATTRIBUTES", "Event", "EventKind"]
+__all__ = ["ATOF_VERSION", "CANONICAL_ATTRIBUTES", "CATEGORIES", "Category", "Event", "EventKind"]
 
 ATOF_VERSION: Final = "0.1"
 
-CATEGORIES: Final = frozenset(
-    {
-        "agent",
-        "function",
-        "llm",
-        "tool",
-        "retriever",
-        "embedder",
-        "reranker",
-        "guardrail",
-        "evaluator",
-        "custom",
-        "unknown",
-    }
-)
-"""Every ATOF 0.1 ``category``; ``custom`` needs ``category_profile.subtype``."""
+Category = Literal[
+    "agent",
+    "function",
+    "llm",
+    "tool",
+    "retriever",
+    "embedder",
+    "reranker",
+    "guardrail",
+    "evaluator",
+    "custom",
+    "unknown",
+]
+"""An ATOF 0.1 ``category``; ``custom`` needs ``category_profile.subtype``."""
+
+CATEGORIES: Final[frozenset[str]] = frozenset(get_args(Category))
 
 CANONICAL_ATTRIBUTES: Final = ("parallel", "relocatable", "stateful", "streaming", "remote")
 """The attribute flags ATOF names; unknown flags are preserved all the same."""

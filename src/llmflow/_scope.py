@@ -225,7 +225,7 @@ def normalize_attributes(
 
 def check_category(category: object, profile: Mapping[str, Any] | None) -> str:
     """Validate ``category`` (and the ``subtype`` that ``custom`` requires)."""
-    if category not in CATEGORIES:
+    if not isinstance(category, str) or category not in CATEGORIES:
         raise ValueError(f"category: expected one of {sorted(CATEGORIES)}, got {category!r}")
     if category == "custom":
         subtype = None if profile is None else profile.get("subtype")

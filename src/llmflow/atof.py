@@ -31,7 +31,7 @@ from pydantic import (
 
 from ._clock import parse_timestamp
 from ._errors import AtofParseError
-from ._event import ATOF_VERSION, CATEGORIES
+from ._event import Category
 
 __all__ = [
     "AtofEvent",
@@ -46,19 +46,6 @@ __all__ = [
 ]
 
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-Category = Literal[
-    "agent",
-    "function",
-    "llm",
-    "tool",
-    "retriever",
-    "embedder",
-    "reranker",
-    "guardrail",
-    "evaluator",
-    "custom",
-    "unknown",
-]
 Timestamp = Annotated[
     str | int,
     Field(description="RFC 3339 UTC string or integer epoch microseconds"),
@@ -325,6 +312,3 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             **{k: v for k, v in schema.items() if k != "title"},
         }
     return out
-
-
-assert ATOF_VERSION == "0.1" and set(Category.__args__) == CATEGORIES  # type: ignore[attr-defined]

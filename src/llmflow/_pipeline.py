@@ -34,7 +34,7 @@ from ._scope import (
     mark,
     resolve_parent,
 )
-from ._types import DataSchema, Json, JsonObject
+from ._types import DataSchema, Json, JsonObject, LlmRequest
 
 __all__ = [
     "Call",
@@ -89,10 +89,20 @@ def drive_sync(step: Step[T]) -> T:
         )
 
 
+_NEVER_AWAITABLE: Final = frozenset(
+    {type(None), bool, int, float, str, bytes, dict, list, tuple, LlmRequest}
+)
+
+
+def is_awaitable(value: object) -> bool:
+    """``inspect.isawaitable`` with a fast answer for plain results (most callbacks)."""
+    return type(value) not in _NEVER_AWAITABLE and inspect.isawaitable(value)
+
+
 def call_user(fn: Callable[..., Any], *args: Any) -> Step[Any]:
     """Call a sync-or-async callback; yields its awaitable when there is one."""
     result = fn(*args)
-    if inspect.isawaitable(result):
+    if is_awaitable(result):
         result = yield fn, result
     return result
 
@@ -392,7 +402,9 @@ def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> St
         enter_span(span)
         error: BaseException | None = None
         try:
-            verdict = yield from call_user(entry.fn, request)
+            verdict = entry.fn(request)
+            if is_awaitable(verdict):
+                verdict = yield entry.fn, verdict
             if verdict is not None and not isinstance(verdict, str):
                 raise TypeError(
                     f"guardrail {entry.name!r} must return None (allow) or a str (reject "
@@ -432,7 +444,9 @@ def run_request_intercepts(
 ) -> Step[T]:
     """Request intercepts in order; ``accept(result, current)`` validates each result."""
     for entry in chain(runtime, family):
-        result = yield from call_user(entry.fn, request, make_context(request))
+        result = entry.fn(request, make_context(request))
+        if is_awaitable(result):
+            result = yield entry.fn, result
         request = accept(result, request)
     return request
 
@@ -482,12 +496,18 @@ def run_execution(
         entry = entries[index]
         active = True
 
+        innermost = index + 1 == len(entries)
+
         def next_(new_request: Any = _SAME) -> Any:
             if not active:
                 raise FlowError(
                     f"execution intercept {entry.name!r} called next() after it returned"
                 )
-            step = run(index + 1, req if new_request is _SAME else new_request)
+            forwarded = req if new_request is _SAME else new_request
+            if innermost and asynchronous:  # no driver needed around the provider itself
+                result = func(forwarded)
+                return result if is_awaitable(result) else _resolved(result)
+            step = run(index + 1, forwarded)
             return drive_async(step) if asynchronous else drive_sync(step)
 
         try:
@@ -496,6 +516,10 @@ def run_execution(
             active = False
 
     return run(0, request)
+
+
+async def _resolved(value: T) -> T:
+    return value
 
 
 def check_callable(value: object, param: str) -> None:

@@ -8,10 +8,9 @@ import orjson
 
 from ._errors import InvalidPayloadError
 
-__all__ = ["dumps", "loads", "snapshot"]
+__all__ = ["check_metadata", "dumps", "snapshot"]
 
 dumps = orjson.dumps
-loads = orjson.loads
 
 
 def snapshot(value: Any, param: str) -> bytes | None:

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._clock import new_uuid7, now_us
 from ._dispatch import Dispatcher, OverflowPolicy
-from ._errors import RuntimeShutdownError
+from ._errors import DuplicateRegistrationError, RuntimeShutdownError
 from ._event import Event
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Registry
@@ -216,8 +216,6 @@ class Runtime:
 
     def add_exporter(self, name: str, exporter: Exporter) -> None:
         """Register ``exporter`` under ``name`` (duplicate names raise)."""
-        from ._errors import DuplicateRegistrationError
-
         self.check_open()
         if not isinstance(exporter, Exporter):
             raise TypeError("exporter: expected an object with export(), flush() and shutdown()")

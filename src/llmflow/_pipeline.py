@@ -299,10 +299,17 @@ def sanitized_json(
     name: str,
     category: str,
     phase: Literal["request", "response"],
+    raw: bytes | None = None,
 ) -> bytes | None:
-    """Sanitize and snapshot a JSON event copy; ``None`` when it is omitted."""
+    """Sanitize and snapshot a JSON event copy; ``None`` when it is omitted.
+
+    ``raw`` is a snapshot of ``payload`` the caller already made (validation),
+    used as is when no sanitizer is registered.
+    """
     entries = chain(runtime, family)
     if not entries:
+        if raw is not None:
+            return raw
         return event_snapshot(runtime, payload, failure_source(family, "snapshot"))
     ctx = SanitizeContext(name, category, phase, None)
     sanitized = sanitize(runtime, family, entries, payload, ctx, dumps)

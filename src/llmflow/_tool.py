@@ -90,14 +90,18 @@ def _check_call(
     args: Json,
     tool_call_id: str | None,
     metadata: JsonObject | None,
-) -> None:
-    """Validate what a tool call is started with; raises before anything runs or is emitted."""
+) -> tuple[bytes | None, bytes | None]:
+    """Validate what a tool call is started with; raises before anything runs or is emitted.
+
+    Returns the snapshots validation made: ``(args, metadata)``.
+    """
     runtime.check_open()
     check_name(name)
     if tool_call_id is not None and (not isinstance(tool_call_id, str) or not tool_call_id):
         raise TypeError(f"tool_call_id: expected a non-empty str or None, got {tool_call_id!r}")
-    check_metadata(metadata)
-    snapshot(args, "args")  # non-JSON arguments are the caller's error, raised before emitting
+    metadata_raw = check_metadata(metadata)
+    # non-JSON arguments are the caller's error, raised before emitting
+    return snapshot(args, "args"), metadata_raw
 
 
 def _new_handle(
@@ -108,6 +112,7 @@ def _new_handle(
     attributes: Iterable[object],
     data: Json,
     metadata: JsonObject | None,
+    metadata_raw: bytes | None,
     timestamp: datetime | int | None,
 ) -> ToolHandle:
     """Build the handle of a call whose inputs :func:`_check_call` accepted."""
@@ -126,15 +131,15 @@ def _new_handle(
         started,
         data,
         metadata,
-        check_metadata(metadata),
+        metadata_raw,
         profile,
         profile_raw,
     )
 
 
-def _start(handle: ToolHandle, args: Json) -> None:
+def _start(handle: ToolHandle, args: Json, args_raw: bytes | None = None) -> None:
     data_raw = sanitized_json(
-        handle.runtime, SANITIZE_REQUEST, args, handle.name, "tool", "request"
+        handle.runtime, SANITIZE_REQUEST, args, handle.name, "tool", "request", args_raw
     )
     emit_span_event(
         handle, "start", handle.started_us, data_raw, None, handle.metadata_raw, handle.profile_raw
@@ -198,9 +203,11 @@ def tool_call(
     raise before anything is emitted.
     """
     runtime = get_runtime()
-    _check_call(runtime, name, args, tool_call_id, metadata)
-    handle = _new_handle(runtime, name, tool_call_id, parent, attributes, data, metadata, timestamp)
-    _start(handle, args)
+    args_raw, metadata_raw = _check_call(runtime, name, args, tool_call_id, metadata)
+    handle = _new_handle(
+        runtime, name, tool_call_id, parent, attributes, data, metadata, metadata_raw, timestamp
+    )
+    _start(handle, args, args_raw)
     return handle
 
 
@@ -250,7 +257,7 @@ def _execute(
     asynchronous: bool,
 ) -> Step[Json]:
     runtime = get_runtime()
-    _check_call(runtime, name, args, tool_call_id, metadata)
+    _args_raw, metadata_raw = _check_call(runtime, name, args, tool_call_id, metadata)
     check_callable(func, "func")
     # Bad attributes or parent must fail before any guardrail runs or emits.
     attributes = normalize_attributes(attributes)
@@ -263,8 +270,10 @@ def _execute(
         lambda _: RequestContext(name, None, None),
         _accept_args,
     )
-    handle = _new_handle(runtime, name, tool_call_id, parent, attributes, data, metadata, None)
-    _start(handle, args)
+    handle = _new_handle(
+        runtime, name, tool_call_id, parent, attributes, data, metadata, metadata_raw, None
+    )
+    _start(handle, args)  # intercepts may have changed args: snapshot them again
 
     def end(result: Json, error: BaseException | None) -> None:
         _end(handle, result, error=error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from llmflow._errors import CodecError
-from llmflow._types import DataSchema, Json, JsonObject, LlmRequest
+from llmflow._types import DataSchema, Json, JsonObject
 
 from ._codec import ProviderCodec
 from ._encoding import ElementPool, assemble_body
@@ -21,7 +21,6 @@ from ._fields import (
     invalid,
     item_path,
     key_path,
-    request_body,
     require_str,
     str_list,
 )
@@ -590,17 +589,7 @@ class AnthropicMessagesCodec(ProviderCodec):
     __slots__ = ()
     _DATA_SCHEMA = DataSchema("anthropic/messages", "1")
 
-    def annotate_request(self, request: LlmRequest | JsonObject) -> JsonObject:
-        """JSON form of ``decode(request)``; raises ``CodecError`` on a malformed body."""
-        return _annotate_request(request_body(request))
-
-    def annotate_response(self, response: Json) -> JsonObject:
-        """JSON form of ``decode_response(response)``; raises ``CodecError`` if malformed."""
-        return _annotate_response(response if type(response) is dict else as_object(response, ""))
-
-    def stream_accumulator(self) -> AnthropicStreamAccumulator:
-        """A fresh accumulator for ``stream=True`` events."""
-        return AnthropicStreamAccumulator()
-
-    def _encode_body(self, body: JsonObject, before: JsonObject, after: JsonObject) -> JsonObject:
-        return _encode_body(body, before, after)
+    _annotate_body = _annotate_request
+    _annotate_result = _annotate_response
+    _accumulator = AnthropicStreamAccumulator
+    _encode_body = _encode_body

@@ -8,6 +8,7 @@ dicts, so the two can never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -18,7 +19,7 @@ from llmflow._types import DataSchema, Json, JsonObject, LlmRequest
 from ._annotated import AnnotatedLlmRequest, AnnotatedLlmResponse
 from ._base import StreamAccumulator
 from ._encoding import annotation_of
-from ._fields import request_body
+from ._fields import as_object, request_body
 
 __all__ = ["ProviderCodec"]
 
@@ -46,8 +47,8 @@ def _validate(model: type[_M], annotation: JsonObject) -> _M:
 class ProviderCodec:
     """Base of the built-in codecs: implements the pydantic and encode entry points.
 
-    Subclasses provide ``annotate_request``, ``annotate_response``,
-    ``stream_accumulator`` and ``_encode_body``.
+    Subclasses name their provider-specific functions: ``_annotate_body``,
+    ``_annotate_result``, ``_accumulator`` and ``_encode_body``.
     """
 
     __slots__ = ()
@@ -62,22 +63,30 @@ class ProviderCodec:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    # -- overridden by each codec -------------------------------------------------
+    # -- provided by each codec: its provider-specific traversals -----------------
+
+    _annotate_body: ClassVar[Callable[[JsonObject], JsonObject]]
+    """Request body -> annotation JSON (raises ``CodecError``)."""
+    _annotate_result: ClassVar[Callable[[JsonObject], JsonObject]]
+    """Response object -> annotation JSON (raises ``CodecError``)."""
+    _accumulator: ClassVar[Callable[[], StreamAccumulator]]
+    """Makes the accumulator folding this provider's stream."""
+    _encode_body: ClassVar[Callable[[JsonObject, JsonObject, JsonObject], JsonObject]]
+    """``(original body, its annotation, edited annotation)`` -> new body."""
 
     def annotate_request(self, request: LlmRequest | JsonObject) -> JsonObject:
-        """JSON form of ``decode(request)`` built without pydantic."""
-        raise NotImplementedError
+        """JSON form of ``decode(request)``; raises ``CodecError`` on a malformed body."""
+        return type(self)._annotate_body(request_body(request))
 
     def annotate_response(self, response: Json) -> JsonObject:
-        """JSON form of ``decode_response(response)`` built without pydantic."""
-        raise NotImplementedError
+        """JSON form of ``decode_response(response)``; raises ``CodecError`` if malformed."""
+        return type(self)._annotate_result(
+            response if type(response) is dict else as_object(response, "")
+        )
 
     def stream_accumulator(self) -> StreamAccumulator:
         """A fresh accumulator folding this provider's stream into its final response."""
-        raise NotImplementedError
-
-    def _encode_body(self, body: JsonObject, before: JsonObject, after: JsonObject) -> JsonObject:
-        raise NotImplementedError
+        return type(self)._accumulator()
 
     # -- shared -------------------------------------------------------------------
 
@@ -107,6 +116,6 @@ class ProviderCodec:
         """
         after = annotation_of(annotated)
         before = self.annotate_request(original)
-        content = self._encode_body(request_body(original), before, after)
+        content = type(self)._encode_body(request_body(original), before, after)
         headers: dict[str, Any] = original.headers if isinstance(original, LlmRequest) else {}
         return LlmRequest(headers=dict(headers), content=content)

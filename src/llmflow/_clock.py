@@ -24,6 +24,7 @@ def now_us() -> int:
 _last_ms = -1
 _counter = 0
 _ms_prefix = ""
+_HEX3 = [f"{i:03x}" for i in range(4096)]  # a table beats a format spec on the hot path
 
 
 def new_uuid7(us: int) -> str:
@@ -55,35 +56,32 @@ def new_uuid7(us: int) -> str:
             _last_ms = ms = _last_ms + 1
             counter = _counter = 0
             _ms_prefix = prefix = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7"
-    tail = (_getrandbits(62) | 0x8000000000000000).to_bytes(8).hex()  # variant 0b10
-    return f"{prefix}{counter:03x}-{tail[:4]}-{tail[4:]}"
+    tail = hex(_getrandbits(62) | 0x8000000000000000)  # "0x" + 16 digits, variant 0b10
+    return f"{prefix}{_HEX3[counter]}-{tail[2:6]}-{tail[6:]}"
 
 
-_prefix_second = -1
-_prefix = ""
+second_cache: tuple[int, str] = (-1, "")
+"""The last second formatted, with its ``YYYY-MM-DDTHH:MM:SS`` text (one tuple: thread-safe)."""
+
+
+def cache_second(second: int) -> tuple[int, str]:
+    """Format ``second`` (epoch seconds) and make it the cached one."""
+    global second_cache
+    second_cache = cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return cached
 
 
 def format_rfc3339(us: int) -> str:
     """Format epoch microseconds as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC).
 
-    The date-time prefix is cached per second: formatting is on the delivery
+    The date-time text is cached per second: formatting is on the delivery
     path of every event.
     """
-    global _prefix_second, _prefix
     second, micro = divmod(us, 1_000_000)
-    if second != _prefix_second:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _prefix_second, _prefix = second, prefix
-    else:
-        prefix = _prefix
-        if second != _prefix_second:  # another thread moved the cache in between
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{prefix}.{micro:06d}Z"
-
-
-def format_rfc3339_bytes(us: int) -> bytes:
-    """:func:`format_rfc3339` as ASCII bytes, for the JSONL writer."""
-    return format_rfc3339(us).encode()
+    cached = second_cache
+    if cached[0] != second:
+        cached = cache_second(second)
+    return f"{cached[1]}.{micro:06d}Z"
 
 
 def to_epoch_us(value: object, param: str) -> int:

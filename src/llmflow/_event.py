@@ -12,10 +12,19 @@ from typing import Any, Final, Literal, get_args
 
 import orjson
 
+from . import _clock
 from ._clock import format_rfc3339
 from ._types import DataSchema, Json, JsonObject
 
-__all__ = ["ATOF_VERSION", "CANONICAL_ATTRIBUTES", "CATEGORIES", "Category", "Event", "EventKind"]
+__all__ = [
+    "ATOF_VERSION",
+    "CANONICAL_ATTRIBUTES",
+    "CATEGORIES",
+    "Category",
+    "Event",
+    "EventKind",
+    "Origin",
+]
 
 ATOF_VERSION: Final = "0.1"
 
@@ -44,6 +53,82 @@ _UNSET: Any = object()
 _dumps = orjson.dumps
 _loads = orjson.loads
 
+# Constant pieces of a JSONL line (see Event.line_parts).
+_NULL = b"null"
+_DATA = b',"data":'
+_NO_SCHEMA = b',"data_schema":null,"metadata":'
+_END = b"}\n"
+_PROFILE = b',"category_profile":'
+
+
+class Origin:
+    """What every event of one span (or one mark) shares: its identity.
+
+    ``uuid``, ``parent_uuid``, ``name``, ``attributes``, ``category`` and the
+    runtime's timestamp format. A span's start and end events point to the same
+    origin, so the wire text of that identity is built once per span, on first
+    serialization, and reused. Fields are fixed at creation.
+    """
+
+    __slots__ = ("_wire", "attributes", "category", "epoch_ts", "name", "parent_uuid", "uuid")
+
+    uuid: str
+    parent_uuid: str | None
+    name: str
+    attributes: tuple[str, ...]
+    category: str | None
+    epoch_ts: bool
+    _wire: tuple[str, str, str] | None
+
+    def __init__(
+        self,
+        uuid: str,
+        parent_uuid: str | None,
+        name: str,
+        attributes: tuple[str, ...],
+        category: str | None,
+        epoch_ts: bool,
+    ) -> None:
+        self.uuid = uuid
+        self.parent_uuid = parent_uuid
+        self.name = name
+        self.attributes = attributes
+        self.category = category
+        self.epoch_ts = epoch_ts
+        self._wire = None
+
+    def wire(self, kind: EventKind) -> tuple[str, str, str]:
+        """The line text around the timestamp: ``(before, after_start, after_end)``.
+
+        For a mark ``after_start`` is used and ``after_end`` is empty. ids and
+        the category are ASCII that llmflow produced or validated; name and
+        attributes are JSON-encoded here. Cached: two threads racing here
+        compute the same value.
+        """
+        wire = self._wire
+        if wire is None:
+            parent = "null" if self.parent_uuid is None else f'"{self.parent_uuid}"'
+            before = (
+                f'{{"kind":"{kind}","atof_version":"0.1","uuid":"{self.uuid}",'
+                f'"parent_uuid":{parent},"timestamp":'
+            )
+            name = _dumps(self.name).decode()
+            if kind == "scope":
+                rest = (
+                    f',"attributes":{_dumps(self.attributes).decode()},'
+                    f'"category":"{self.category}","category_profile":'
+                )
+                wire = (
+                    before,
+                    f',"name":{name},"scope_category":"start"{rest}',
+                    f',"name":{name},"scope_category":"end"{rest}',
+                )
+            else:
+                category = "" if self.category is None else f',"category":"{self.category}"'
+                wire = (before, f',"name":{name}{category}', "")
+            self._wire = wire
+        return wire
+
 
 class Event:
     """One ATOF 0.1 event, with one attribute per wire field.
@@ -57,59 +142,36 @@ class Event:
     __slots__ = (
         "_data",
         "_data_raw",
-        "_epoch_ts",
         "_metadata",
         "_metadata_raw",
+        "_origin",
         "_profile",
         "_profile_raw",
-        "attributes",
-        "category",
         "data_schema",
-        "kind",
-        "name",
-        "parent_uuid",
         "scope_category",
         "timestamp_us",
-        "uuid",
     )
 
-    kind: EventKind
-    uuid: str
-    parent_uuid: str | None
-    timestamp_us: int
-    name: str
     scope_category: Literal["start", "end"] | None
-    attributes: tuple[str, ...]
-    category: str | None
+    timestamp_us: int
     data_schema: DataSchema | None
 
     def __init__(
         self,
-        kind: EventKind,
-        uuid: str,
-        parent_uuid: str | None,
-        timestamp_us: int,
-        name: str,
+        origin: Origin,
         scope_category: Literal["start", "end"] | None,
-        attributes: tuple[str, ...],
-        category: str | None,
+        timestamp_us: int,
         data_raw: bytes | None,
         data_schema: DataSchema | None,
         metadata_raw: bytes | None,
         profile_raw: bytes | None,
-        epoch_ts: bool = False,
     ) -> None:
-        # Internal constructor: arguments are already validated and snapshotted.
-        self.kind = kind
-        self.uuid = uuid
-        self.parent_uuid = parent_uuid
-        self.timestamp_us = timestamp_us
-        self.name = name
+        # Internal constructor: arguments are already validated and snapshotted;
+        # ``scope_category`` is None exactly for marks.
+        self._origin = origin
         self.scope_category = scope_category
-        self.attributes = attributes
-        self.category = category
+        self.timestamp_us = timestamp_us
         self.data_schema = data_schema
-        self._epoch_ts = epoch_ts
         self._data_raw = data_raw
         self._data = _UNSET
         self._metadata_raw = metadata_raw
@@ -120,9 +182,39 @@ class Event:
     atof_version: Final = ATOF_VERSION
 
     @property
+    def kind(self) -> EventKind:
+        """``"scope"`` (a start or end) or ``"mark"``."""
+        return "mark" if self.scope_category is None else "scope"
+
+    @property
+    def uuid(self) -> str:
+        """The event id; a span's start and end share it."""
+        return self._origin.uuid
+
+    @property
+    def parent_uuid(self) -> str | None:
+        """The enclosing span's uuid, or ``None`` at the root."""
+        return self._origin.parent_uuid
+
+    @property
+    def name(self) -> str:
+        """The span or mark name."""
+        return self._origin.name
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """Sorted attribute flags (always empty for marks)."""
+        return self._origin.attributes
+
+    @property
+    def category(self) -> str | None:
+        """The ATOF category (``None`` for an uncategorized mark)."""
+        return self._origin.category
+
+    @property
     def timestamp(self) -> str | int:
         """The wire timestamp: RFC 3339 ``...Z`` with microseconds, or epoch µs."""
-        return self.timestamp_us if self._epoch_ts else format_rfc3339(self.timestamp_us)
+        return self.timestamp_us if self._origin.epoch_ts else format_rfc3339(self.timestamp_us)
 
     @property
     def data(self) -> Json:
@@ -161,70 +253,55 @@ class Event:
 
     def to_json(self) -> bytes:
         """The event as one compact JSON document (no trailing newline)."""
-        head, data, tail = self.line_parts()
-        return b"".join((head, data, tail[:-1]))
+        return self.json_line()[:-1]
 
     def json_line(self) -> bytes:
         """The event as one JSONL line, newline included (what exporters write)."""
         return b"".join(self.line_parts())
 
-    def line_parts(self) -> tuple[bytes, bytes, bytes]:
-        """The JSONL line in three pieces: ``head + data + tail``.
+    def line_parts(self) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]:
+        """The JSONL line as the seven pieces whose concatenation it is.
 
-        ``data`` is the payload snapshot itself (empty when the head already
-        ends in ``null``), so a writer can hand the pieces to ``writev`` and the
-        payload is never copied again in user space.
+        Always seven, so a writer can cut a list of them at whole lines; the
+        payload snapshots are pieces of their own, so ``writev`` can take
+        them without a copy in user space.
         """
-        # ids, category and scope phase are ASCII produced by llmflow itself and
-        # the payloads are emission snapshots: only name and attributes need
-        # encoding here.
-        parent = self.parent_uuid
+        origin = self._origin
         us = self.timestamp_us
-        schema = self.data_schema
-        profile = self._profile_raw
-        head = [
-            b'{"kind":"scope","atof_version":"0.1","uuid":"'
-            if self.kind == "scope"
-            else b'{"kind":"mark","atof_version":"0.1","uuid":"',
-            self.uuid.encode(),
-            b'","parent_uuid":null,"timestamp":'
-            if parent is None
-            else b'","parent_uuid":"' + parent.encode() + b'","timestamp":',
-            str(us).encode() if self._epoch_ts else b'"' + format_rfc3339(us).encode() + b'"',
-            b',"name":',
-            _dumps(self.name),
-        ]
-        if self.kind == "scope":
-            head += (
-                b',"scope_category":"start","attributes":'
-                if self.scope_category == "start"
-                else b',"scope_category":"end","attributes":',
-                _dumps(self.attributes) if self.attributes else b"[]",
-                b',"category":"',
-                self.category.encode(),  # type: ignore[union-attr]
-                b'","category_profile":',
-                b"null" if profile is None else profile,
-            )
+        if origin.epoch_ts:
+            ts = str(us)
         else:
-            if self.category is not None:
-                head += (b',"category":"', self.category.encode(), b'"')
-            if profile is not None:
-                head += (b',"category_profile":', profile)
-        data = self._data_raw
-        head.append(b',"data":null' if data is None else b',"data":')
-        metadata = self._metadata_raw
-        tail = b"".join(
-            (
-                b',"data_schema":null,"metadata":'
-                if schema is None
-                else b',"data_schema":'
-                + _dumps({"name": schema.name, "version": schema.version})
-                + b',"metadata":',
-                b"null" if metadata is None else metadata,
-                b"}\n",
-            )
+            second, micro = divmod(us, 1_000_000)
+            cached = _clock.second_cache
+            if cached[0] != second:
+                cached = _clock.cache_second(second)
+            ts = f'"{cached[1]}.{micro:06d}Z"'
+        profile = self._profile_raw
+        phase = self.scope_category
+        before, after_start, after_end = origin._wire or origin.wire(
+            "mark" if phase is None else "scope"
         )
-        return b"".join(head), b"" if data is None else data, tail
+        if phase is None:
+            head = f"{before}{ts}{after_start}".encode()
+            profile = b"" if profile is None else _PROFILE + profile
+        else:
+            head = f"{before}{ts}{after_start if phase == 'start' else after_end}".encode()
+            if profile is None:
+                profile = _NULL
+        schema = self.data_schema
+        return (
+            head,
+            profile,
+            _DATA,
+            self._data_raw or _NULL,
+            _NO_SCHEMA
+            if schema is None
+            else b',"data_schema":'
+            + _dumps({"name": schema.name, "version": schema.version})
+            + b',"metadata":',
+            self._metadata_raw or _NULL,
+            _END,
+        )
 
     def __repr__(self) -> str:
         phase = f" {self.scope_category}" if self.scope_category else ""

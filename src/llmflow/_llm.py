@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._clock import now_us, to_epoch_us
 from ._errors import HandleError, InvalidPayloadError
+from ._event import Event
 from ._json import check_metadata, dumps, snapshot
 from ._pipeline import (
     Call,
@@ -42,7 +43,6 @@ from ._runtime import Runtime, get_runtime
 from ._scope import (
     Span,
     check_name,
-    emit_span_event,
     normalize_attributes,
     resolve_parent,
 )
@@ -90,6 +90,7 @@ REQUEST = "llm.request"
 EXECUTION = "llm.execution"
 SANITIZE_REQUEST = "llm.sanitize_request"
 SANITIZE_RESPONSE = "llm.sanitize_response"
+_RESPONSE_SNAPSHOT = failure_source(SANITIZE_RESPONSE, "snapshot")
 
 
 class LlmAttributes(enum.Flag):
@@ -213,12 +214,27 @@ def _check_request(request: object, param: str = "request") -> LlmRequest:
     return request
 
 
+_DROPPED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def strip_credentials(headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` without the credential headers (the same dict when it has none)."""
-    for key in headers:
-        if key.lower() in CREDENTIAL_HEADERS:
-            return {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
-    return headers
+    """``headers`` without the credential headers (the same dict when it has none).
+
+    Which keys to drop is cached per key sequence: a client sends the same
+    header names on every call.
+    """
+    keys = tuple(headers)
+    drop = _DROPPED_KEYS.get(keys)
+    if drop is None:
+        if len(_DROPPED_KEYS) >= 256:
+            _DROPPED_KEYS.clear()
+        drop = _DROPPED_KEYS[keys] = tuple(k for k in keys if k.lower() in CREDENTIAL_HEADERS)
+    if not drop:
+        return headers
+    kept = headers.copy()
+    for key in drop:
+        del kept[key]
+    return kept
 
 
 def _new_handle(
@@ -237,7 +253,8 @@ def _new_handle(
     Raises ``TypeError``/``ValueError``/:class:`InvalidPayloadError` naming the
     bad argument, and :class:`RuntimeShutdownError` on a shut-down runtime.
     """
-    runtime.check_open()
+    if runtime.closed:
+        runtime.check_open()
     if type(name) is not str or not name:
         check_name(name)
     if model_name is None:
@@ -321,14 +338,18 @@ def _start(
             view = LlmRequest(headers, request.content)
     if annotated is None and codec is not None and view is not None:
         annotated = annotate(runtime, codec, "annotate_request", view)
-    emit_span_event(
-        handle,
-        "start",
-        handle.started_us,
-        data_raw,
-        schema,
-        handle.metadata_raw,
-        profile_with(handle, "annotated_request", annotated),
+    runtime.emit(
+        Event(
+            handle,
+            "start",
+            handle.started_us,
+            data_raw,
+            None if data_raw is None else schema,
+            handle.metadata_raw,
+            handle.profile_raw
+            if annotated is None
+            else profile_with(handle, "annotated_request", annotated),
+        )
     )
 
 
@@ -371,9 +392,7 @@ def _end(
             data_raw = (
                 snapshot(response, "response")
                 if strict
-                else event_snapshot(
-                    runtime, response, failure_source(SANITIZE_RESPONSE, "snapshot")
-                )
+                else event_snapshot(runtime, response, _RESPONSE_SNAPSHOT)
             )
         else:
             if strict:
@@ -396,14 +415,18 @@ def _end(
     metadata_raw = end_metadata(handle, metadata, error)
     if strict:
         handle.claim_end()
-    emit_span_event(
-        handle,
-        "end",
-        handle.end_time(None) if ended_us is None else ended_us,
-        data_raw,
-        schema,
-        metadata_raw,
-        profile_with(handle, "annotated_response", annotated),
+    runtime.emit(
+        Event(
+            handle,
+            "end",
+            handle.end_time(None) if ended_us is None else ended_us,
+            data_raw,
+            schema,
+            metadata_raw,
+            handle.profile_raw
+            if annotated is None
+            else profile_with(handle, "annotated_response", annotated),
+        )
     )
 
 
@@ -431,23 +454,17 @@ def llm_call(
     """
     if isinstance(name, LlmCallParams):
         return llm_call(**unpack_params(name, locals()))
-    runtime = get_runtime()
     handle = _new_handle(
-        runtime,
-        name,
-        parent,
-        attributes,
-        data,
-        metadata,
-        model_name,
-        timestamp,
+        get_runtime(), name, parent, attributes, data, metadata, model_name, timestamp
     )
-    _start(
-        handle,
-        _check_request(request),
-        None,
-        _annotation_dict(annotated_request, "annotated_request"),
+    if type(request) is not LlmRequest:
+        request = _check_request(request)
+    annotated = (
+        None
+        if annotated_request is None
+        else _annotation_dict(annotated_request, "annotated_request")
     )
+    _start(handle, request, None, annotated)
     return handle
 
 

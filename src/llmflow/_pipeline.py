@@ -230,7 +230,7 @@ class Call(Span):
         profile: JsonObject | None = None,
         profile_raw: bytes | None = None,
     ) -> None:
-        super().__init__(runtime, name, category, parent_uuid, attributes, started_us)
+        Span.__init__(self, runtime, name, category, parent_uuid, attributes, started_us)
         self.data = data
         self.metadata = metadata
         self.metadata_raw = metadata_raw

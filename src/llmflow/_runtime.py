@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ._clock import new_uuid7, now_us
 from ._dispatch import Dispatcher, OverflowPolicy
 from ._errors import DuplicateRegistrationError, RuntimeShutdownError
-from ._event import Event
+from ._event import Event, Origin
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Registry
 from ._types import Json
@@ -341,20 +341,12 @@ class Runtime:
 
     def _report_drops(self, count: int) -> None:
         us = now_us()
+        origin = Origin(
+            new_uuid7(us), None, "llmflow.events_dropped", (), None, self.epoch_timestamps
+        )
+        total = self._dispatcher.dropped
         mark = Event(
-            "mark",
-            new_uuid7(us),
-            None,
-            us,
-            "llmflow.events_dropped",
-            None,
-            (),
-            None,
-            dumps({"dropped": count, "dropped_total": self._dispatcher.dropped}),
-            None,
-            None,
-            None,
-            self.epoch_timestamps,
+            origin, None, us, dumps({"dropped": count, "dropped_total": total}), None, None, None
         )
         self._deliver([mark])
 

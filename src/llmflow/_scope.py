@@ -18,7 +18,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from ._clock import new_uuid7, now_us, to_epoch_us
 from ._errors import FlowError, ScopeError
-from ._event import CATEGORIES, Event
+from ._event import CATEGORIES, Event, Origin
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Registry
 from ._runtime import Runtime, describe_exception, get_runtime
@@ -40,24 +40,14 @@ R = TypeVar("R")
 _EMPTY: Final[tuple[str, ...]] = ()
 
 
-class Span:
+class Span(Origin):
     """Common state of everything that opens a start/end pair (scope, LLM, tool).
 
-    Holds the fields a start and its end must share, plus scope-local
-    middleware registries created on demand.
+    The :class:`Origin` its start and end events share, plus the runtime, the
+    start time, and scope-local middleware registries created on demand.
     """
 
-    __slots__ = (
-        "attributes",
-        "category",
-        "ended",
-        "local",
-        "name",
-        "parent_uuid",
-        "runtime",
-        "started_us",
-        "uuid",
-    )
+    __slots__ = ("ended", "local", "runtime", "started_us")
 
     def __init__(
         self,
@@ -68,12 +58,15 @@ class Span:
         attributes: tuple[str, ...],
         started_us: int,
     ) -> None:
-        self.runtime = runtime
+        # Origin's fields are set here directly: this runs for every span.
         self.uuid = new_uuid7(started_us)
-        self.name = name
-        self.category = category
         self.parent_uuid = parent_uuid
+        self.name = name
         self.attributes = attributes
+        self.category = category
+        self.epoch_ts = runtime.epoch_timestamps
+        self._wire = None
+        self.runtime = runtime
         self.started_us = started_us
         self.ended = False
         self.local: dict[str, Registry[Callable[..., Any]]] | None = None
@@ -275,22 +268,15 @@ def emit_span_event(
 
     ``data_schema`` is dropped when there is no ``data`` to describe.
     """
-    runtime = span.runtime
-    runtime.emit(
+    span.runtime.emit(
         Event(
-            "scope",
-            span.uuid,
-            span.parent_uuid,
-            timestamp_us,
-            span.name,
+            span,
             phase,
-            span.attributes,
-            span.category,
+            timestamp_us,
             data_raw,
             None if data_raw is None else data_schema,
             metadata_raw,
             profile_raw,
-            runtime.epoch_timestamps,
         )
     )
 
@@ -489,22 +475,18 @@ def mark(
     if category is not None:
         check_category(category, profile)
     us = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
-    event_id = new_uuid7(us)
+    origin = Origin(
+        new_uuid7(us), resolve_parent(parent), name, _EMPTY, category, runtime.epoch_timestamps
+    )
     runtime.emit(
         Event(
-            "mark",
-            event_id,
-            resolve_parent(parent),
-            us,
-            name,
+            origin,
             None,
-            _EMPTY,
-            category,
+            us,
             snapshot(data, "data"),
             check_data_schema(data_schema),
             check_metadata(metadata),
             snapshot(profile, "category_profile"),
-            runtime.epoch_timestamps,
         )
     )
-    return event_id
+    return origin.uuid

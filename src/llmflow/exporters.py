@@ -16,7 +16,7 @@ from ._runtime import Exporter, Runtime, get_runtime
 
 __all__ = ["AtofFileExporter", "Exporter"]
 
-_IOV_MAX = 1023  # buffers per writev(2) call: whole lines (3 buffers each), <= IOV_MAX
+_IOV_MAX = 1022  # buffers per writev(2) call: whole lines (7 pieces each), <= IOV_MAX (1024)
 
 
 class AtofFileExporter:
@@ -24,7 +24,7 @@ class AtofFileExporter:
 
     ``mode="append"`` (default) keeps what the file holds; ``"overwrite"``
     truncates it when the exporter is created. Delivered lines are written
-    with ``writev(2)`` (up to 341 whole lines a call, payload snapshots passed
+    with ``writev(2)`` (up to 146 whole lines a call, payload snapshots passed
     uncopied) on an ``O_APPEND`` descriptor, so several processes may append
     to one file and a crash loses only the unwritten tail: at worst the last
     line is cut short (no newline). Opening a file in append
@@ -74,7 +74,7 @@ class AtofFileExporter:
         return name
 
     def export(self, events: Sequence[Event]) -> None:
-        """Write ``events`` as complete lines, up to 341 lines per system call."""
+        """Write ``events`` as complete lines, up to 146 lines per system call."""
         fd = self._fd
         if fd is None:
             raise ValueError(f"AtofFileExporter({self.path}) is shut down")

@@ -289,3 +289,139 @@ def test_capture_blocks_can_nest() -> None:
             mark("b")
     assert [event.name for event in outer] == ["a", "b"]
     assert [event.name for event in inner] == ["b"]
+
+
+# -- queueing serialized lines ---------------------------------------------------------
+# With nothing but line exporters attached, events are queued as their lines (no Event
+# objects). The file must not be able to tell the difference.
+
+T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in epoch microseconds
+
+
+def _workload() -> None:
+    outer = llmflow.push_scope(
+        "plan",
+        "custom",
+        category_profile={"subtype": "acme.planner"},
+        data={"goal": "ship"},
+        data_schema={"name": "acme.plan", "version": "1"},
+        attributes=["relocatable", "parallel"],
+        timestamp=T0,
+    )
+    mark("tick", data=[1, "two"], category="function", metadata={"k": "v"}, timestamp=T0 + 1)
+    mark("bare", timestamp=T0 + 2)
+    handle = llmflow.llm_call(
+        "chat",
+        llmflow.LlmRequest({"Authorization": "Bearer x", "accept": "json"}, {"q": "é\n"}),
+        model_name="m-1",
+        metadata={"tenant": 7},
+        timestamp=T0 + 3,
+    )
+    llmflow.llm_call_end(handle, {"answer": "ok"}, timestamp=T0 + 1_000_004)
+    llmflow.pop_scope(outer, metadata={"done": True}, timestamp=T0 + 2_000_000)
+
+
+def _normalized(path: Path) -> list[dict[str, object]]:
+    """The file's events with every uuid replaced by its order of first appearance."""
+    ids: dict[str, str] = {}
+    events = []
+    for raw in path.read_bytes().splitlines():
+        event = orjson.loads(raw)
+        for key in ("uuid", "parent_uuid"):
+            if event[key] is not None:
+                event[key] = ids.setdefault(event[key], f"id{len(ids)}")
+        events.append(event)
+    return events
+
+
+@pytest.mark.parametrize("timestamp_format", ["rfc3339", "epoch_us"])
+def test_queued_lines_match_the_lines_of_delivered_events(
+    tmp_path: Path, timestamp_format: str
+) -> None:
+    written = {}
+    for mode in ("lines", "events"):
+        rt = Runtime(timestamp_format=timestamp_format)  # type: ignore[arg-type]
+        rt.install()
+        path = tmp_path / f"{mode}.jsonl"
+        AtofFileExporter(path).register(runtime=rt)
+        if mode == "events":
+            subscribers.register("observer", lambda event: None, runtime=rt)
+        _workload()
+        rt.shutdown()
+        written[mode] = _normalized(path)
+    assert len(written["lines"]) == 6
+    assert written["lines"] == written["events"]
+    assert validate_stream(tmp_path / "lines.jsonl") == []
+
+
+def test_a_consumer_added_later_gets_later_events_and_the_file_gets_all(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    path = tmp_path / "events.jsonl"
+    AtofFileExporter(path).register()
+    for index in range(200):
+        mark("before", data=index)
+    seen: list[Event] = []
+    subscribers.register("late", seen.append)
+    for index in range(3):
+        mark("after", data=index)
+    llmflow.flush()
+    assert [(event.name, event.data) for event in seen] == [("after", i) for i in range(3)]
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert [(e["name"], e["data"]) for e in lines] == [("before", i) for i in range(200)] + [
+        ("after", i) for i in range(3)
+    ]
+
+
+def test_events_are_queued_as_lines_only_while_line_exporters_alone_consume_them(
+    tmp_path: Path, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued: list[str] = []
+    original = runtime.emit
+
+    def spy(item: object) -> None:
+        queued.append("event" if isinstance(item, Event) else "line")
+        original(item)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime, "emit", spy)
+
+    class EventsOnly:
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def export(self, events: list[Event]) -> None:
+            self.names += [event.name for event in events]
+
+        def flush(self) -> None:
+            pass
+
+        def shutdown(self) -> None:
+            pass
+
+    mark("no-consumer")
+    AtofFileExporter(tmp_path / "a.jsonl").register("file")
+    mark("file-only")
+    subscribers.register("sub", lambda event: None)
+    mark("with-subscriber")
+    subscribers.deregister("sub")
+    mark("file-only-again")
+    llmflow.events.register_sanitizer("mark", "s", 0, lambda event: None)
+    mark("with-sanitizer")
+    llmflow.events.deregister_sanitizer("mark", "s")
+    other = EventsOnly()
+    llmflow.flush()  # what was queued before is delivered before the exporter joins
+    runtime.add_exporter("events-only", other)
+    mark("with-event-exporter")
+    runtime.remove_exporter("events-only")
+    mark("file-only-last")
+    llmflow.flush()
+    assert queued == ["event", "line", "event", "line", "event", "event", "line"]
+    assert other.names == ["with-event-exporter"]
+    assert names_in(tmp_path / "a.jsonl") == [
+        "file-only",
+        "with-subscriber",
+        "file-only-again",
+        "with-sanitizer",
+        "with-event-exporter",
+        "file-only-last",
+    ]

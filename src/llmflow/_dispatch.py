@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from ._event import Event
+from ._event import Event, LineParts
 
 __all__ = ["Dispatcher", "OverflowPolicy"]
 
@@ -28,7 +28,13 @@ NAP = 0.002
 """Seconds the worker waits for more events before sleeping until woken."""
 
 
-class _Barrier:
+class _Control:
+    """Base of the queue items that are not events: barriers and the stop signal."""
+
+    __slots__ = ()
+
+
+class _Barrier(_Control):
     """A queue item that signals when the worker reaches it (after exporting).
 
     ``on_release`` is fixed before the barrier is queued: the worker may reach
@@ -52,12 +58,12 @@ def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
         loop.call_soon_threadsafe(fn)
 
 
-class _Stop:
+class _Stop(_Control):
     __slots__ = ()
 
 
 _STOP = _Stop()
-_Item = Event | _Barrier | _Stop
+_Item = Event | LineParts | _Control
 
 
 class Dispatcher:
@@ -68,7 +74,7 @@ class Dispatcher:
         *,
         capacity: int,
         overflow: OverflowPolicy,
-        deliver: Callable[[list[Event]], None],
+        deliver: Callable[[list[Event | LineParts]], None],
         flush_sinks: Callable[[], None],
         report_drops: Callable[[int], None],
     ) -> None:
@@ -93,7 +99,7 @@ class Dispatcher:
 
     # -- producer side -------------------------------------------------------------
 
-    def put(self, event: Event) -> None:
+    def put(self, event: Event | LineParts) -> None:
         """Queue ``event`` for delivery; never waits for delivery itself.
 
         With the ``block`` policy a full queue makes the caller wait for room
@@ -188,7 +194,7 @@ class Dispatcher:
         queue = self._queue
         popleft = queue.popleft
         wake = self._wake
-        batch: list[Event] = []
+        batch: list[Event | LineParts] = []
         while True:
             if not queue:
                 wake.wait(NAP)  # let a batch gather; barriers and stop cut it short
@@ -204,7 +210,7 @@ class Dispatcher:
             try:
                 for _ in range(_BATCH):
                     item = popleft()
-                    if isinstance(item, Event):
+                    if not isinstance(item, _Control):
                         batch.append(item)
                         continue
                     self._drain(batch)
@@ -222,7 +228,7 @@ class Dispatcher:
                 self._sleeping = True
                 return
 
-    def _drain(self, batch: list[Event]) -> None:
+    def _drain(self, batch: list[Event | LineParts]) -> None:
         if self._unreported_drops:
             with self._drop_lock:
                 dropped, self._unreported_drops = self._unreported_drops, 0

@@ -23,7 +23,9 @@ __all__ = [
     "Category",
     "Event",
     "EventKind",
+    "LineParts",
     "Origin",
+    "line",
 ]
 
 ATOF_VERSION: Final = "0.1"
@@ -259,50 +261,69 @@ class Event:
         """The event as one JSONL line, newline included (what exporters write)."""
         return b"".join(self.line_parts())
 
-    def line_parts(self) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]:
-        """The JSONL line as the seven pieces whose concatenation it is.
-
-        Always seven, so a writer can cut a list of them at whole lines; the
-        payload snapshots are pieces of their own, so ``writev`` can take
-        them without a copy in user space.
-        """
-        origin = self._origin
-        us = self.timestamp_us
-        if origin.epoch_ts:
-            ts = str(us)
-        else:
-            second, micro = divmod(us, 1_000_000)
-            cached = _clock.second_cache
-            if cached[0] != second:
-                cached = _clock.cache_second(second)
-            ts = f'"{cached[1]}.{micro:06d}Z"'
-        profile = self._profile_raw
-        phase = self.scope_category
-        before, after_start, after_end = origin._wire or origin.wire(
-            "mark" if phase is None else "scope"
-        )
-        if phase is None:
-            head = f"{before}{ts}{after_start}".encode()
-            profile = b"" if profile is None else _PROFILE + profile
-        else:
-            head = f"{before}{ts}{after_start if phase == 'start' else after_end}".encode()
-            if profile is None:
-                profile = _NULL
-        schema = self.data_schema
-        return (
-            head,
-            profile,
-            _DATA,
-            self._data_raw or _NULL,
-            _NO_SCHEMA
-            if schema is None
-            else b',"data_schema":'
-            + _dumps({"name": schema.name, "version": schema.version})
-            + b',"metadata":',
-            self._metadata_raw or _NULL,
-            _END,
+    def line_parts(self) -> LineParts:
+        """The JSONL line as the seven pieces whose concatenation it is (see :func:`line`)."""
+        return line(
+            self._origin,
+            self.scope_category,
+            self.timestamp_us,
+            self._data_raw,
+            self.data_schema,
+            self._metadata_raw,
+            self._profile_raw,
         )
 
     def __repr__(self) -> str:
         phase = f" {self.scope_category}" if self.scope_category else ""
         return f"<Event {self.kind}{phase} {self.category or '-'} {self.name!r} {self.uuid}>"
+
+
+LineParts = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
+"""A JSONL line cut in seven pieces; their concatenation is the line."""
+
+
+def line(
+    origin: Origin,
+    phase: Literal["start", "end"] | None,
+    timestamp_us: int,
+    data_raw: bytes | None,
+    data_schema: DataSchema | None,
+    metadata_raw: bytes | None,
+    profile_raw: bytes | None,
+) -> LineParts:
+    """Serialize one event (the fields of :class:`Event`) as its JSONL line.
+
+    Always seven pieces, so a writer can cut a list of them at whole lines; the
+    payload snapshots are pieces of their own, so ``writev`` takes them without
+    a copy in user space. Only the head (ids, time, name) is built here.
+    """
+    if origin.epoch_ts:
+        ts = str(timestamp_us)
+    else:
+        second, micro = divmod(timestamp_us, 1_000_000)
+        cached = _clock.second_cache
+        if cached[0] != second:
+            cached = _clock.cache_second(second)
+        ts = f'"{cached[1]}.{micro:06d}Z"'
+    before, after_start, after_end = origin._wire or origin.wire(
+        "mark" if phase is None else "scope"
+    )
+    if phase is None:
+        head = f"{before}{ts}{after_start}".encode()
+        profile = b"" if profile_raw is None else _PROFILE + profile_raw
+    else:
+        head = f"{before}{ts}{after_start if phase == 'start' else after_end}".encode()
+        profile = profile_raw or _NULL
+    return (
+        head,
+        profile,
+        _DATA,
+        data_raw or _NULL,
+        _NO_SCHEMA
+        if data_schema is None
+        else b',"data_schema":'
+        + _dumps({"name": data_schema.name, "version": data_schema.version})
+        + b',"metadata":',
+        metadata_raw or _NULL,
+        _END,
+    )

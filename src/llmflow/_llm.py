@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._clock import now_us, to_epoch_us
 from ._errors import HandleError, InvalidPayloadError
-from ._event import Event
 from ._json import check_metadata, dumps, snapshot
 from ._pipeline import (
     Call,
@@ -338,18 +337,16 @@ def _start(
             view = LlmRequest(headers, request.content)
     if annotated is None and codec is not None and view is not None:
         annotated = annotate(runtime, codec, "annotate_request", view)
-    runtime.emit(
-        Event(
-            handle,
-            "start",
-            handle.started_us,
-            data_raw,
-            None if data_raw is None else schema,
-            handle.metadata_raw,
-            handle.profile_raw
-            if annotated is None
-            else profile_with(handle, "annotated_request", annotated),
-        )
+    runtime.record(
+        handle,
+        "start",
+        handle.started_us,
+        data_raw,
+        None if data_raw is None else schema,
+        handle.metadata_raw,
+        handle.profile_raw
+        if annotated is None
+        else profile_with(handle, "annotated_request", annotated),
     )
 
 
@@ -415,18 +412,16 @@ def _end(
     metadata_raw = end_metadata(handle, metadata, error)
     if strict:
         handle.claim_end()
-    runtime.emit(
-        Event(
-            handle,
-            "end",
-            handle.end_time(None) if ended_us is None else ended_us,
-            data_raw,
-            schema,
-            metadata_raw,
-            handle.profile_raw
-            if annotated is None
-            else profile_with(handle, "annotated_response", annotated),
-        )
+    runtime.record(
+        handle,
+        "end",
+        handle.end_time(None) if ended_us is None else ended_us,
+        data_raw,
+        schema,
+        metadata_raw,
+        handle.profile_raw
+        if annotated is None
+        else profile_with(handle, "annotated_response", annotated),
     )
 
 

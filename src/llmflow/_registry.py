@@ -33,15 +33,19 @@ class Entry(Generic[F]):
 
 
 class Registry(Generic[F]):
-    """A thread-safe set of uniquely named entries ordered by ``(priority, name)``."""
+    """A thread-safe set of uniquely named entries ordered by ``(priority, name)``.
 
-    __slots__ = ("_entries", "_lock", "_ordered", "kind")
+    ``on_change`` is called after every change (register, deregister, clear).
+    """
 
-    def __init__(self, kind: str) -> None:
+    __slots__ = ("_entries", "_lock", "_on_change", "_ordered", "kind")
+
+    def __init__(self, kind: str, on_change: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[F]] = {}
         self._ordered: tuple[Entry[F], ...] = ()
         self._lock = threading.Lock()
+        self._on_change = on_change
 
     def register(self, name: str, priority: int, fn: F) -> None:
         """Add ``fn`` under ``name``; a name already present raises.
@@ -75,6 +79,8 @@ class Registry(Generic[F]):
 
     def _reorder(self) -> None:
         self._ordered = tuple(sorted(self._entries.values(), key=lambda e: (e.priority, e.name)))
+        if self._on_change is not None:
+            self._on_change()
 
     @property
     def entries(self) -> tuple[Entry[F], ...]:
@@ -91,4 +97,4 @@ class Registry(Generic[F]):
         """Remove every entry."""
         with self._lock:
             self._entries.clear()
-            self._ordered = ()
+            self._reorder()

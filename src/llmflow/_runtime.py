@@ -20,15 +20,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ._clock import new_uuid7, now_us
 from ._dispatch import Dispatcher, OverflowPolicy
 from ._errors import DuplicateRegistrationError, RuntimeShutdownError
-from ._event import Event, Origin
+from ._event import Event, LineParts, Origin, line
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Registry
-from ._types import Json
+from ._types import DataSchema, Json
 
 __all__ = [
     "Diagnostics",
     "EventHook",
     "Exporter",
+    "LineExporter",
     "Runtime",
     "SanitizerKind",
     "get_runtime",
@@ -56,6 +57,18 @@ class Exporter(Protocol):
     def flush(self) -> None: ...
 
     def shutdown(self) -> None: ...
+
+
+@runtime_checkable
+class LineExporter(Exporter, Protocol):
+    """An exporter that writes ATOF lines and can take them already serialized.
+
+    While every exporter of a runtime is a line exporter and no subscriber,
+    event sanitizer or metadata injector is registered, events are queued as
+    their serialized lines and only :meth:`export_lines` is called.
+    """
+
+    def export_lines(self, lines: Sequence[LineParts]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -129,13 +142,16 @@ class Runtime:
             )
         self.epoch_timestamps = timestamp_format == "epoch_us"
         self.closed = False
-        self.subscribers: Registry[Subscriber] = Registry("subscriber")
+        self.subscribers: Registry[Subscriber] = Registry("subscriber", self._reconfigure)
         self.sanitizers: dict[SanitizerKind, Registry[EventHook]] = {
-            kind: Registry(f"{kind} sanitizer") for kind in ("mark", "scope_start", "scope_end")
+            kind: Registry(f"{kind} sanitizer", self._reconfigure)
+            for kind in ("mark", "scope_start", "scope_end")
         }
-        self.injectors: Registry[EventHook] = Registry("metadata injector")
+        self.injectors: Registry[EventHook] = Registry("metadata injector", self._reconfigure)
         self.middleware: dict[str, Registry[Callable[..., Any]]] = {}
         self._exporters: dict[str, Exporter] = {}
+        self._sinks: tuple[tuple[str, Exporter, LineExporter | None], ...] = ()
+        self._config_lock = threading.Lock()
         self._failures: Counter[str] = Counter()
         self._last_errors: dict[str, str] = {}
         self._failure_lock = threading.Lock()
@@ -146,9 +162,24 @@ class Runtime:
             flush_sinks=self._flush_exporters,
             report_drops=self._report_drops,
         )
-        self.emit: Callable[[Event], None] = self._dispatcher.put
-        """Queue an already-snapshotted event; never waits for delivery. After
+        self.emit: Callable[[Event | LineParts], None] = self._dispatcher.put
+        """Queue an event (or its line); never waits for delivery. After
         :meth:`shutdown` it raises :class:`RuntimeShutdownError` instead."""
+        self.record: Callable[
+            [
+                Origin,
+                Literal["start", "end"] | None,
+                int,
+                bytes | None,
+                DataSchema | None,
+                bytes | None,
+                bytes | None,
+            ],
+            None,
+        ] = self._record_event
+        """Emit one event from its fields, already snapshotted: ``(origin, phase,
+        timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)``.
+        Chosen by :meth:`_reconfigure`."""
         _RUNTIMES.add(self)
 
     # -- ownership -----------------------------------------------------------------
@@ -178,8 +209,9 @@ class Runtime:
         global _default
         if self.closed:
             return
-        self.closed = True
-        self.emit = self._emit_after_shutdown
+        with self._config_lock:
+            self.closed = True
+            self.emit = self.record = self._emit_after_shutdown
         self._dispatcher.stop(timeout)
         for name, exporter in list(self._exporters.items()):
             try:
@@ -192,8 +224,60 @@ class Runtime:
 
     # -- emission ------------------------------------------------------------------
 
-    def _emit_after_shutdown(self, event: Event) -> None:
+    def _emit_after_shutdown(self, *_event: object) -> None:
         self.check_open()
+
+    def _record_event(
+        self,
+        origin: Origin,
+        phase: Literal["start", "end"] | None,
+        timestamp_us: int,
+        data_raw: bytes | None,
+        data_schema: DataSchema | None,
+        metadata_raw: bytes | None,
+        profile_raw: bytes | None,
+    ) -> None:
+        self.emit(
+            Event(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
+        )
+
+    def _record_line(
+        self,
+        origin: Origin,
+        phase: Literal["start", "end"] | None,
+        timestamp_us: int,
+        data_raw: bytes | None,
+        data_schema: DataSchema | None,
+        metadata_raw: bytes | None,
+        profile_raw: bytes | None,
+    ) -> None:
+        self.emit(
+            line(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
+        )
+
+    def _reconfigure(self) -> None:
+        """Decide how events are queued; called after every change of a consumer.
+
+        While nothing but line exporters consumes events, they are queued as
+        serialized lines: no :class:`Event` is built and the delivery thread
+        only writes. Consumers added later see the events emitted after them.
+        """
+        with self._config_lock:
+            if self.closed:
+                return
+            exporters = self._exporters
+            self._sinks = tuple(
+                (name, exporter, exporter if isinstance(exporter, LineExporter) else None)
+                for name, exporter in exporters.items()
+            )
+            lines_only = (
+                bool(exporters)
+                and all(line_sink is not None for _, _, line_sink in self._sinks)
+                and not self.subscribers.entries
+                and not self.injectors.entries
+                and not any(registry.entries for registry in self.sanitizers.values())
+            )
+            self.record = self._record_line if lines_only else self._record_event
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted before the call is delivered and exported.
@@ -222,6 +306,7 @@ class Runtime:
         if name in self._exporters:
             raise DuplicateRegistrationError(f"name: exporter {name!r} is already registered")
         self._exporters = {**self._exporters, name: exporter}
+        self._reconfigure()
 
     def remove_exporter(self, name: str, *, timeout: float | None = 5.0) -> bool:
         """Flush what is queued to ``name``, then unregister it; return whether it existed."""
@@ -232,6 +317,7 @@ class Runtime:
         exporters = dict(self._exporters)
         del exporters[name]
         self._exporters = exporters
+        self._reconfigure()
         return True
 
     # -- diagnostics ---------------------------------------------------------------
@@ -259,17 +345,19 @@ class Runtime:
 
     # -- delivery (worker thread only) ---------------------------------------------
 
-    def _deliver(self, batch: list[Event]) -> None:
+    def _deliver(self, batch: list[Event | LineParts]) -> None:
         injectors = self.injectors.entries
         sanitizers = self.sanitizers
         subscribers = self.subscribers.entries
         hooked = injectors or subscribers or any(sanitizers.values())
         for event in batch if hooked else ():
+            if not isinstance(event, Event):
+                continue  # queued as a line before these consumers were added
             if injectors:
                 self._inject(event, injectors)
             kind: SanitizerKind = (
                 "mark"
-                if event.kind == "mark"
+                if event.scope_category is None
                 else "scope_start"
                 if event.scope_category == "start"
                 else "scope_end"
@@ -282,9 +370,20 @@ class Runtime:
                     sub.fn(event)
                 except Exception as exc:
                     self.record_failure(f"subscriber:{sub.name}", exc)
-        for name, exporter in self._exporters.items():
+        lines: list[LineParts] | None = None
+        events: list[Event] | None = None
+        for name, exporter, line_sink in self._sinks:
             try:
-                exporter.export(batch)
+                if line_sink is not None:
+                    if lines is None:
+                        lines = [
+                            item.line_parts() if isinstance(item, Event) else item for item in batch
+                        ]
+                    line_sink.export_lines(lines)
+                else:
+                    if events is None:
+                        events = [item for item in batch if isinstance(item, Event)]
+                    exporter.export(events)
             except Exception as exc:
                 self.record_failure(f"exporter:{name}", exc)
 

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from ._clock import new_uuid7, now_us, to_epoch_us
 from ._errors import FlowError, ScopeError
-from ._event import CATEGORIES, Event, Origin
+from ._event import CATEGORIES, Origin
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Registry
 from ._runtime import Runtime, describe_exception, get_runtime
@@ -268,16 +268,14 @@ def emit_span_event(
 
     ``data_schema`` is dropped when there is no ``data`` to describe.
     """
-    span.runtime.emit(
-        Event(
-            span,
-            phase,
-            timestamp_us,
-            data_raw,
-            None if data_raw is None else data_schema,
-            metadata_raw,
-            profile_raw,
-        )
+    span.runtime.record(
+        span,
+        phase,
+        timestamp_us,
+        data_raw,
+        None if data_raw is None else data_schema,
+        metadata_raw,
+        profile_raw,
     )
 
 
@@ -478,15 +476,13 @@ def mark(
     origin = Origin(
         new_uuid7(us), resolve_parent(parent), name, _EMPTY, category, runtime.epoch_timestamps
     )
-    runtime.emit(
-        Event(
-            origin,
-            None,
-            us,
-            snapshot(data, "data"),
-            check_data_schema(data_schema),
-            check_metadata(metadata),
-            snapshot(profile, "category_profile"),
-        )
+    runtime.record(
+        origin,
+        None,
+        us,
+        snapshot(data, "data"),
+        check_data_schema(data_schema),
+        check_metadata(metadata),
+        snapshot(profile, "category_profile"),
     )
     return origin.uuid

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
-from ._event import Event
-from ._runtime import Exporter, Runtime, get_runtime
+from ._event import Event, LineParts
+from ._runtime import Exporter, LineExporter, Runtime, get_runtime
 
 __all__ = ["AtofFileExporter", "Exporter"]
 
@@ -75,12 +76,14 @@ class AtofFileExporter:
 
     def export(self, events: Sequence[Event]) -> None:
         """Write ``events`` as complete lines, up to 146 lines per system call."""
+        self.export_lines([event.line_parts() for event in events])
+
+    def export_lines(self, lines: Sequence[LineParts]) -> None:
+        """Write already serialized lines (see :class:`llmflow.LineExporter`)."""
         fd = self._fd
         if fd is None:
             raise ValueError(f"AtofFileExporter({self.path}) is shut down")
-        buffers: list[bytes] = []
-        for event in events:
-            buffers += event.line_parts()
+        buffers = list(chain.from_iterable(lines))
         for start in range(0, len(buffers), _IOV_MAX):
             chunk = buffers[start : start + _IOV_MAX]
             written = os.writev(fd, chunk)
@@ -122,4 +125,4 @@ class AtofFileExporter:
         return f"AtofFileExporter({str(self.path)!r}, mode={self.mode!r})"
 
 
-_check: type[Exporter] = AtofFileExporter  # structural conformance, checked by mypy
+_check: type[LineExporter] = AtofFileExporter  # structural conformance, checked by mypy

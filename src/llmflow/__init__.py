@@ -20,7 +20,7 @@ from ._errors import (
     ScopeError,
     SyncCallbackError,
 )
-from ._event import Event
+from ._event import Event, LineParts
 from ._llm import (
     CreateLlmHandleParams,
     EndLlmHandleParams,
@@ -41,7 +41,7 @@ from ._llm import (
     llm_stream_call_execute,
 )
 from ._pipeline import RequestContext, SanitizeContext
-from ._runtime import Diagnostics, Exporter, Runtime, get_runtime
+from ._runtime import Diagnostics, Exporter, LineExporter, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
 from ._stream import LlmStream
 from ._tool import (
@@ -85,6 +85,8 @@ __all__ = [
     "EndLlmHandleParams",
     "Event",
     "Exporter",
+    "LineExporter",
+    "LineParts",
     "FlowError",
     "GuardrailRejected",
     "HandleError",

@@ -297,22 +297,21 @@ def line(
     payload snapshots are pieces of their own, so ``writev`` takes them without
     a copy in user space. Only the head (ids, time, name) is built here.
     """
+    before, after_start, after_end = origin._wire or origin.wire(
+        "mark" if phase is None else "scope"
+    )
+    after = after_end if phase == "end" else after_start
     if origin.epoch_ts:
-        ts = str(timestamp_us)
+        head = f"{before}{timestamp_us}{after}".encode()
     else:
         second, micro = divmod(timestamp_us, 1_000_000)
         cached = _clock.second_cache
         if cached[0] != second:
             cached = _clock.cache_second(second)
-        ts = f'"{cached[1]}.{micro:06d}Z"'
-    before, after_start, after_end = origin._wire or origin.wire(
-        "mark" if phase is None else "scope"
-    )
+        head = f'{before}"{cached[1]}.{micro:06d}Z"{after}'.encode()
     if phase is None:
-        head = f"{before}{ts}{after_start}".encode()
         profile = b"" if profile_raw is None else _PROFILE + profile_raw
     else:
-        head = f"{before}{ts}{after_start if phase == 'start' else after_end}".encode()
         profile = profile_raw or _NULL
     return (
         head,

@@ -38,12 +38,13 @@ class Registry(Generic[F]):
     ``on_change`` is called after every change (register, deregister, clear).
     """
 
-    __slots__ = ("_entries", "_lock", "_on_change", "_ordered", "kind")
+    __slots__ = ("_entries", "_lock", "_on_change", "entries", "kind")
 
     def __init__(self, kind: str, on_change: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[F]] = {}
-        self._ordered: tuple[Entry[F], ...] = ()
+        self.entries: tuple[Entry[F], ...] = ()
+        """The entries in call order: an immutable snapshot, replaced on every change."""
         self._lock = threading.Lock()
         self._on_change = on_change
 
@@ -78,17 +79,12 @@ class Registry(Generic[F]):
             return True
 
     def _reorder(self) -> None:
-        self._ordered = tuple(sorted(self._entries.values(), key=lambda e: (e.priority, e.name)))
+        self.entries = tuple(sorted(self._entries.values(), key=lambda e: (e.priority, e.name)))
         if self._on_change is not None:
             self._on_change()
 
-    @property
-    def entries(self) -> tuple[Entry[F], ...]:
-        """The entries in call order (a cached immutable snapshot)."""
-        return self._ordered
-
     def __len__(self) -> int:
-        return len(self._ordered)
+        return len(self.entries)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

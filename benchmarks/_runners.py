@@ -13,25 +13,33 @@ so that the figures are the cost of the runtime, not of the callbacks):
 * one async execution intercept that awaits ``next`` (non-streaming calls only;
   neither runtime runs it for streams),
 * one sanitize-request and one sanitize-response guardrail returning their input.
+
+``FloorRunner`` ("floor") is no runtime: it is the manual case written by hand,
+the lower bound for the figures above (see its docstring).
 """
 
 from __future__ import annotations
 
 import os
+import random
+import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import _workload as w
 
-__all__ = ["RUNNERS", "LlmflowRunner", "NemoRelayRunner", "events_per_call"]
+__all__ = ["RUNNERS", "FloorRunner", "LlmflowRunner", "NemoRelayRunner", "events_per_call"]
 
 
 def events_per_call(runtime: str, case: str, chunks: int) -> int:
     """Lines one call must add to the JSONL file.
 
-    manual: the llm start/end pair. managed and stream: a guardrail start/end
-    pair plus the llm pair. nemo-relay also records every stream chunk as an
-    ``llm.chunk`` mark (it has no switch to turn that off).
+    manual: the llm start/end pair (every runtime, the floor included). managed
+    and stream: a guardrail start/end pair plus the llm pair. nemo-relay also
+    records every stream chunk as an ``llm.chunk`` mark (it has no switch to
+    turn that off).
     """
     if case == "manual":
         return 2
@@ -280,7 +288,201 @@ class NemoRelayRunner:
             self.exporter.shutdown()
 
 
-RUNNERS: dict[str, type[LlmflowRunner] | type[NemoRelayRunner]] = {
+class FloorRunner:
+    """The floor: the manual case's lines written by hand, with no library at all.
+
+    Per call it does the observable work of ``llm_call`` + ``llm_call_end``
+    with the exporter, and nothing else: a UUIDv7-shaped id, two wall-clock
+    timestamps, two ``orjson.dumps`` snapshots (the request's headers without
+    ``authorization`` plus its body, then the response), and the two ATOF lines
+    llmflow writes (same fields, same order), appended to a deque. One daemon
+    thread takes up to ``BATCH`` lines at a time and writes them with
+    ``os.writev`` to an ``O_APPEND`` file; once the queue is empty it naps
+    ``NAP`` seconds, then sleeps until woken, and an emitter wakes it only when
+    it sleeps (flush and close wake it at once). The queue is bounded
+    (``CAPACITY`` lines, the caller waits for room: no loss) and ``flush()``
+    returns once every line appended before it is written. Without a path the
+    worker pops and discards.
+
+    Deliberately skipped: argument validation, scopes and parent ids (every
+    call is a root), a monotonic id counter inside one millisecond, middleware,
+    subscribers, sanitizers, the Event object and its wire caching. The name
+    and the model are constants of the workload, so their JSON is built once.
+    A pure-Python runtime of this architecture (snapshot on the caller's
+    thread, one delivery thread writing the file) does at least this work per
+    call, so on the same machine it cannot be faster. Only ``manual`` is
+    implemented.
+    """
+
+    name = "floor"
+    CAPACITY = 4096
+    BATCH = 1000  # buffers per writev(2): one per line, below IOV_MAX (1024)
+    NAP = 0.002
+
+    def __init__(self, path: str | None, *, middleware: bool, chunks: int = 0) -> None:
+        import orjson
+
+        if middleware or chunks:
+            raise NotImplementedError("floor: only the manual case (no middleware, no stream)")
+        self._dumps = orjson.dumps
+        self.path = path
+        headers = {k: v for k, v in w.request_headers().items() if k.lower() != "authorization"}
+        self.headers = headers
+        self.body = w.request_body()
+        self.response = w.response()
+        identity = (
+            b'","name":' + orjson.dumps(w.CALL_NAME) + b',"scope_category":"%s",'
+            b'"attributes":[],"category":"llm","category_profile":{"model_name":'
+            + orjson.dumps(w.MODEL)
+            + b'},"data":'
+        )
+        self._head = b'{"kind":"scope","atof_version":"0.1","uuid":"'
+        self._start_mid = identity.replace(b"%s", b"start")
+        self._end_mid = identity.replace(b"%s", b"end")
+        self._tail = b',"data_schema":null,"metadata":null}\n'
+        self._second = -1
+        self._second_text = ""
+
+        self._queue: deque[bytes] = deque()
+        self._wake = threading.Event()  # cuts the worker's nap or sleep short
+        self._space = threading.Event()  # set by the worker after every batch
+        self._written = threading.Condition()
+        self._appended = 0  # lines appended; only the emitting thread writes it
+        self._lines_written = 0  # lines the worker wrote (or discarded); under _written
+        self._sleeping = False
+        self._stopping = False
+        self._fd: int | None = None
+        if path is not None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+            self._fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self._thread = threading.Thread(target=self._run, name="floor-writer", daemon=True)
+        self._thread.start()
+
+    # -- the timed loop ------------------------------------------------------------
+
+    def manual(self, n: int) -> None:
+        dumps, time_ns, getrandbits, strftime, gmtime = (
+            self._dumps,
+            time.time_ns,
+            random.getrandbits,
+            time.strftime,
+            time.gmtime,
+        )
+        headers, body, response = self.headers, self.body, self.response
+        head, start_mid, end_mid, tail = self._head, self._start_mid, self._end_mid, self._tail
+        join = b"".join
+        queue, wake, capacity = self._queue, self._wake, self.CAPACITY
+        append = queue.append
+        # uuid: 1 (a leading digit, sliced off) | ms:48 | version 7:4 | rand:12 | 0b10 | rand:62
+        fixed = 1 << 128 | 7 << 76 | 1 << 63
+        rand_mask = ((1 << 76) - 1) ^ (3 << 62)
+        second, second_text = self._second, self._second_text
+        for _ in range(n):
+            us = time_ns() // 1000
+            digits = hex(fixed | (us // 1000) << 80 | (getrandbits(76) & rand_mask))[3:]
+            uuid = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+            sec, micro = divmod(us, 1_000_000)
+            if sec != second:
+                second, second_text = sec, strftime("%Y-%m-%dT%H:%M:%S", gmtime(sec))
+            ident = f'{uuid}","parent_uuid":null,"timestamp":"'
+            stamp = f"{ident}{second_text}.{micro:06d}Z".encode()
+            snapshot = dumps({"headers": headers, "content": body})
+            if len(queue) >= capacity:
+                self._wait_for_room()
+            append(join((head, stamp, start_mid, snapshot, tail)))
+            if self._sleeping:
+                wake.set()
+
+            us = time_ns() // 1000
+            sec, micro = divmod(us, 1_000_000)
+            if sec != second:
+                second, second_text = sec, strftime("%Y-%m-%dT%H:%M:%S", gmtime(sec))
+            stamp = f"{ident}{second_text}.{micro:06d}Z".encode()
+            snapshot = dumps(response)
+            if len(queue) >= capacity:
+                self._wait_for_room()
+            append(join((head, stamp, end_mid, snapshot, tail)))
+            if self._sleeping:
+                wake.set()
+        self._second, self._second_text = second, second_text
+        self._appended += 2 * n  # this loop is the only emitter
+
+    def _wait_for_room(self) -> None:
+        queue, space = self._queue, self._space
+        while len(queue) >= self.CAPACITY:
+            space.clear()
+            if len(queue) < self.CAPACITY:  # the worker made room before the clear
+                break
+            self._wake.set()
+            space.wait(0.05)
+
+    # -- the writer thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        queue, popleft, wake, space = self._queue, self._queue.popleft, self._wake, self._space
+        fd, batch_size, nap, written = self._fd, self.BATCH, self.NAP, self._written
+        writev = os.writev
+        while True:
+            if not queue:
+                if self._stopping:
+                    return
+                wake.wait(nap)  # let the next batch gather; flush and close cut it short
+                wake.clear()
+                if not queue:
+                    self._sleeping = True
+                    if not queue and not self._stopping:  # re-check: an emitter missed the flag
+                        wake.wait()
+                    self._sleeping = False
+                    wake.clear()
+                continue
+            batch: list[bytes] = []
+            take = batch.append
+            try:
+                for _ in range(batch_size):
+                    take(popleft())
+            except IndexError:
+                pass
+            space.set()
+            if fd is not None:
+                done = writev(fd, batch)
+                total = sum(map(len, batch))
+                if done < total:  # cut short (signal, full disk): finish it
+                    rest = memoryview(b"".join(batch))[done:]
+                    while rest:
+                        rest = rest[os.write(fd, rest) :]
+            with written:
+                self._lines_written += len(batch)
+                written.notify_all()
+
+    # -- flush and close ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        target = self._appended
+        with self._written:
+            if self._lines_written < target:
+                self._wake.set()
+                self._written.wait_for(lambda: self._lines_written >= target)
+
+    async def aflush(self) -> NoReturn:
+        raise NotImplementedError("floor: only the manual case")
+
+    async def managed(self, n: int) -> NoReturn:
+        raise NotImplementedError("floor: only the manual case")
+
+    async def stream(self, n: int) -> NoReturn:
+        raise NotImplementedError("floor: only the manual case")
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+RUNNERS: dict[str, type[LlmflowRunner] | type[NemoRelayRunner] | type[FloorRunner]] = {
     "llmflow": LlmflowRunner,
     "nemo-relay": NemoRelayRunner,
+    "floor": FloorRunner,
 }

@@ -5,9 +5,11 @@ Usage::
     .venv/bin/python benchmarks/bench.py [--quick] [--json PATH] [--only NAME[,NAME]] [--runs N]
 
 Every measurement runs in a child process of its own (one runtime, one case,
-one run), and the children of the two runtimes alternate, so neither runtime's
-registrations, threads or heap can affect the other's figures. A figure is wall
-time per call *including delivery*: each timed batch ends with the runtime's
+one run), and the children of the runtimes alternate, so no runtime's
+registrations, threads or heap can affect another's figures. The "floor" is
+the manual case written by hand with no library (``FloorRunner``): a lower
+bound for a pure-Python runtime, measured in the same invocation. A figure is
+wall time per call *including delivery*: each timed batch ends with the runtime's
 flush, which returns only once every event of the batch is in the JSONL file.
 After the last batch the child counts the file's lines against the number the
 calls must have produced. See ``benchmarks/README.md`` for how to read the output.
@@ -439,6 +441,11 @@ def _variants(selected: Iterable[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _measured(runtimes: list[str], case: str) -> list[str]:
+    """The runtimes that run ``case``: the floor implements only ``manual``."""
+    return [r for r in runtimes if r != "floor" or case == "manual"]
+
+
 def _key(variant: dict[str, Any]) -> str:
     chunks = f"{variant['chunks']}" if variant["case"] == "stream" else ""
     return f"{variant['case']}{chunks}:{'jsonl' if variant['exporter'] else 'none'}"
@@ -568,9 +575,12 @@ def _rows(
 
 def _print_table(rows: list[dict[str, Any]], runtimes: list[str]) -> None:
     nemo = "nemo-relay" in runtimes
+    floor = "floor" in runtimes
     header = ["case", "export", "llmflow µs"]
     if nemo:
         header += ["nemo-relay µs", "ratio (nemo/llmflow)"]
+    if floor:
+        header += ["floor µs", "llmflow/floor"]
     header += ["target (llmflow)", "met"]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(" --- " for _ in header) + "|")
@@ -581,6 +591,10 @@ def _print_table(rows: list[dict[str, Any]], runtimes: list[str]) -> None:
             theirs = row["values"].get("nemo-relay")
             ratio = f"{theirs / ours:,.1f}x" if ours and theirs and ours > 0 and theirs > 0 else "—"
             cells += [row["display"].get("nemo-relay", "—"), ratio]
+        if floor:
+            base = row["values"].get("floor")
+            ratio = f"{ours / base:,.1f}x" if ours and base and ours > 0 and base > 0 else "—"
+            cells += [row["display"].get("floor", "—"), ratio]
         target = row["target_us"]
         met = "—"
         if target is not None and ours is not None:
@@ -702,6 +716,8 @@ def parent_main(args: argparse.Namespace) -> int:
 
     nemo_installed = importlib.util.find_spec("nemo_relay") is not None
     runtimes = ["llmflow"]
+    if not args.no_floor and "manual" in selected:
+        runtimes.append("floor")  # the manual case only, see _measured()
     if nemo_installed and not args.no_nemo:
         runtimes.append("nemo-relay")
     machine = _machine()
@@ -739,11 +755,12 @@ def parent_main(args: argparse.Namespace) -> int:
     child_keys = ("calls", "budget_s", "min_batches", "max_batches", "min_calls", "warmup")
     base = {k: settings[k] for k in (*child_keys, "warmup_s")}
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {r: {} for r in runtimes}
-    total = settings["runs"] * len(variants) * len(runtimes)
+    total = settings["runs"] * sum(len(_measured(runtimes, v["case"])) for v in variants)
     done = 0
     for run in range(settings["runs"]):
-        order = runtimes if run % 2 == 0 else runtimes[::-1]
         for variant in variants:
+            measured = _measured(runtimes, variant["case"])
+            order = measured if run % 2 == 0 else measured[::-1]
             for runtime in order:
                 spec = {**base, **variant, "runtime": runtime, "watchdog_s": 45}
                 result = _run_child(spec)
@@ -762,7 +779,7 @@ def parent_main(args: argparse.Namespace) -> int:
 
     memory: dict[str, dict[str, Any]] = {}
     if "memory" in selected:
-        for runtime in runtimes:
+        for runtime in _measured(runtimes, "memory"):
             _log(f"memory: {runtime}, {settings['memory_pairs']:,} manual pairs with the exporter")
             spec = {
                 "case": "memory",
@@ -776,15 +793,29 @@ def parent_main(args: argparse.Namespace) -> int:
     results = {r: {k: _summarize(v) for k, v in cases.items()} for r, cases in raw.items()}
     rows = _rows(results, runtimes) if variants else []
     if rows:
+        ratios = []
+        if "nemo-relay" in runtimes:
+            ratios.append("ratio (nemo/llmflow) = how many times faster llmflow is")
+        if "floor" in runtimes:
+            ratios.append("llmflow/floor = how many times the floor llmflow costs")
         print(
             "Wall time per call including delivery (median of per-run medians "
-            "[min-max of run medians]); ratio = how many times faster llmflow is."
+            "[min-max of run medians])" + "".join(f"; {r}" for r in ratios) + "."
         )
         print()
         _print_table(rows, runtimes)
+        notes = []
+        if "floor" in runtimes:
+            notes.append(
+                "floor: the same lines written by hand with no library (orjson, a deque, "
+                "one writev thread), the lower bound for a pure-Python runtime of this "
+                "architecture on this machine; manual rows only."
+            )
         if "nemo-relay" not in runtimes:
+            notes.append("nemo-relay is not installed (or --no-nemo): it was not measured.")
+        if notes:
             print()
-            print("nemo-relay is not installed (or --no-nemo): only llmflow was measured.")
+            print("\n".join(notes))
     problems = _print_events(results)
     if memory:
         _print_memory(memory)
@@ -837,7 +868,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-pairs", type=int, help="manual pairs of the memory run (default 1,000,000)"
     )
-    parser.add_argument("--no-nemo", action="store_true", help="measure llmflow only")
+    parser.add_argument("--no-nemo", action="store_true", help="do not measure nemo-relay")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="do not measure the hand-written floor (manual)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

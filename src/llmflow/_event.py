@@ -110,26 +110,46 @@ class Origin:
         wire = self._wire
         if wire is None:
             parent = "null" if self.parent_uuid is None else f'"{self.parent_uuid}"'
-            before = (
+            after = _AFTER.get((kind, self.name, self.attributes, self.category))
+            if after is None:
+                after = _after_timestamp(kind, self.name, self.attributes, self.category)
+            wire = self._wire = (
                 f'{{"kind":"{kind}","atof_version":"0.1","uuid":"{self.uuid}",'
-                f'"parent_uuid":{parent},"timestamp":'
+                f'"parent_uuid":{parent},"timestamp":',
+                after[0],
+                after[1],
             )
-            name = _dumps(self.name).decode()
-            if kind == "scope":
-                rest = (
-                    f',"attributes":{_dumps(self.attributes).decode()},'
-                    f'"category":"{self.category}","category_profile":'
-                )
-                wire = (
-                    before,
-                    f',"name":{name},"scope_category":"start"{rest}',
-                    f',"name":{name},"scope_category":"end"{rest}',
-                )
-            else:
-                category = "" if self.category is None else f',"category":"{self.category}"'
-                wire = (before, f',"name":{name}{category}', "")
-            self._wire = wire
         return wire
+
+
+_AFTER: dict[tuple[str, str, tuple[str, ...], str | None], tuple[str, str]] = {}
+
+
+def _after_timestamp(
+    kind: EventKind, name: str, attributes: tuple[str, ...], category: str | None
+) -> tuple[str, str]:
+    """The line text between timestamp and profile, for a start and an end.
+
+    Cached: a program has few distinct span names, and this text is all that
+    identifies them besides the ids.
+    """
+    encoded = _dumps(name).decode()
+    if kind == "scope":
+        rest = (
+            f',"attributes":{_dumps(attributes).decode()},'
+            f'"category":"{category}","category_profile":'
+        )
+        after = (
+            f',"name":{encoded},"scope_category":"start"{rest}',
+            f',"name":{encoded},"scope_category":"end"{rest}',
+        )
+    else:
+        extra = "" if category is None else f',"category":"{category}"'
+        after = (f',"name":{encoded}{extra}', "")
+    if len(_AFTER) >= 4096:
+        _AFTER.clear()
+    _AFTER[kind, name, attributes, category] = after
+    return after
 
 
 class Event:

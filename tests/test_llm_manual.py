@@ -156,6 +156,31 @@ def test_llm_call_strips_credential_headers_from_the_event_but_not_the_request()
     assert real.headers == {**headers, "x-trace": "t"}
 
 
+def test_credential_stripping_is_right_for_every_header_set_it_has_seen() -> None:
+    # Which keys to drop is cached per key sequence; the cache must never leak a
+    # credential into the event of a request whose keys differ.
+    seen = []
+    with testing.capture() as events:
+        for headers in (
+            {"accept": "json"},
+            {"accept": "json", "X-Api-Key": "k"},
+            {"X-Api-Key": "k", "accept": "json"},
+            {"accept": "json"},
+            {"accept": "json", "X-Api-Key": "k"},
+        ):
+            llmflow.llm_call("chat", LlmRequest(headers, {}))
+            seen.append(headers)
+    assert [e.data["headers"] for e in events] == [{"accept": "json"}] * 5
+    assert seen[1] == {"accept": "json", "X-Api-Key": "k"}  # the real request keeps it
+
+
+def test_a_non_string_header_name_is_a_clear_error_and_emits_nothing() -> None:
+    with testing.capture() as events:
+        with pytest.raises(llmflow.InvalidPayloadError, match=r"^request: headers and content"):
+            llmflow.llm_call("chat", LlmRequest({1: "x"}, {}))  # type: ignore[dict-item]
+    assert events == []
+
+
 # -- §4.2 llm_call_end ---------------------------------------------------------------
 
 

@@ -227,7 +227,9 @@ def strip_credentials(headers: dict[str, str]) -> dict[str, str]:
     if drop is None:
         if len(_DROPPED_KEYS) >= 256:
             _DROPPED_KEYS.clear()
-        drop = _DROPPED_KEYS[keys] = tuple(k for k in keys if k.lower() in CREDENTIAL_HEADERS)
+        drop = _DROPPED_KEYS[keys] = tuple(
+            k for k in keys if isinstance(k, str) and k.lower() in CREDENTIAL_HEADERS
+        )
     if not drop:
         return headers
     kept = headers.copy()
@@ -344,9 +346,7 @@ def _start(
         data_raw,
         None if data_raw is None else schema,
         handle.metadata_raw,
-        handle.profile_raw
-        if annotated is None
-        else profile_with(handle, "annotated_request", annotated),
+        profile_with(handle, "annotated_request", annotated),
     )
 
 
@@ -419,9 +419,7 @@ def _end(
         data_raw,
         schema,
         metadata_raw,
-        handle.profile_raw
-        if annotated is None
-        else profile_with(handle, "annotated_response", annotated),
+        profile_with(handle, "annotated_response", annotated),
     )
 
 

@@ -282,7 +282,7 @@ class Event:
         return b"".join(self.line_parts())
 
     def line_parts(self) -> LineParts:
-        """The JSONL line as the seven pieces whose concatenation it is (see :func:`line`)."""
+        """The JSONL line as ``(head, data, tail)`` (see :data:`LineParts`)."""
         return line(
             self._origin,
             self.scope_category,
@@ -298,8 +298,13 @@ class Event:
         return f"<Event {self.kind}{phase} {self.category or '-'} {self.name!r} {self.uuid}>"
 
 
-LineParts = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
-"""A JSONL line cut in seven pieces; their concatenation is the line."""
+LineParts = tuple[bytes, bytes, bytes]
+"""A JSONL line as ``(head, data, tail)``; their concatenation is the line.
+
+``data`` is the payload snapshot itself (``b"null"`` without one), so a
+writer can hand the pieces to ``writev`` and the payload is never copied
+again in user space.
+"""
 
 
 def line(
@@ -313,9 +318,10 @@ def line(
 ) -> LineParts:
     """Serialize one event (the fields of :class:`Event`) as its JSONL line.
 
-    Always seven pieces, so a writer can cut a list of them at whole lines; the
-    payload snapshots are pieces of their own, so ``writev`` takes them without
-    a copy in user space. Only the head (ids, time, name) is built here.
+    Only the head (ids, time, name, profile) and the short tail are built
+    here. Both are new objects on every call: a line is read and freed by
+    the delivery thread, and pieces shared by every line (constants) would
+    have their reference counts bounce between the two threads' cores.
     """
     before, after_start, after_end = origin._wire or origin.wire(
         "mark" if phase is None else "scope"
@@ -330,19 +336,14 @@ def line(
             cached = _clock.cache_second(second)
         head = f'{before}"{cached[1]}.{micro:06d}Z"{after}'.encode()
     if phase is None:
-        profile = b"" if profile_raw is None else _PROFILE + profile_raw
+        head = head + _PROFILE + profile_raw + _DATA if profile_raw else head + _DATA
     else:
-        profile = profile_raw or _NULL
-    return (
-        head,
-        profile,
-        _DATA,
-        data_raw or _NULL,
+        head = head + (profile_raw or _NULL) + _DATA
+    schema = (
         _NO_SCHEMA
         if data_schema is None
         else b',"data_schema":'
         + _dumps({"name": data_schema.name, "version": data_schema.version})
-        + b',"metadata":',
-        metadata_raw or _NULL,
-        _END,
+        + b',"metadata":'
     )
+    return head, data_raw or _NULL, schema + (metadata_raw or _NULL) + _END

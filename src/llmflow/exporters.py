@@ -17,7 +17,7 @@ from ._runtime import Exporter, LineExporter, Runtime, get_runtime
 
 __all__ = ["AtofFileExporter", "Exporter"]
 
-_IOV_MAX = 1022  # buffers per writev(2) call: whole lines (7 pieces each), <= IOV_MAX (1024)
+_IOV_MAX = 1023  # buffers per writev(2) call: whole lines (3 pieces each), <= IOV_MAX (1024)
 
 
 class AtofFileExporter:
@@ -25,7 +25,7 @@ class AtofFileExporter:
 
     ``mode="append"`` (default) keeps what the file holds; ``"overwrite"``
     truncates it when the exporter is created. Delivered lines are written
-    with ``writev(2)`` (up to 146 whole lines a call, payload snapshots passed
+    with ``writev(2)`` (up to 341 whole lines a call, payload snapshots passed
     uncopied) on an ``O_APPEND`` descriptor, so several processes may append
     to one file and a crash loses only the unwritten tail: at worst the last
     line is cut short (no newline). Opening a file in append
@@ -75,7 +75,7 @@ class AtofFileExporter:
         return name
 
     def export(self, events: Sequence[Event]) -> None:
-        """Write ``events`` as complete lines, up to 146 lines per system call."""
+        """Write ``events`` as complete lines, up to 341 lines per system call."""
         self.export_lines([event.line_parts() for event in events])
 
     def export_lines(self, lines: Sequence[LineParts]) -> None:

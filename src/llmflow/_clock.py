@@ -74,8 +74,8 @@ def cache_second(second: int) -> tuple[int, str]:
 def format_rfc3339(us: int) -> str:
     """Format epoch microseconds as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC).
 
-    The date-time text is cached per second: formatting is on the delivery
-    path of every event.
+    The date-time text is cached per second (:data:`second_cache`, which the
+    line serializer reads too).
     """
     second, micro = divmod(us, 1_000_000)
     cached = second_cache

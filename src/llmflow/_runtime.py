@@ -39,6 +39,19 @@ SanitizerKind = Literal["mark", "scope_start", "scope_end"]
 EventHook = Callable[[Event], "Mapping[str, Json] | None"]
 """Signature of event sanitizers and metadata injectors."""
 Subscriber = Callable[[Event], object]
+Recorder = Callable[
+    [
+        Origin,
+        Literal["start", "end"] | None,
+        int,
+        bytes | None,
+        DataSchema | None,
+        bytes | None,
+        bytes | None,
+    ],
+    None,
+]
+"""``record(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)``."""
 
 _SANITIZABLE = frozenset({"data", "category_profile", "metadata"})
 
@@ -165,18 +178,7 @@ class Runtime:
         self.emit: Callable[[Event | LineParts], None] = self._dispatcher.put
         """Queue an event (or its line); never waits for delivery. After
         :meth:`shutdown` it raises :class:`RuntimeShutdownError` instead."""
-        self.record: Callable[
-            [
-                Origin,
-                Literal["start", "end"] | None,
-                int,
-                bytes | None,
-                DataSchema | None,
-                bytes | None,
-                bytes | None,
-            ],
-            None,
-        ] = self._record_event
+        self.record: Recorder = self._record_event
         """Emit one event from its fields, already snapshotted: ``(origin, phase,
         timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)``.
         Chosen by :meth:`_reconfigure`."""
@@ -227,33 +229,13 @@ class Runtime:
     def _emit_after_shutdown(self, *_event: object) -> None:
         self.check_open()
 
-    def _record_event(
-        self,
-        origin: Origin,
-        phase: Literal["start", "end"] | None,
-        timestamp_us: int,
-        data_raw: bytes | None,
-        data_schema: DataSchema | None,
-        metadata_raw: bytes | None,
-        profile_raw: bytes | None,
-    ) -> None:
-        self.emit(
-            Event(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
-        )
+    # ``record`` is one of these two; callers are type-checked against ``Recorder``.
 
-    def _record_line(
-        self,
-        origin: Origin,
-        phase: Literal["start", "end"] | None,
-        timestamp_us: int,
-        data_raw: bytes | None,
-        data_schema: DataSchema | None,
-        metadata_raw: bytes | None,
-        profile_raw: bytes | None,
-    ) -> None:
-        self.emit(
-            line(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
-        )
+    def _record_event(self, *fields: Any) -> None:
+        self.emit(Event(*fields))
+
+    def _record_line(self, *fields: Any) -> None:
+        self.emit(line(*fields))
 
     def _reconfigure(self) -> None:
         """Decide how events are queued; called after every change of a consumer.

@@ -11,6 +11,7 @@ Paths are only formatted when an error is raised: callers pass the path of the
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -37,6 +38,7 @@ __all__ = [
     "require_str",
     "split_data_url",
     "str_list",
+    "token_usage",
 ]
 
 
@@ -204,3 +206,41 @@ def split_data_url(url: str) -> tuple[str, str] | None:
 def join_data_url(media_type: str, data: str) -> str:
     """The inverse of :func:`split_data_url`."""
     return f"data:{media_type};base64,{data}"
+
+
+def token_usage(prompt: str, completion: str) -> Callable[[Json], JsonObject]:
+    """A reader of OpenAI token usage into the annotation's ``usage``.
+
+    ``prompt``/``completion`` name the two sides (``"prompt"``/``"completion"``
+    in Chat Completions, ``"input"``/``"output"`` in Responses): the reader
+    takes their ``*_tokens`` counts, ``total_tokens``, and the cached and
+    reasoning counts from the ``*_tokens_details`` objects. Key names are
+    built once here, not per response.
+    """
+    counts = (
+        (f"{prompt}_tokens", "input_tokens"),
+        (f"{completion}_tokens", "output_tokens"),
+        ("total_tokens", "total_tokens"),
+    )
+    details = (
+        (f"{prompt}_tokens_details", f"usage.{prompt}_tokens_details", "cached_tokens"),
+        (f"{completion}_tokens_details", f"usage.{completion}_tokens_details", "reasoning_tokens"),
+    )
+
+    def read(raw: Json) -> JsonObject:
+        if type(raw) is not dict:
+            raise fail("usage", "an object", raw)
+        usage: JsonObject = {}
+        for source, target in counts:
+            value = get_int(raw, source, "usage")
+            if value is not None:
+                usage[target] = value
+        for key, where, field in details:
+            detail = get_object(raw, key, "usage")
+            if detail:
+                value = get_int(detail, field, where)
+                if value is not None:
+                    usage[field] = value
+        return usage
+
+    return read

@@ -24,6 +24,7 @@ from ._fields import (
     require_str,
     split_data_url,
     str_list,
+    token_usage,
 )
 
 __all__ = ["OpenAIChatCodec", "OpenAIChatStreamAccumulator"]
@@ -476,30 +477,7 @@ def _response_tool_call(raw: Json, where: str) -> JsonObject:
     return call
 
 
-def _usage(raw: Json) -> JsonObject:
-    if type(raw) is not dict:
-        raise fail("usage", "an object", raw)
-    usage: JsonObject = {}
-    value = get_int(raw, "prompt_tokens", "usage")
-    if value is not None:
-        usage["input_tokens"] = value
-    value = get_int(raw, "completion_tokens", "usage")
-    if value is not None:
-        usage["output_tokens"] = value
-    value = get_int(raw, "total_tokens", "usage")
-    if value is not None:
-        usage["total_tokens"] = value
-    details = get_object(raw, "prompt_tokens_details", "usage")
-    if details:
-        value = get_int(details, "cached_tokens", "usage.prompt_tokens_details")
-        if value is not None:
-            usage["cached_tokens"] = value
-    details = get_object(raw, "completion_tokens_details", "usage")
-    if details:
-        value = get_int(details, "reasoning_tokens", "usage.completion_tokens_details")
-        if value is not None:
-            usage["reasoning_tokens"] = value
-    return usage
+_usage = token_usage("prompt", "completion")
 
 
 def _annotate_response(response: JsonObject) -> JsonObject:

@@ -23,6 +23,7 @@ from ._fields import (
     parse_arguments,
     require_str,
     split_data_url,
+    token_usage,
 )
 
 __all__ = ["OpenAIResponsesCodec", "OpenAIResponsesStreamAccumulator"]
@@ -409,29 +410,7 @@ def _output_item(raw: Json, where: str, parts: list[JsonObject], calls: list[Jso
         parts.append({"type": "opaque", "value": raw})
 
 
-def _usage(raw: Json) -> JsonObject:
-    if type(raw) is not dict:
-        raise fail("usage", "an object", raw)
-    usage: JsonObject = {}
-    for source, target in (
-        ("input_tokens", "input_tokens"),
-        ("output_tokens", "output_tokens"),
-        ("total_tokens", "total_tokens"),
-    ):
-        value = get_int(raw, source, "usage")
-        if value is not None:
-            usage[target] = value
-    details = get_object(raw, "input_tokens_details", "usage")
-    if details:
-        value = get_int(details, "cached_tokens", "usage.input_tokens_details")
-        if value is not None:
-            usage["cached_tokens"] = value
-    details = get_object(raw, "output_tokens_details", "usage")
-    if details:
-        value = get_int(details, "reasoning_tokens", "usage.output_tokens_details")
-        if value is not None:
-            usage["reasoning_tokens"] = value
-    return usage
+_usage = token_usage("input", "output")
 
 
 def _annotate_response(response: JsonObject) -> JsonObject:

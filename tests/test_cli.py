@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from llmflow import mark, scope
-from llmflow.__main__ import main
+from llmflow.cli import main
 from llmflow.testing import capture
 
 

@@ -184,7 +184,7 @@ def test_demo_log_converts_with_call_weather_1_paired_to_its_observation(
     runtime: llmflow.Runtime, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     converter = pytest.importorskip("nat.atof.scripts.atof_to_atif_converter")
-    from llmflow.demo import run_demo
+    from llmflow.cli.demo import run_demo
 
     path = tmp_path / "demo.jsonl"
     assert run_demo(path) == 0

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .atof import MarkEvent, ScopeEvent, read_events
+from llmflow.atof import MarkEvent, ScopeEvent, read_events
 
 __all__ = ["render_tree"]
 

@@ -1,8 +1,4 @@
-"""Exporters: where delivered events go.
-
-An exporter only knows how to write a batch (see :class:`llmflow.Exporter`);
-queueing, ordering and isolation of failures belong to the runtime.
-"""
+"""The JSONL file exporter: one ATOF event per line, written with ``writev(2)``."""
 
 from __future__ import annotations
 
@@ -12,10 +8,10 @@ from itertools import chain
 from pathlib import Path
 from typing import Literal
 
-from ._event import Event, LineParts
-from ._runtime import Exporter, LineExporter, Runtime, get_runtime
+from llmflow._event import Event, LineParts
+from llmflow._runtime import LineExporter, Runtime, get_runtime
 
-__all__ = ["AtofFileExporter", "Exporter"]
+__all__ = ["AtofFileExporter"]
 
 _IOV_MAX = 1023  # buffers per writev(2) call: whole lines (3 pieces each), <= IOV_MAX (1024)
 

@@ -21,18 +21,19 @@ from typing import Any
 
 import orjson
 
-from . import events, guardrails, intercepts
-from ._errors import GuardrailRejected
-from ._event import Event
-from ._llm import llm_call_execute, llm_stream_call_execute
-from ._runtime import Runtime
-from ._scope import mark, scope
-from ._tool import ToolExecutionResult, tool_call_execute
-from ._types import LlmRequest
-from .atof import validate_stream
-from .codecs import OpenAIChatCodec
-from .exporters import AtofFileExporter
-from .report import render_tree
+from llmflow import events, guardrails, intercepts
+from llmflow._errors import GuardrailRejected
+from llmflow._event import Event
+from llmflow._llm import llm_call_execute, llm_stream_call_execute
+from llmflow._runtime import Runtime
+from llmflow._scope import mark, scope
+from llmflow._tool import ToolExecutionResult, tool_call_execute
+from llmflow._types import LlmRequest
+from llmflow.atof import validate_stream
+from llmflow.codecs import OpenAIChatCodec
+from llmflow.exporters import AtofFileExporter
+
+from .show import render_tree
 
 __all__ = ["run_demo"]
 

@@ -1,0 +1,130 @@
+"""Structural checks across a whole ATOF stream."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from llmflow._errors import AtofParseError
+
+from ._models import ScopeEvent, parse_event
+from ._reader import numbered_lines
+
+__all__ = ["Violation", "validate_stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule: ``line`` (1-based), a short ``rule`` id and a message."""
+
+    line: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: [{self.rule}] {self.message}"
+
+
+_SHARED = ("name", "parent_uuid", "attributes", "category")
+_SUBTYPE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+def validate_stream(
+    source: str | os.PathLike[str] | Iterable[str | bytes],
+) -> list[Violation]:
+    """Check a whole ATOF stream; return every violation (empty when valid).
+
+    Rules: each line parses as an ATOF 0.1 event (``schema``); scope
+    attributes are sorted without duplicates (``attributes``); ``custom``
+    carries ``category_profile.subtype`` (``custom-subtype``); every start has
+    exactly one end and no end lacks a start (``pairing``); an end shares
+    ``name``, ``parent_uuid``, ``attributes`` and ``category`` with its start
+    (``start-end-fields``) and is strictly later (``end-after-start``); every
+    ``parent_uuid`` names a scope of the stream (``parent``).
+    """
+    violations: list[Violation] = []
+    starts: dict[str, tuple[int, ScopeEvent]] = {}
+    ended: set[str] = set()
+    parents: list[tuple[int, str]] = []
+    for number, raw in numbered_lines(source):
+        try:
+            event = parse_event(raw, line_number=number)
+        except AtofParseError as exc:
+            violations.append(Violation(number, "schema", str(exc).split(": ", 1)[-1]))
+            continue
+        if event.parent_uuid is not None:
+            parents.append((number, event.parent_uuid))
+        profile = event.category_profile or {}
+        if event.category == "custom" and not (
+            isinstance(profile.get("subtype"), str) and _SUBTYPE.match(profile["subtype"])
+        ):
+            violations.append(
+                Violation(
+                    number,
+                    "custom-subtype",
+                    "category 'custom' requires category_profile.subtype (a dotted name)",
+                )
+            )
+        if not isinstance(event, ScopeEvent):
+            continue
+        if event.attributes != sorted(set(event.attributes)):
+            violations.append(
+                Violation(
+                    number,
+                    "attributes",
+                    f"attributes must be sorted and unique, got {event.attributes}",
+                )
+            )
+        if event.scope_category == "start":
+            if event.uuid in starts:
+                violations.append(
+                    Violation(
+                        number,
+                        "pairing",
+                        f"second start for uuid {event.uuid} "
+                        f"(first on line {starts[event.uuid][0]})",
+                    )
+                )
+                continue
+            starts[event.uuid] = (number, event)
+            continue
+        opened = starts.get(event.uuid)
+        if opened is None:
+            violations.append(Violation(number, "pairing", f"end without a start: {event.uuid}"))
+            continue
+        if event.uuid in ended:
+            violations.append(Violation(number, "pairing", f"second end for uuid {event.uuid}"))
+            continue
+        ended.add(event.uuid)
+        start_line, start = opened
+        for key in _SHARED:
+            if getattr(start, key) != getattr(event, key):
+                violations.append(
+                    Violation(
+                        number,
+                        "start-end-fields",
+                        f"{key} of the end ({getattr(event, key)!r}) differs from its start on "
+                        f"line {start_line} ({getattr(start, key)!r})",
+                    )
+                )
+        if event.timestamp_us <= start.timestamp_us:
+            violations.append(
+                Violation(
+                    number,
+                    "end-after-start",
+                    f"end at {event.timestamp} is not later than its start at {start.timestamp} "
+                    f"(line {start_line})",
+                )
+            )
+    for uuid, (number, _) in starts.items():
+        if uuid not in ended:
+            violations.append(Violation(number, "pairing", f"start without an end: {uuid}"))
+    for number, parent in parents:
+        if parent not in starts:
+            violations.append(
+                Violation(number, "parent", f"parent_uuid {parent} is not a scope of this stream")
+            )
+    violations.sort(key=lambda v: v.line)
+    return violations

@@ -1,0 +1,1 @@
+"""HTTP transports for the provider SDKs (SPEC §11): record every call on the wire."""

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from ._facts import SpanFacts, provider_of, span_facts
 from ._models import AtofEvent, DataSchemaModel, MarkEvent, ScopeEvent, parse_event
 from ._reader import read_events
 from ._schemas import json_schemas
@@ -21,9 +22,12 @@ __all__ = [
     "DataSchemaModel",
     "MarkEvent",
     "ScopeEvent",
+    "SpanFacts",
     "Violation",
     "json_schemas",
     "parse_event",
+    "provider_of",
     "read_events",
+    "span_facts",
     "validate_stream",
 ]

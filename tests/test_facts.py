@@ -1,0 +1,45 @@
+"""``llmflow.atof.span_facts``: one reading of a span's facts for every consumer."""
+
+from __future__ import annotations
+
+from llmflow.atof import span_facts
+
+
+def _start(**extra: object) -> dict[str, object]:
+    return {"name": "openai.chat", "category": "llm", "timestamp": 1_000, **extra}
+
+
+def test_facts_join_model_tokens_cost_and_duration() -> None:
+    start = _start(category_profile={"model_name": "gpt-4o-mini"})
+    end = {
+        "timestamp": "1970-01-01T00:00:00.003000Z",
+        "metadata": {"cost.usd": 0.25, "http.status_code": 200, "http.attempt": 1},
+        "category_profile": {
+            "annotated_response": {
+                "model": "gpt-4o-mini-2024",
+                "usage": {"input_tokens": 10, "output_tokens": 4, "cached_tokens": 2},
+            }
+        },
+        "data_schema": {"name": "openai/chat-completions", "version": "1"},
+    }
+    facts = span_facts(start, end)
+    assert facts.duration_us == 2_000
+    assert facts.model == "gpt-4o-mini-2024"  # the response's model wins over the request's
+    assert (facts.input_tokens, facts.output_tokens, facts.cached_tokens) == (10, 4, 2)
+    assert facts.cost_usd == 0.25 and facts.status_code == 200 and facts.attempt == 1
+    assert facts.provider == "openai" and facts.ok
+
+
+def test_unknown_facts_stay_none_never_zero() -> None:
+    facts = span_facts(_start(), None)
+    assert facts.duration_us is None and facts.cost_usd is None and facts.input_tokens is None
+    assert facts.model is None and facts.provider is None
+
+
+def test_errors_and_explicit_provider_are_read_from_metadata() -> None:
+    start = _start(metadata={"provider.name": "azure.ai.openai"})
+    end = {"timestamp": 2_000, "metadata": {"exception.type": "TimeoutError", "cost.usd": True}}
+    facts = span_facts(start, end)
+    assert facts.provider == "azure.ai.openai"
+    assert facts.error_type == "TimeoutError" and not facts.ok
+    assert facts.cost_usd is None  # a bool is not a price

@@ -27,7 +27,10 @@ class SpanFacts:
     ``cached_tokens`` is the cached part and ``reasoning_tokens`` the part of
     ``output_tokens`` spent on reasoning (see ``llmflow.codecs.Usage``).
     ``error_type`` is the recorded ``exception.type``; ``status_code`` the HTTP
-    status when a transport or a provider error recorded one.
+    status when a transport or a provider error recorded one. ``attempt`` is
+    the SDK's HTTP attempt number (``http.attempt``, 0 for the first) and
+    ``retry_attempts`` the attempts ``middleware.retry`` made (``retry.attempts``,
+    the successful one included).
     """
 
     name: str
@@ -46,6 +49,7 @@ class SpanFacts:
     tool_call_id: str | None = None
     cache_hit: bool | None = None
     attempt: int | None = None
+    retry_attempts: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -107,4 +111,5 @@ def span_facts(start: Mapping[str, Any], end: Mapping[str, Any] | None) -> SpanF
         tool_call_id=tool_call_id if isinstance(tool_call_id, str) else None,
         cache_hit=cache_hit if isinstance(cache_hit, bool) else None,
         attempt=_int(metadata.get("http.attempt")),
+        retry_attempts=_int(metadata.get("retry.attempts")),
     )

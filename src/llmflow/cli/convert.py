@@ -1,0 +1,186 @@
+"""``llmflow convert --to atif|otlp|parquet|jsonl``: one log format to another, offline.
+
+* ``jsonl``: normalized ATOF lines (compact JSON, one event per line, bad
+  lines dropped with a warning), several inputs merged in timestamp order,
+  filtered by ``--category``, ``--name``, ``--since``/``--until``. Streaming,
+  constant memory.
+* ``atif``: one ATIF trajectory document through :func:`llmflow.atif.to_atif`.
+* ``otlp``: OTLP/JSON through the OpenTelemetry exporter's offline export.
+* ``parquet``: a Parquet dataset directory through
+  :func:`llmflow.exporters.parquet.write_parquet`.
+
+The exporters are imported when asked for; a missing module or extra is a
+one-line error naming what to install (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import heapq
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import orjson
+
+from llmflow.atof import Record
+from llmflow.atof._reader import to_event
+
+from ._input import EXIT_OK, EXIT_UNREADABLE, LogInput, UnreadableInput, check_readable
+from .stats import parse_since
+
+__all__ = ["FORMATS", "register", "run"]
+
+FORMATS = ("jsonl", "atif", "otlp", "parquet")
+
+
+class MissingConverter(Exception):
+    """The module or extra that a target format needs is not installed."""
+
+
+def _load(module: str, attribute: str, install: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except ImportError as exc:
+        raise MissingConverter(
+            f"{module}.{attribute} is not available ({exc}); install it with "
+            f"pip install 'llmflow[{install}]'"
+        ) from None
+    except AttributeError:
+        raise MissingConverter(
+            f"{module}.{attribute} is not available in this llmflow version"
+        ) from None
+
+
+def _filtered(logs: LogInput, args: argparse.Namespace) -> Iterator[Record]:
+    """Every kept record of every input, merged by timestamp (stable per file)."""
+    since = parse_since(args.since) if args.since else None
+    until = parse_since(args.until) if args.until else None
+    categories = set(args.category.split(",")) if args.category else None
+
+    def keep(record: Record) -> bool:
+        _, timestamp_us, event = record
+        if since is not None and timestamp_us < since:
+            return False
+        if until is not None and timestamp_us >= until:
+            return False
+        if categories is not None and event.get("category") not in categories:
+            return False
+        return args.name is None or fnmatch.fnmatchcase(event["name"], args.name)
+
+    streams = [(r for r in logs.records(path) if keep(r)) for path in logs.paths]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=lambda record: record[1])
+
+
+@contextmanager
+def _output(target: str | None) -> Iterator[IO[bytes]]:
+    if target is None or target == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with open(target, "wb") as handle:
+        yield handle
+
+
+def _to_jsonl(records: Iterator[Record], args: argparse.Namespace) -> int:
+    dumps = orjson.dumps
+    count = 0
+    with _output(args.output) as out:
+        write = out.write
+        for _, _, event in records:
+            write(dumps(event) + b"\n")
+            count += 1
+    return count
+
+
+def _to_atif(records: Iterator[Record], args: argparse.Namespace) -> int:
+    to_atif: Callable[[list[Any]], Any] = _load("llmflow.atif", "to_atif", "atif")
+    events = [to_event(timestamp_us, event) for _, timestamp_us, event in records]
+    document = to_atif(events)
+    with _output(args.output) as out:
+        out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    return len(events)
+
+
+def _to_otlp(records: Iterator[Record], args: argparse.Namespace) -> int:
+    to_otlp_json: Callable[[list[Any]], Any] = _load(
+        "llmflow.exporters.otel", "to_otlp_json", "otel"
+    )
+    events = [to_event(timestamp_us, event) for _, timestamp_us, event in records]
+    document = to_otlp_json(events)
+    with _output(args.output) as out:
+        out.write(orjson.dumps(document) + b"\n")
+    return len(events)
+
+
+def _to_parquet(records: Iterator[Record], args: argparse.Namespace) -> int:
+    write_parquet: Callable[..., dict[str, int]] = _load(
+        "llmflow.exporters.parquet", "write_parquet", "parquet"
+    )
+    if not args.output or args.output == "-":
+        raise MissingConverter("--to parquet needs -o DIRECTORY (a dataset is a directory)")
+    counted = 0
+
+    def events() -> Iterator[dict[str, Any]]:
+        nonlocal counted
+        for _, _, event in records:
+            counted += 1
+            yield event
+
+    write_parquet(events(), args.output)
+    return counted
+
+
+_CONVERTERS: dict[str, Callable[[Iterator[Record], argparse.Namespace], int]] = {
+    "jsonl": _to_jsonl,
+    "atif": _to_atif,
+    "otlp": _to_otlp,
+    "parquet": _to_parquet,
+}
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``convert`` subcommand."""
+    convert = commands.add_parser("convert", help="convert a log to ATIF, OTLP, Parquet or JSONL")
+    convert.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
+    convert.add_argument("--to", required=True, choices=FORMATS, help="target format")
+    convert.add_argument("-o", "--output", help="output file (directory for parquet); - stdout")
+    convert.add_argument("--category", help="keep events of these categories (comma-separated)")
+    convert.add_argument("--name", help="keep events whose name matches this glob")
+    convert.add_argument("--since", help="keep events at/after: RFC 3339, epoch µs, or 2h")
+    convert.add_argument("--until", help="keep events before: RFC 3339, epoch µs, or 2h")
+    convert.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``convert``; returns the exit code."""
+    error = check_readable(args.paths, "convert")
+    if error is not None:
+        print(error, file=sys.stderr)
+        return EXIT_UNREADABLE
+    logs = LogInput(args.paths, command="convert")
+    try:
+        count = _CONVERTERS[args.to](_filtered(logs, args), args)
+    except ValueError as exc:  # --since/--until
+        print(f"llmflow convert: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    except MissingConverter as exc:
+        print(f"llmflow convert: --to {args.to}: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    except UnreadableInput as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_UNREADABLE
+    except OSError as exc:
+        print(
+            f"llmflow convert: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return EXIT_UNREADABLE
+    logs.finish()
+    if args.output and args.output != "-":
+        print(f"llmflow convert: {count:,} events -> {args.output} ({args.to})", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,325 @@
+"""``llmflow stats``: calls, errors, latency, tokens, cost per model, name, provider, tool.
+
+Streams every file once (memory holds the open spans and one latency per
+ended call of each group, 8 bytes each); facts come from
+:func:`llmflow.atof.span_facts`. Percentiles are exact, linearly interpolated
+between ranks (DuckDB's ``quantile_cont``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import time
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from llmflow._clock import parse_timestamp
+from llmflow.atof import Span, SpanJoiner
+
+from ._format import cost, duration, table, tokens
+from ._input import EXIT_OK, EXIT_UNREADABLE, LogInput, UnreadableInput, check_readable
+
+__all__ = ["DIMENSIONS", "Group", "StatsResult", "compute_stats", "percentile", "register", "run"]
+
+DIMENSIONS: Final = ("model", "provider", "name", "tool", "category")
+"""``model``/``provider``/``name`` group LLM calls, ``tool`` tool calls, ``category`` all spans."""
+_DEFAULT_BY: Final = ("model", "provider", "name", "tool")
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def percentile(ordered: Sequence[int], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of sorted values, linear between ranks; None if empty."""
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(slots=True)
+class Group:
+    """Running sums for one key of one dimension (e.g. model ``gpt-4o``)."""
+
+    key: str
+    calls: int = 0
+    errors: int = 0
+    latencies: array[int] = field(default_factory=lambda: array("q"))
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: float | None = None
+    cache_hits: int = 0
+    retries: int = 0
+
+    def add(self, span: Span) -> None:
+        """Count one ended span."""
+        facts = span.facts
+        assert facts is not None and facts.duration_us is not None
+        self.calls += 1
+        if facts.error_type is not None or span.rejected:
+            self.errors += 1
+        self.latencies.append(facts.duration_us)
+        if facts.input_tokens is not None:
+            self.input_tokens = (self.input_tokens or 0) + facts.input_tokens
+        if facts.output_tokens is not None:
+            self.output_tokens = (self.output_tokens or 0) + facts.output_tokens
+        if facts.cached_tokens is not None:
+            self.cached_tokens = (self.cached_tokens or 0) + facts.cached_tokens
+        if facts.reasoning_tokens is not None:
+            self.reasoning_tokens = (self.reasoning_tokens or 0) + facts.reasoning_tokens
+        if facts.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + facts.cost_usd
+        if facts.cache_hit:
+            self.cache_hits += 1
+        if facts.retry_attempts is not None and facts.retry_attempts > 1:
+            self.retries += facts.retry_attempts - 1
+        if facts.attempt is not None and facts.attempt > 0:
+            self.retries += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``--json`` (latencies in µs)."""
+        ordered = sorted(self.latencies)
+        return {
+            "key": self.key,
+            "calls": self.calls,
+            "errors": self.errors,
+            "latency_us": {
+                "p50": percentile(ordered, 0.50),
+                "p95": percentile(ordered, 0.95),
+                "p99": percentile(ordered, 0.99),
+                "mean": sum(ordered) / len(ordered) if ordered else None,
+                "max": ordered[-1] if ordered else None,
+            },
+            "tokens": {
+                "input": self.input_tokens,
+                "output": self.output_tokens,
+                "cached": self.cached_tokens,
+                "reasoning": self.reasoning_tokens,
+            },
+            "cost_usd": self.cost_usd,
+            "cache_hits": self.cache_hits,
+            "retries": self.retries,
+        }
+
+
+@dataclass(slots=True)
+class StatsResult:
+    """Everything ``stats`` computed: groups per dimension plus counts of the input."""
+
+    groups: dict[str, dict[str, Group]]
+    spans: int = 0
+    open_spans: int = 0
+    marks: int = 0
+    lines: int = 0
+    skipped_lines: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document ``stats --json`` prints."""
+        return {
+            "spans": self.spans,
+            "open_spans": self.open_spans,
+            "marks": self.marks,
+            "lines": self.lines,
+            "skipped_lines": self.skipped_lines,
+            "groups": {
+                dimension: [g.to_dict() for g in _ordered(groups)]
+                for dimension, groups in self.groups.items()
+            },
+        }
+
+
+def _ordered(groups: dict[str, Group]) -> list[Group]:
+    return sorted(groups.values(), key=lambda g: (-g.calls, g.key))
+
+
+def compute_stats(
+    logs: LogInput, by: Sequence[str] = _DEFAULT_BY, since_us: int | None = None
+) -> StatsResult:
+    """Aggregate every file of ``logs`` (one pass each; raises ``UnreadableInput``)."""
+    result = StatsResult({dimension: {} for dimension in by})
+    want = {dimension: result.groups[dimension] for dimension in by}
+    by_model, by_provider = want.get("model"), want.get("provider")
+    by_name, by_tool, by_category = want.get("name"), want.get("tool"), want.get("category")
+
+    def put(groups: dict[str, Group], key: str, span: Span) -> None:
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(key)
+        group.add(span)
+
+    for path in logs.paths:
+        joiner = SpanJoiner(on_problem=logs.report, source=path)
+        add = joiner.add
+        for record in logs.records(path):
+            node = add(record)
+            if node is None:
+                continue
+            if not isinstance(node, Span):
+                result.marks += 1
+                continue
+            if since_us is not None and node.start_us < since_us:
+                continue
+            result.spans += 1
+            facts = node.facts
+            assert facts is not None
+            if node.category == "llm":
+                if by_model is not None:
+                    put(by_model, facts.model or "(unknown)", node)
+                if by_provider is not None:
+                    put(by_provider, facts.provider or "(unknown)", node)
+                if by_name is not None:
+                    put(by_name, node.name, node)
+            elif node.category == "tool" and by_tool is not None:
+                put(by_tool, node.name, node)
+            if by_category is not None:
+                put(by_category, node.category or "(none)", node)
+        left = joiner.close()
+        result.open_spans += sum(1 for s in left if since_us is None or s.start_us >= since_us)
+    result.lines = logs.lines
+    result.skipped_lines = logs.problems
+    return result
+
+
+def parse_since(value: str, now_us: int | None = None) -> int:
+    """``--since``: an RFC 3339 time, epoch µs, or a span back from now (``30m``, ``2h``, ``1d``).
+
+    Raises ``ValueError`` naming what was expected.
+    """
+    match = _RELATIVE.match(value.strip())
+    if match:
+        now = now_us if now_us is not None else time.time_ns() // 1000
+        return now - int(float(match.group(1)) * _UNIT_SECONDS[match.group(2)] * 1_000_000)
+    if value.isdigit():
+        return int(value)
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise ValueError(
+            f"--since: expected an RFC 3339 time with offset (2026-01-01T00:00:00Z), epoch µs, "
+            f"or a duration such as 30m, 2h, 1d; got {value!r}"
+        ) from None
+
+
+_HEADER: Final = (
+    "calls",
+    "errors",
+    "p50",
+    "p95",
+    "p99",
+    "in",
+    "out",
+    "cached",
+    "reasoning",
+    "cost",
+    "cache hits",
+    "retries",
+)
+
+
+def render_text(result: StatsResult) -> str:
+    """The human-readable tables, one per dimension."""
+    blocks = [
+        f"{result.spans:,} spans ({result.open_spans:,} still open, not counted), "
+        f"{result.marks:,} marks, {result.lines:,} lines"
+        + (f", {result.skipped_lines:,} skipped" if result.skipped_lines else "")
+    ]
+    for dimension, groups in result.groups.items():
+        rows: list[list[str]] = []
+        for group in _ordered(groups):
+            ordered = sorted(group.latencies)
+            rows.append(
+                [
+                    group.key,
+                    f"{group.calls:,}",
+                    f"{group.errors:,}",
+                    duration(percentile(ordered, 0.50)),
+                    duration(percentile(ordered, 0.95)),
+                    duration(percentile(ordered, 0.99)),
+                    tokens(group.input_tokens),
+                    tokens(group.output_tokens),
+                    tokens(group.cached_tokens),
+                    tokens(group.reasoning_tokens),
+                    cost(group.cost_usd),
+                    f"{group.cache_hits:,}",
+                    f"{group.retries:,}",
+                ]
+            )
+        title = f"by {dimension}" + (" (tool calls)" if dimension == "tool" else "")
+        if dimension in ("model", "provider", "name"):
+            title += " (llm calls)"
+        body = table([dimension, *_HEADER], rows) if rows else "  (none)"
+        blocks.append(f"{title}\n{body}")
+    return "\n\n".join(blocks)
+
+
+def _split_by(values: Iterable[str] | None) -> list[str]:
+    chosen: list[str] = []
+    for value in values or ():
+        for item in value.split(","):
+            if item.strip() and item.strip() not in chosen:
+                chosen.append(item.strip())
+    return chosen or list(_DEFAULT_BY)
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``stats`` subcommand."""
+    stats = commands.add_parser(
+        "stats", help="calls, errors, latency percentiles, tokens, cost per model/name/tool"
+    )
+    stats.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
+    stats.add_argument(
+        "--by",
+        action="append",
+        metavar="DIM",
+        help=f"group by {', '.join(DIMENSIONS)} (repeat or comma-separate; "
+        f"default {','.join(_DEFAULT_BY)})",
+    )
+    stats.add_argument("--since", help="only spans started at/after: RFC 3339, epoch µs, or 2h")
+    stats.add_argument("--json", action="store_true", help="print one JSON document")
+    stats.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``stats``; returns the exit code."""
+    by = _split_by(args.by)
+    unknown = [d for d in by if d not in DIMENSIONS]
+    if unknown:
+        print(
+            f"llmflow stats: --by: expected one of {', '.join(DIMENSIONS)}, got {unknown[0]!r}",
+            file=sys.stderr,
+        )
+        return EXIT_UNREADABLE
+    since = None
+    if args.since is not None:
+        try:
+            since = parse_since(args.since)
+        except ValueError as exc:
+            print(f"llmflow stats: {exc}", file=sys.stderr)
+            return EXIT_UNREADABLE
+    error = check_readable(args.paths, "stats")
+    if error is not None:
+        print(error, file=sys.stderr)
+        return EXIT_UNREADABLE
+    logs = LogInput(args.paths, command="stats")
+    try:
+        result = compute_stats(logs, by, since)
+    except UnreadableInput as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_UNREADABLE
+    if args.json:
+        document = {"files": list(args.paths), **result.to_dict()}
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render_text(result))
+    logs.finish()
+    return EXIT_OK

@@ -27,11 +27,11 @@ from typing import IO, Any
 
 import orjson
 
-from llmflow._clock import parse_timestamp
 from llmflow._event import Event, Origin
 from llmflow._types import DataSchema
 
 from ._models import MarkEvent, ScopeEvent, parse_event
+from ._timestamps import timestamp_us
 
 __all__ = [
     "AtofReadWarning",
@@ -141,25 +141,6 @@ def read_events(source: Source) -> Iterator[ScopeEvent | MarkEvent]:
         yield parse_event(raw, line_number=number)
 
 
-# Timestamps llmflow writes are ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; a log has few
-# distinct seconds in a row, so caching the second's epoch value makes parsing
-# a slice and an int() instead of a datetime round trip.
-_SECONDS: dict[str, int] = {}
-
-
-def _timestamp_us(value: object) -> int:
-    if type(value) is str and len(value) == 27 and value[19] == "." and value[26] == "Z":
-        second = _SECONDS.get(value[:19])
-        if second is None:
-            if len(_SECONDS) > 4096:
-                _SECONDS.clear()
-            second = _SECONDS[value[:19]] = parse_timestamp(value[:19] + "Z")
-        micro = value[20:26]
-        if micro.isdigit():
-            return second + int(micro)
-    return parse_timestamp(value)
-
-
 def _problem_of(obj: Any) -> str | None:
     """Why a decoded line cannot be read as an event, or ``None`` when it can."""
     if type(obj) is not dict:
@@ -219,13 +200,22 @@ def decode_line(
             )
             on_problem(ReadProblem(source, number, message, cut_off))
         return None
-    why = _problem_of(obj)
-    if why is None:
+    # The common case in one expression; _problem_of says what is wrong otherwise.
+    if (
+        type(obj) is dict
+        and (obj.get("scope_category") in _PHASES or obj.get("kind") == "mark")
+        and obj.get("kind") in _KINDS
+        and type(obj.get("uuid")) is str
+        and type(obj.get("name")) is str
+        and (obj.get("parent_uuid") is None or type(obj.get("parent_uuid")) is str)
+    ):
         try:
-            return number, _timestamp_us(obj.get("timestamp")), obj
+            return number, timestamp_us(obj.get("timestamp")), obj
         except ValueError as exc:
-            why = f"timestamp: {exc}"
-    if on_problem is not None:
+            why: str | None = f"timestamp: {exc}"
+    else:
+        why = _problem_of(obj)
+    if on_problem is not None and why is not None:
         on_problem(ReadProblem(source, number, why))
     return None
 

@@ -28,8 +28,8 @@ class Span:
     """One scope: its start joined with its end (``end_us is None`` while open).
 
     ``start``/``end`` are the wire dicts when the joiner keeps events, else
-    ``None``. ``facts`` is set when the span ends (or is closed as open at the
-    end of the log). ``trace`` is the uuid of its top-level scope, ``depth`` its
+    ``None``. ``facts`` is available once the span ends (or is closed as open at
+    the end of the log). ``trace`` is the uuid of its top-level scope, ``depth`` its
     nesting level (0 for a trace). ``rejected`` marks a guardrail that refused
     the call.
     """
@@ -46,9 +46,22 @@ class Span:
     start: dict[str, Any] | None = field(default=None, repr=False)
     end: dict[str, Any] | None = field(default=None, repr=False)
     end_us: int | None = None
-    facts: SpanFacts | None = field(default=None, repr=False)
     rejected: bool = False
     children: list[Node] = field(default_factory=list, repr=False)
+    _facts: SpanFacts | None = field(default=None, repr=False)
+    _pair: tuple[dict[str, Any], dict[str, Any] | None] | None = field(default=None, repr=False)
+
+    @property
+    def facts(self) -> SpanFacts | None:
+        """The span's :class:`~llmflow.atof.SpanFacts` (``None`` until it ends or the log does).
+
+        Computed on first access from the joined events, which are then let go.
+        """
+        if self._facts is None and self._pair is not None:
+            start, end = self._pair
+            self._facts = span_facts(start, end, duration_us=self.duration_us)
+            self._pair = None
+        return self._facts
 
     @property
     def duration_us(self) -> int | None:
@@ -196,7 +209,10 @@ class SpanJoiner:
             return None
         span, start = opened
         span.end_us = timestamp_us
-        span.facts = span_facts(start, event)
+        if self.tree:  # the tree lives on: don't hold every event until facts are read
+            span._facts = span_facts(start, event, duration_us=span.duration_us)
+        else:
+            span._pair = (start, event)
         span.rejected = _rejected(span.category, event)
         if span.start is not None:  # kept: keep_events and chosen
             span.end = event
@@ -211,7 +227,7 @@ class SpanJoiner:
         """Finish the log: the spans still open, with their facts (``duration_us`` None)."""
         left = []
         for span, start in self._open.values():
-            span.facts = span_facts(start, None)
+            span._facts = span_facts(start, None)
             left.append(span)
         self._open.clear()
         return left

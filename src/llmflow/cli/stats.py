@@ -170,13 +170,15 @@ def compute_stats(
             if since_us is not None and node.start_us < since_us:
                 continue
             result.spans += 1
-            facts = node.facts
-            assert facts is not None
+            # Facts are read only for the spans a table counts (they cost the most).
             if node.category == "llm":
-                if by_model is not None:
-                    put(by_model, facts.model or "(unknown)", node)
-                if by_provider is not None:
-                    put(by_provider, facts.provider or "(unknown)", node)
+                if by_model is not None or by_provider is not None:
+                    facts = node.facts
+                    assert facts is not None
+                    if by_model is not None:
+                        put(by_model, facts.model or "(unknown)", node)
+                    if by_provider is not None:
+                        put(by_provider, facts.provider or "(unknown)", node)
                 if by_name is not None:
                     put(by_name, node.name, node)
             elif node.category == "tool" and by_tool is not None:

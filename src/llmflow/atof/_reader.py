@@ -286,5 +286,5 @@ def read(
     the raw objects). Raises ``OSError`` when the file cannot be opened.
     """
     handler = on_problem if on_problem is not None else _warn
-    for _, timestamp_us, obj in iter_records(path, handler):
-        yield to_event(timestamp_us, obj)
+    for _, when, obj in iter_records(path, handler):
+        yield to_event(when, obj)

@@ -417,8 +417,13 @@ def _asset(name: str) -> str:
     return resources.files("llmflow.cli").joinpath("report_assets", name).read_text("utf-8")
 
 
-def build_report(logs: LogInput, path: str, limits: ReportLimits | None = None) -> str:
-    """Read ``path`` twice and return the report page (raises ``UnreadableInput``)."""
+def build_report(
+    logs: LogInput, path: str, limits: ReportLimits | None = None, *, title: str | None = None
+) -> str:
+    """Read ``path`` twice and return the report page (raises ``UnreadableInput``).
+
+    ``title`` names the log on the page (default: the file name).
+    """
     chosen_limits = limits or ReportLimits()
     first = _first_pass(logs, path, chosen_limits)
     slowest = [entry[2] for entry in sorted(first.slowest, reverse=True)]
@@ -486,7 +491,7 @@ def build_report(logs: LogInput, path: str, limits: ReportLimits | None = None) 
         ("cost", cost(totals.cost_usd)),
     ]
     data = orjson.dumps(details).decode().replace("</", "<\\/")
-    name = "<stdin>" if path == "-" else Path(path).name
+    name = title if title is not None else Path(path).name
     return _asset("report.html").format(
         title=_esc(f"llmflow report · {name}"),
         css=_asset("report.css"),
@@ -545,7 +550,9 @@ def run(args: argparse.Namespace) -> int:
         path = spool.name
     logs = LogInput([path], command="report")
     try:
-        page = build_report(logs, path, limits)
+        page = build_report(
+            logs, path, limits, title="<stdin>" if spool is not None else Path(path).name
+        )
         Path(args.output).write_text(page, encoding="utf-8")
     except UnreadableInput as exc:
         print(exc, file=sys.stderr)

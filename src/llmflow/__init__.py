@@ -41,7 +41,7 @@ from ._llm import (
     llm_stream_call_execute,
 )
 from ._pipeline import RequestContext, SanitizeContext
-from ._runtime import Diagnostics, Exporter, LineExporter, Runtime, get_runtime
+from ._runtime import Diagnostics, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
 from ._stream import LlmStream
 from ._tool import (
@@ -53,6 +53,7 @@ from ._tool import (
     tool_call_execute_sync,
 )
 from ._types import DataSchema, Json, LlmRequest
+from .exporters._base import Exporter, LineExporter
 
 __version__ = "0.1.0"
 

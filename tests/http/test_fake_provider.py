@@ -113,10 +113,9 @@ def test_429_with_retry_after_is_retried_by_the_sdk(provider: FakeProvider) -> N
 
 def test_errors_use_each_providers_error_shape(provider: FakeProvider) -> None:
     provider.script(ErrorReply(500), ErrorReply(500, message="boom"))
+    client = openai.OpenAI(base_url=provider.base_url + "/v1", api_key="k", max_retries=0)
     with pytest.raises(openai.InternalServerError):
-        openai.OpenAI(base_url=provider.base_url + "/v1", api_key="k", max_retries=0).embeddings.create(
-            model="e", input="x"
-        )
+        client.embeddings.create(model="e", input="x")
     with pytest.raises(anthropic.InternalServerError, match="boom"):
         anthropic.Anthropic(base_url=provider.base_url, api_key="k", max_retries=0).messages.create(
             model="c", max_tokens=1, messages=[{"role": "user", "content": "x"}]

@@ -5,7 +5,10 @@
   filtered by ``--category``, ``--name``, ``--since``/``--until``. Streaming,
   constant memory.
 * ``atif``: one ATIF trajectory document through :func:`llmflow.atif.to_atif`.
-* ``otlp``: OTLP/JSON through the OpenTelemetry exporter's offline export.
+* ``otlp``: OTLP/JSON (an ``ExportTraceServiceRequest``, as the OpenTelemetry
+  Collector's file exporter writes it) through the OpenTelemetry exporter's
+  offline export (:func:`llmflow.exporters.otel.export_log`); with ``--send`` the
+  spans go to the OTLP/HTTP collector named by ``OTEL_EXPORTER_OTLP_*`` instead.
 * ``parquet``: a Parquet dataset directory through
   :func:`llmflow.exporters.parquet.write_parquet`.
 
@@ -27,7 +30,6 @@ from typing import IO, Any
 import orjson
 
 from llmflow.atof import Record
-from llmflow.atof._reader import to_event
 
 from ._input import EXIT_OK, EXIT_UNREADABLE, LogInput, UnreadableInput, check_readable
 from .stats import parse_since
@@ -99,20 +101,44 @@ def _to_jsonl(records: Iterator[Record], args: argparse.Namespace) -> int:
 
 
 def _to_atif(records: Iterator[Record], args: argparse.Namespace) -> int:
-    to_atif: Callable[[list[Any]], Any] = _load("llmflow.atif", "to_atif", "atif")
-    events = [to_event(timestamp_us, event) for _, timestamp_us, event in records]
+    to_atif: Callable[[list[dict[str, Any]]], Any] = _load("llmflow.atif", "to_atif", "atif")
+    events = [event for _, _, event in records]
     document = to_atif(events)
     with _output(args.output) as out:
         out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     return len(events)
 
 
+def _otlp_json(events: list[dict[str, Any]]) -> Any:
+    """Export through the OpenTelemetry exporter into memory, then encode as OTLP/JSON."""
+    export_log = _load("llmflow.exporters.otel", "export_log", "otel")
+    try:
+        from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError as exc:
+        raise MissingConverter(
+            f"OTLP/JSON needs the OpenTelemetry SDK and OTLP exporter ({exc}); install it with "
+            "pip install 'llmflow[otel]'"
+        ) from None
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    export_log(events, provider)
+    provider.shutdown()
+    return MessageToDict(encode_spans(memory.get_finished_spans()))
+
+
 def _to_otlp(records: Iterator[Record], args: argparse.Namespace) -> int:
-    to_otlp_json: Callable[[list[Any]], Any] = _load(
-        "llmflow.exporters.otel", "to_otlp_json", "otel"
-    )
-    events = [to_event(timestamp_us, event) for _, timestamp_us, event in records]
-    document = to_otlp_json(events)
+    events = [event for _, _, event in records]
+    if args.send:
+        export_log = _load("llmflow.exporters.otel", "export_log", "otel")
+        spans: int = export_log(events)
+        print(f"llmflow convert: sent {spans:,} spans over OTLP/HTTP", file=sys.stderr)
+        return len(events)
+    document = _otlp_json(events)
     with _output(args.output) as out:
         out.write(orjson.dumps(document) + b"\n")
     return len(events)
@@ -154,6 +180,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     convert.add_argument("--name", help="keep events whose name matches this glob")
     convert.add_argument("--since", help="keep events at/after: RFC 3339, epoch µs, or 2h")
     convert.add_argument("--until", help="keep events before: RFC 3339, epoch µs, or 2h")
+    convert.add_argument(
+        "--send",
+        action="store_true",
+        help="otlp: send to the collector set by OTEL_EXPORTER_OTLP_* instead of writing JSON",
+    )
     convert.set_defaults(run=run)
 
 

@@ -295,8 +295,15 @@ print(orjson.dumps([list(r) for r in rows]).decode())
 """
 
 
+CPU: dict[str, float] = {}
+
+
 def _measure(argv: list[str]) -> tuple[float, int, str]:
-    """Run ``argv`` under ``/usr/bin/time -v`` for its own max RSS; (seconds, MiB, stdout)."""
+    """Run ``argv`` under ``/usr/bin/time -v`` for its own max RSS; (seconds, MiB, stdout).
+
+    The child's CPU seconds (user + system) are left in ``CPU["last"]``: on a
+    shared machine they are steadier than wall time.
+    """
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
     started = time.perf_counter()
@@ -305,9 +312,12 @@ def _measure(argv: list[str]) -> tuple[float, int, str]:
     if done.returncode not in (0, 1):
         raise RuntimeError(f"{argv[:4]} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
     rss = 0
+    CPU["last"] = 0.0
     for line in done.stderr.decode(errors="replace").splitlines():
         if "Maximum resident set size" in line:
             rss = int(line.rsplit(":", 1)[1]) // 1024
+        if "User time (seconds)" in line or "System time (seconds)" in line:
+            CPU["last"] += float(line.rsplit(":", 1)[1])
     return wall, rss, done.stdout.decode()
 
 
@@ -367,11 +377,16 @@ def main() -> int:
         print(f"stats vs duckdb on {path.name}", file=sys.stderr)
         _duckdb(path)  # warm the page cache for both
         ours_s, ours_rss, stats = _stats(path)
+        ours_cpu = CPU["last"]
         duck_s, duck_rss, duck = _duckdb(path)
+        duck_cpu = CPU["last"]
         report[label] = {
             "llmflow_stats_s": round(ours_s, 2),
             "duckdb_s": round(duck_s, 2),
             "ratio": round(ours_s / duck_s, 2),
+            "llmflow_stats_cpu_s": round(ours_cpu, 2),
+            "duckdb_cpu_s": round(duck_cpu, 2),
+            "cpu_ratio": round(ours_cpu / max(duck_cpu, 1e-9), 2),
             "llmflow_stats_max_rss_mib": ours_rss,
             "duckdb_max_rss_mib": duck_rss,
             "disagreements": _agree(stats, duck),
@@ -380,6 +395,7 @@ def main() -> int:
     print("validate", file=sys.stderr)
     wall, rss, _ = _measure([sys.executable, "-m", "llmflow", "validate", str(large)])
     report["large"]["validate_s"] = round(wall, 2)
+    report["large"]["validate_cpu_s"] = round(CPU["last"], 2)
     report["large"]["validate_max_rss_mib"] = rss
     print("report", file=sys.stderr)
     html = directory / "bench-report.html"
@@ -387,6 +403,7 @@ def main() -> int:
         [sys.executable, "-m", "llmflow", "report", str(large), "-o", str(html)]
     )
     report["large"]["report_s"] = round(wall, 2)
+    report["large"]["report_cpu_s"] = round(CPU["last"], 2)
     report["large"]["report_max_rss_mib"] = rss
     report["large"]["report_html_kib"] = round(html.stat().st_size / 1024)
     for label in ("small", "large"):

@@ -35,21 +35,28 @@ def test_jsonl_merges_files_in_timestamp_order_and_drops_bad_lines(tmp_path: Pat
     assert f"{two}:3: cut-off last line" in result.stderr
     events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert [(e["name"], e["scope_category"]) for e in events] == [
-        ("a1", "start"), ("a1", "end"), ("b1", "start"), ("b1", "end"), ("a2", "start"),
+        ("a1", "start"),
+        ("a1", "end"),
+        ("b1", "start"),
+        ("b1", "end"),
+        ("a2", "start"),
         ("a2", "end"),
     ]
     assert validate_stream(out) == []
 
 
 def test_jsonl_filters_by_category_and_name_to_stdout(demo_log: Path) -> None:
-    result = run_cli("convert", "--to", "jsonl", "--category", "tool,llm", "--name", "openai.*",
-                     str(demo_log))
+    result = run_cli(
+        "convert", "--to", "jsonl", "--category", "tool,llm", "--name", "openai.*", str(demo_log)
+    )
     assert result.returncode == 0
     events = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert len(events) == 12
     assert {e["category"] for e in events} == {"llm"}
-    original = {orjson.loads(line)["uuid"] + orjson.loads(line).get("scope_category", "")
-                for line in demo_log.read_bytes().splitlines()}
+    original = {
+        orjson.loads(line)["uuid"] + orjson.loads(line).get("scope_category", "")
+        for line in demo_log.read_bytes().splitlines()
+    }
     assert all(e["uuid"] + e["scope_category"] in original for e in events)
 
 
@@ -62,8 +69,9 @@ def test_a_missing_converter_is_a_one_line_error_naming_the_extra(
         f"sys.exit(main(['convert', '--to', 'parquet', {str(demo_log)!r}, '-o', "
         f"{str(tmp_path / 'ds')!r}]))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "pip install 'llmflow[parquet]'" in done.stderr
@@ -85,8 +93,8 @@ def test_parquet_dataset_has_one_row_per_event_readable_by_duckdb(
     assert result.returncode == 0, result.stderr
     rows = duckdb.sql(
         f"SELECT count(*) FROM read_parquet('{target}/**/*.parquet', hive_partitioning=true)"
-    ).fetchone()
-    assert rows == (39,)
+    ).fetchall()
+    assert rows == [(39,)]
 
 
 @pytest.mark.skipif(not has("llmflow.atif"), reason="ATIF converter not merged")

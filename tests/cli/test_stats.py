@@ -162,3 +162,38 @@ def test_percentiles_interpolate_between_ranks_like_quantile_cont(values: list[i
         assert percentile(ordered, q) == pytest.approx(cut, rel=1e-9, abs=1e-6)
     assert percentile([], 0.5) is None
     assert percentile([7], 0.99) == 7
+
+
+def test_a_large_file_split_among_processes_gives_the_single_process_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmflow.cli import stats as stats_module
+    from llmflow.cli._input import LogInput
+
+    log = LogBuilder()
+    for i in range(300):  # overlapping traces: many spans cross any cut of the file
+        root = log.span(f"agent-{i % 7}", "agent", i * 100, i * 100 + 2_000)
+        log.span(
+            "chat",
+            "llm",
+            i * 100 + 5,
+            i * 100 + 1_500 + i,
+            parent=root,
+            model=f"m{i % 3}",
+            usage={"input_tokens": i, "output_tokens": 1},
+            metadata={"cost.usd": 0.001 * i},
+        )
+        log.span("lookup", "tool", i * 100 + 10, i * 100 + 900, parent=root)
+    lines = log.lines()
+    lines.insert(400, b"{broken\n")
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"".join(lines))
+    monkeypatch.setattr(stats_module, "_PARALLEL_MIN_BYTES", 0)
+    by = ["model", "name", "tool", "category"]
+    serial_input = LogInput([str(path)], command="stats", progress=False)
+    serial = stats_module.compute_stats(serial_input, by, jobs=1).to_dict()
+    split_input = LogInput([str(path)], command="stats", progress=False)
+    split = stats_module.compute_stats(split_input, by, jobs=3).to_dict()
+    assert split == serial
+    assert serial["spans"] == 900 and serial["open_spans"] == 0 and serial["skipped_lines"] == 1
+    assert split_input.lines == serial_input.lines == len(lines)

@@ -125,7 +125,9 @@ class SpanJoiner:
     ``tree`` links children to parents and keeps every node in :attr:`roots`.
     ``traces``, when given, limits what ``tree`` and ``keep_events`` keep to the
     nodes of those traces (top-level uuids); other spans are only tracked while
-    open, so memory stays bounded by the selection.
+    open, so memory stays bounded by the selection. ``orphan_ends``, when given,
+    receives each end record whose start is not open instead of a problem (a
+    reader of one part of a file hands them to the reader of the whole).
     """
 
     def __init__(
@@ -136,10 +138,12 @@ class SpanJoiner:
         on_problem: ProblemHandler | None = None,
         source: str = "<lines>",
         traces: Collection[str] | None = None,
+        orphan_ends: list[Record] | None = None,
     ) -> None:
         self.keep_events = keep_events
         self.tree = tree
         self.traces = traces
+        self.orphan_ends = orphan_ends
         self.roots: list[Node] = []
         self._open: dict[str, tuple[Span, dict[str, Any]]] = {}
         self._all: dict[str, Span] = {}
@@ -205,7 +209,10 @@ class SpanJoiner:
             return None
         opened = self._open.pop(uuid, None)
         if opened is None:
-            self._problem(line, f"end without an open start for uuid {uuid}; ignored")
+            if self.orphan_ends is not None:
+                self.orphan_ends.append(record)
+            else:
+                self._problem(line, f"end without an open start for uuid {uuid}; ignored")
             return None
         span, start = opened
         span.end_us = timestamp_us
@@ -222,6 +229,10 @@ class SpanJoiner:
         """The span with this uuid if it is still open, else ``None``."""
         opened = self._open.get(uuid)
         return None if opened is None else opened[0]
+
+    def open_records(self) -> list[Record]:
+        """The start records of the spans still open, in the order they started."""
+        return [(span.line, span.start_us, start) for span, start in self._open.values()]
 
     def close(self) -> list[Span]:
         """Finish the log: the spans still open, with their facts (``duration_us`` None)."""

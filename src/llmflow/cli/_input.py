@@ -89,26 +89,30 @@ class LogInput:
         self.problems = 0
         self.cut_off = 0
         self.lines = 0
+        self._last_problem_line = 0
         self._progress = Progress(f"llmflow {command}") if progress else None
 
     def report(self, problem: ReadProblem) -> None:
         """Count a problem and print it if it is among the first ten."""
         self.problems += 1
         self.cut_off += problem.cut_off
+        self._last_problem_line = max(self._last_problem_line, problem.line)
         if self.problems <= _SHOWN_PROBLEMS:
             print(f"warning: {problem} (line skipped)", file=sys.stderr)
 
     def records(self, path: str) -> Iterator[Record]:
         """The records of one path (``-`` is stdin)."""
         progress = self._progress
+        self._last_problem_line = 0
         try:
-            count = 0
-            for record in iter_records(path, self.report):
-                count += 1
+            last = 0
+            for count, record in enumerate(iter_records(path, self.report), 1):
+                last = record[0]
                 if progress is not None and not count & 0x3FFF:
-                    progress.update(self.lines + count)
+                    progress.update(self.lines + last)
                 yield record
-            self.lines += count
+            # Lines, not records: skipped lines count too (a blank tail does not).
+            self.lines += max(last, self._last_problem_line)
         except OSError as exc:
             raise UnreadableInput(
                 f"llmflow {self.command}: cannot read {source_name(path)}: {exc.strerror or exc}"

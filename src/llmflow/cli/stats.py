@@ -1,7 +1,8 @@
 """``llmflow stats``: calls, errors, latency, tokens, cost per model, name, provider, tool.
 
 Streams every file once (memory holds the open spans and one latency per
-ended call of each group, 8 bytes each); facts come from
+ended call of each group, 8 bytes each), a large plain file split among
+``--jobs`` processes by byte range; facts come from
 :func:`llmflow.atof.span_facts`. Percentiles are exact, linearly interpolated
 between ranks (DuckDB's ``quantile_cont``).
 """
@@ -10,18 +11,22 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
+import os
 import re
 import sys
 import time
 from array import array
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from llmflow._clock import parse_timestamp
-from llmflow.atof import Span, SpanJoiner
+from llmflow.atof import Node, ReadProblem, Record, Span, SpanJoiner
+from llmflow.atof._reader import decode_line
 
 from ._format import cost, duration, table, tokens
 from ._input import EXIT_OK, EXIT_UNREADABLE, LogInput, UnreadableInput, check_readable
@@ -31,6 +36,7 @@ __all__ = ["DIMENSIONS", "Group", "StatsResult", "compute_stats", "percentile", 
 DIMENSIONS: Final = ("model", "provider", "name", "tool", "category")
 """``model``/``provider``/``name`` group LLM calls, ``tool`` tool calls, ``category`` all spans."""
 _DEFAULT_BY: Final = ("model", "provider", "name", "tool")
+_PARALLEL_MIN_BYTES: Final = 16 << 20
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -86,6 +92,20 @@ class Group:
         if facts.attempt is not None and facts.attempt > 0:
             self.retries += 1
 
+    def merge(self, other: Group) -> None:
+        """Add the counts of the same key from another part of a log."""
+        self.calls += other.calls
+        self.errors += other.errors
+        self.latencies.extend(other.latencies)
+        self.input_tokens = _sum(self.input_tokens, other.input_tokens)
+        self.output_tokens = _sum(self.output_tokens, other.output_tokens)
+        self.cached_tokens = _sum(self.cached_tokens, other.cached_tokens)
+        self.reasoning_tokens = _sum(self.reasoning_tokens, other.reasoning_tokens)
+        if other.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
+        self.cache_hits += other.cache_hits
+        self.retries += other.retries
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``--json`` (latencies in µs)."""
         ordered = sorted(self.latencies)
@@ -106,10 +126,16 @@ class Group:
                 "cached": self.cached_tokens,
                 "reasoning": self.reasoning_tokens,
             },
-            "cost_usd": self.cost_usd,
+            # Rounded to a nano-dollar: float sums differ in the last bits with
+            # the order of addition (one process or several).
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 9),
             "cache_hits": self.cache_hits,
             "retries": self.retries,
         }
+
+
+def _sum(a: int | None, b: int | None) -> int | None:
+    return a if b is None else (b if a is None else a + b)
 
 
 @dataclass(slots=True)
@@ -142,51 +168,189 @@ def _ordered(groups: dict[str, Group]) -> list[Group]:
     return sorted(groups.values(), key=lambda g: (-g.calls, g.key))
 
 
+class _Tally:
+    """Counts ended spans into the groups of the chosen dimensions."""
+
+    def __init__(self, by: Sequence[str], since_us: int | None) -> None:
+        self.result = StatsResult({dimension: {} for dimension in by})
+        self.since_us = since_us
+        groups = self.result.groups
+        self._model, self._provider = groups.get("model"), groups.get("provider")
+        self._name, self._tool = groups.get("name"), groups.get("tool")
+        self._category = groups.get("category")
+
+    def count(self, node: Node | None) -> None:
+        """Count one node the joiner returned (``None``: nothing ended)."""
+        if node is None:
+            return
+        result = self.result
+        if not isinstance(node, Span):
+            result.marks += 1
+            return
+        if self.since_us is not None and node.start_us < self.since_us:
+            return
+        result.spans += 1
+        # Facts are read only for the spans a table counts (they cost the most).
+        if node.category == "llm":
+            if self._model is not None or self._provider is not None:
+                facts = node.facts
+                assert facts is not None
+                if self._model is not None:
+                    _put(self._model, facts.model or "(unknown)", node)
+                if self._provider is not None:
+                    _put(self._provider, facts.provider or "(unknown)", node)
+            if self._name is not None:
+                _put(self._name, node.name, node)
+        elif node.category == "tool" and self._tool is not None:
+            _put(self._tool, node.name, node)
+        if self._category is not None:
+            _put(self._category, node.category or "(none)", node)
+
+    def close(self, joiner: SpanJoiner) -> None:
+        """Count the spans the joiner still holds open at the end of a log."""
+        since = self.since_us
+        self.result.open_spans += sum(
+            1 for s in joiner.close() if since is None or s.start_us >= since
+        )
+
+    def merge(self, other: StatsResult) -> None:
+        """Add a partial result (another part of the same log) into this one."""
+        result = self.result
+        result.spans += other.spans
+        result.marks += other.marks
+        for dimension, groups in other.groups.items():
+            mine = result.groups[dimension]
+            for key, group in groups.items():
+                if key in mine:
+                    mine[key].merge(group)
+                else:
+                    mine[key] = group
+
+
+def _put(groups: dict[str, Group], key: str, span: Span) -> None:
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = Group(key)
+    group.add(span)
+
+
+@dataclass(slots=True)
+class _Part:
+    """What a worker found in one byte range of a log."""
+
+    result: StatsResult
+    lines: int
+    problems: list[ReadProblem]
+    open_starts: list[Record]
+    orphan_ends: list[Record]
+
+
+def _count_part(path: str, begin: int, end: int, by: Sequence[str], since: int | None) -> _Part:
+    """Worker: read the lines starting in ``[begin, end)``; numbers are relative to ``begin``."""
+    tally = _Tally(by, since)
+    problems: list[ReadProblem] = []
+    orphans: list[Record] = []
+    joiner = SpanJoiner(on_problem=problems.append, source=path, orphan_ends=orphans)
+    add, count, decode, report = joiner.add, tally.count, decode_line, problems.append
+    number = 0
+    position = begin
+    with open(path, "rb", buffering=1 << 20) as handle:
+        handle.seek(begin)
+        for raw in handle:
+            number += 1
+            record = decode(raw, number, path, report)
+            if record is not None:
+                count(add(record))
+            position += len(raw)
+            if position >= end:
+                break
+    return _Part(tally.result, number, problems, joiner.open_records(), orphans)
+
+
+def _boundaries(path: str, parts: int) -> list[int]:
+    """Byte offsets splitting a file into ``parts`` ranges that start at line starts."""
+    size = os.path.getsize(path)
+    offsets = [0]
+    with open(path, "rb") as handle:
+        for index in range(1, parts):
+            handle.seek(size * index // parts)
+            handle.readline()  # finish the line the cut fell into
+            offset = handle.tell()
+            if offset > offsets[-1] and offset < size:
+                offsets.append(offset)
+    offsets.append(size)
+    return offsets
+
+
+def _splittable(path: str, jobs: int) -> bool:
+    if jobs < 2 or path == "-":
+        return False
+    try:
+        if os.path.getsize(path) < _PARALLEL_MIN_BYTES:
+            return False
+        with open(path, "rb") as handle:
+            return handle.read(2) != b"\x1f\x8b"  # gzip is read as one stream
+    except OSError:
+        return False
+
+
+def _count_in_parallel(
+    tally: _Tally, logs: LogInput, path: str, by: Sequence[str], jobs: int
+) -> None:
+    """Count a large plain file in ``jobs`` processes, one byte range each.
+
+    A span whose start and end fall in different ranges comes back as an open
+    start from one worker and an orphan end from a later one; they are joined
+    here, in file order, so the result equals the single-process one.
+    """
+    offsets = _boundaries(path, jobs)
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with ProcessPoolExecutor(max_workers=len(offsets) - 1, mp_context=context) as pool:
+        futures = [
+            pool.submit(_count_part, path, offsets[i], offsets[i + 1], by, tally.since_us)
+            for i in range(len(offsets) - 1)
+        ]
+        parts = [future.result() for future in futures]
+    joiner = SpanJoiner(on_problem=logs.report, source=path)
+    shift = 0
+    for part in parts:
+        for problem in part.problems:
+            logs.report(
+                ReadProblem(problem.source, problem.line + shift, problem.message, problem.cut_off)
+            )
+        tally.merge(part.result)
+        for line, when, event in part.orphan_ends:
+            tally.count(joiner.add((line + shift, when, event)))
+        for line, when, event in part.open_starts:
+            joiner.add((line + shift, when, event))
+        shift += part.lines
+    logs.lines += shift
+    tally.close(joiner)
+
+
 def compute_stats(
-    logs: LogInput, by: Sequence[str] = _DEFAULT_BY, since_us: int | None = None
+    logs: LogInput,
+    by: Sequence[str] = _DEFAULT_BY,
+    since_us: int | None = None,
+    *,
+    jobs: int = 1,
 ) -> StatsResult:
-    """Aggregate every file of ``logs`` (one pass each; raises ``UnreadableInput``)."""
-    result = StatsResult({dimension: {} for dimension in by})
-    want = {dimension: result.groups[dimension] for dimension in by}
-    by_model, by_provider = want.get("model"), want.get("provider")
-    by_name, by_tool, by_category = want.get("name"), want.get("tool"), want.get("category")
+    """Aggregate every file of ``logs`` (raises ``UnreadableInput``).
 
-    def put(groups: dict[str, Group], key: str, span: Span) -> None:
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = Group(key)
-        group.add(span)
-
+    Each file is read once; a plain file of 16 MiB or more is split among
+    ``jobs`` processes when ``jobs > 1``, with the same result.
+    """
+    tally = _Tally(by, since_us)
     for path in logs.paths:
+        if _splittable(path, jobs):
+            _count_in_parallel(tally, logs, path, by, jobs)
+            continue
         joiner = SpanJoiner(on_problem=logs.report, source=path)
-        add = joiner.add
+        add, count = joiner.add, tally.count
         for record in logs.records(path):
-            node = add(record)
-            if node is None:
-                continue
-            if not isinstance(node, Span):
-                result.marks += 1
-                continue
-            if since_us is not None and node.start_us < since_us:
-                continue
-            result.spans += 1
-            # Facts are read only for the spans a table counts (they cost the most).
-            if node.category == "llm":
-                if by_model is not None or by_provider is not None:
-                    facts = node.facts
-                    assert facts is not None
-                    if by_model is not None:
-                        put(by_model, facts.model or "(unknown)", node)
-                    if by_provider is not None:
-                        put(by_provider, facts.provider or "(unknown)", node)
-                if by_name is not None:
-                    put(by_name, node.name, node)
-            elif node.category == "tool" and by_tool is not None:
-                put(by_tool, node.name, node)
-            if by_category is not None:
-                put(by_category, node.category or "(none)", node)
-        left = joiner.close()
-        result.open_spans += sum(1 for s in left if since_us is None or s.start_us >= since_us)
+            count(add(record))
+        tally.close(joiner)
+    result = tally.result
     result.lines = logs.lines
     result.skipped_lines = logs.problems
     return result
@@ -288,6 +452,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     stats.add_argument("--since", help="only spans started at/after: RFC 3339, epoch µs, or 2h")
     stats.add_argument("--json", action="store_true", help="print one JSON document")
+    stats.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes for a large plain file (default: the CPU count; 1 = one process)",
+    )
     stats.set_defaults(run=run)
 
 
@@ -314,7 +485,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNREADABLE
     logs = LogInput(args.paths, command="stats")
     try:
-        result = compute_stats(logs, by, since)
+        result = compute_stats(logs, by, since, jobs=max(args.jobs, 1))
     except UnreadableInput as exc:
         print(exc, file=sys.stderr)
         return EXIT_UNREADABLE

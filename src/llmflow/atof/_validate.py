@@ -45,8 +45,10 @@ def validate_stream(
     ``parent_uuid`` names a scope of the stream (``parent``).
     """
     violations: list[Violation] = []
-    starts: dict[str, tuple[int, ScopeEvent]] = {}
-    ended: set[str] = set()
+    # Memory: the open starts (a few fields each) and the uuid of every scope;
+    # never the parsed events (a million-line log stays in tens of MB).
+    starts: dict[str, tuple[int, tuple[object, ...], int, str | int]] = {}
+    seen: dict[str, int] = {}
     parents: list[tuple[int, str]] = []
     for number, raw in numbered_lines(source):
         try:
@@ -54,8 +56,8 @@ def validate_stream(
         except AtofParseError as exc:
             violations.append(Violation(number, "schema", str(exc).split(": ", 1)[-1]))
             continue
-        if event.parent_uuid is not None:
-            parents.append((number, event.parent_uuid))
+        if event.parent_uuid is not None and event.parent_uuid not in seen:
+            parents.append((number, event.parent_uuid))  # checked at the end
         profile = event.category_profile or {}
         if event.category == "custom" and not (
             isinstance(profile.get("subtype"), str) and _SUBTYPE.match(profile["subtype"])
@@ -77,52 +79,53 @@ def validate_stream(
                     f"attributes must be sorted and unique, got {event.attributes}",
                 )
             )
+        shared = tuple(getattr(event, key) for key in _SHARED)
         if event.scope_category == "start":
-            if event.uuid in starts:
+            if event.uuid in seen:
                 violations.append(
                     Violation(
                         number,
                         "pairing",
-                        f"second start for uuid {event.uuid} "
-                        f"(first on line {starts[event.uuid][0]})",
+                        f"second start for uuid {event.uuid} (first on line {seen[event.uuid]})",
                     )
                 )
                 continue
-            starts[event.uuid] = (number, event)
+            seen[event.uuid] = number
+            starts[event.uuid] = (number, shared, event.timestamp_us, event.timestamp)
             continue
-        opened = starts.get(event.uuid)
+        opened = starts.pop(event.uuid, None)
         if opened is None:
-            violations.append(Violation(number, "pairing", f"end without a start: {event.uuid}"))
+            if event.uuid in seen:
+                violations.append(Violation(number, "pairing", f"second end for uuid {event.uuid}"))
+            else:
+                violations.append(
+                    Violation(number, "pairing", f"end without a start: {event.uuid}")
+                )
             continue
-        if event.uuid in ended:
-            violations.append(Violation(number, "pairing", f"second end for uuid {event.uuid}"))
-            continue
-        ended.add(event.uuid)
-        start_line, start = opened
-        for key in _SHARED:
-            if getattr(start, key) != getattr(event, key):
+        start_line, start_shared, start_us, start_timestamp = opened
+        for key, before, after in zip(_SHARED, start_shared, shared, strict=True):
+            if before != after:
                 violations.append(
                     Violation(
                         number,
                         "start-end-fields",
-                        f"{key} of the end ({getattr(event, key)!r}) differs from its start on "
-                        f"line {start_line} ({getattr(start, key)!r})",
+                        f"{key} of the end ({after!r}) differs from its start on "
+                        f"line {start_line} ({before!r})",
                     )
                 )
-        if event.timestamp_us <= start.timestamp_us:
+        if event.timestamp_us <= start_us:
             violations.append(
                 Violation(
                     number,
                     "end-after-start",
-                    f"end at {event.timestamp} is not later than its start at {start.timestamp} "
+                    f"end at {event.timestamp} is not later than its start at {start_timestamp} "
                     f"(line {start_line})",
                 )
             )
-    for uuid, (number, _) in starts.items():
-        if uuid not in ended:
-            violations.append(Violation(number, "pairing", f"start without an end: {uuid}"))
+    for uuid, (number, *_) in starts.items():
+        violations.append(Violation(number, "pairing", f"start without an end: {uuid}"))
     for number, parent in parents:
-        if parent not in starts:
+        if parent not in seen:
             violations.append(
                 Violation(number, "parent", f"parent_uuid {parent} is not a scope of this stream")
             )

@@ -295,7 +295,20 @@ def _waterfall(
             classes.append("open")
         color = _CATEGORY_COLORS.get(node.category or "", "#9aa3b2")
         model = f" [{node.facts.model}]" if node.facts and node.facts.model else ""
-        badge = " ✕" if node.error else (" ⛔" if node.rejected else "")
+        badge = ""
+        if node.error:
+            badge = '<b class="badge err">error</b>'
+        elif node.rejected:
+            badge = '<b class="badge rej">rejected</b>'
+        label = duration(node.duration_us) if not node.is_open else "open"
+        # The latency label goes after the bar, before it when the bar reaches
+        # the right edge, and inside it when the bar spans nearly everything.
+        if left + width <= 82:
+            where = f'class="dur" style="left:{left + width:.3f}%"'
+        elif left >= 12:
+            where = f'class="dur before" style="right:{100 - left:.3f}%"'
+        else:
+            where = 'class="dur inside" style="right:1%"'
         details[node.uuid] = _detail(node, limits)
         out.append(
             f'<div class="{" ".join(classes)}" data-span="{_esc(node.uuid)}" tabindex="0">'
@@ -304,8 +317,7 @@ def _waterfall(
             f'<span class="muted">{_esc(model)}</span>{badge}</div>'
             f'<div class="lane"><div class="bar" style="left:{left:.3f}%;'
             f'width:max({width:.3f}%,2px);background:{color}"></div>'
-            f'<span class="dur" style="left:{min(left + width, 88):.3f}%">'
-            f"{_esc(duration(node.duration_us) if not node.is_open else 'open')}</span></div>"
+            f"<span {where}>{_esc(label)}</span></div>"
             "</div>"
         )
     if hidden:
@@ -323,7 +335,7 @@ def _bar_chart(
     """A horizontal grouped bar chart as inline SVG."""
     colors = ("#3b6fd8", "#e0823d", "#2e9e6a")
     biggest = max((v for _, values in rows for v in values), default=0) or 1
-    bar_h, gap, label_w, chart_w = 14, 10, 170, 420
+    bar_h, gap, label_w, chart_w = 14, 10, 150, 330
     group_h = bar_h * len(legend) + gap
     height = 30 + group_h * len(rows) + 10
     parts = [
@@ -395,7 +407,7 @@ def _histogram(values: list[int]) -> str:
     bar_w = width / buckets
     parts = [
         f'<svg class="chart histogram" role="img" aria-label="trace durations" '
-        f'width="{width + 20}" height="{height + 40}" xmlns="http://www.w3.org/2000/svg">',
+        f'width="{width + 20}" height="{height + 50}" xmlns="http://www.w3.org/2000/svg">',
         '<text x="0" y="14" class="chart-title">trace durations (log scale)</text>',
     ]
     for index, count in enumerate(counts):
@@ -406,8 +418,8 @@ def _histogram(values: list[int]) -> str:
             f"{_esc(duration(low * ratio**index))}</title></rect>"
         )
     parts.append(
-        f'<text x="0" y="{height + 36}" class="axis-label">{_esc(duration(low))}</text>'
-        f'<text x="{width}" y="{height + 36}" text-anchor="end" class="axis-label">'
+        f'<text x="0" y="{height + 40}" class="axis-label">{_esc(duration(low))}</text>'
+        f'<text x="{width}" y="{height + 40}" text-anchor="end" class="axis-label">'
         f"{_esc(duration(high))}</text></svg>"
     )
     return "".join(parts)

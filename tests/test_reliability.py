@@ -210,6 +210,33 @@ def test_a_full_disk_counts_failed_writes_with_the_reason_never_as_delivered(
     assert "No space left on device" in diagnostics.last_errors["exporter:full"]
 
 
+def test_a_shutdown_that_times_out_lets_the_worker_finish_writing_and_counts_it(
+    tmp_path: Path,
+) -> None:
+    runtime = Runtime()
+    path = tmp_path / "a.jsonl"
+    AtofFileExporter(path, fsync=False).register("file", runtime=runtime)
+    release = threading.Event()
+    previous = runtime.install()
+    try:
+        subscribers.register("slow", lambda event: release.wait(WAIT))
+        for i in range(100):
+            mark(f"m{i}")
+        runtime.shutdown(timeout=0.05)  # returns while the worker is busy
+        assert runtime.diagnostics().failures["delivery:shutdown"] == 1
+    finally:
+        release.set()
+        if previous is not None and not previous.closed:
+            previous.install()
+    for _ in range(200):  # the worker ends after the queue (bounded wait)
+        if not runtime._dispatcher.alive:
+            break
+        threading.Event().wait(0.05)
+    d = runtime.diagnostics()
+    assert len(names_in(path)) == d.delivered == 100
+    assert d.failed == 0
+
+
 PARTIAL_WRITER = """
 import resource, signal, sys
 import llmflow

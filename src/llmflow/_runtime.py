@@ -201,8 +201,10 @@ class Runtime:
     def shutdown(self, timeout: float | None = 5.0) -> None:
         """Deliver what is queued, flush and shut down exporters, refuse further use.
 
-        Idempotent. If this is the default runtime, the next :func:`get_runtime`
-        call creates a fresh one.
+        When the queue is not delivered within ``timeout``, exporters on the
+        delivery thread are left open for the worker to finish (counted under
+        ``delivery:shutdown``). Idempotent. If this is the default runtime, the
+        next :func:`get_runtime` call creates a fresh one.
         """
         global _default
         if self.closed:
@@ -212,10 +214,19 @@ class Runtime:
             self.closed = True
             self.emit = self.record = self._emit_after_shutdown
         deadline = _deadline(timeout)
-        self._dispatcher.stop(timeout)
+        finished = self._dispatcher.stop(timeout)
+        if not finished:
+            # The worker still writes: closing its exporters under it would turn
+            # queued events into failures (or, with a reused descriptor, write them
+            # elsewhere). They stay open; the worker ends after the queue.
+            self.record_failure(
+                "delivery:shutdown",
+                TimeoutError(f"shutdown timed out with {self._dispatcher.depth} items queued"),
+            )
         for slot in list(self._exporters.values()):
             _detach(slot.exporter)
-            slot.shutdown(deadline)
+            if finished or slot.background:
+                slot.shutdown(deadline)
         with _default_lock:
             if _default is self:
                 _default = None

@@ -2,12 +2,32 @@
 
 An exporter only knows how to write a batch (see :class:`Exporter`); queueing,
 ordering and isolation of failures belong to the runtime.
+``OpenTelemetryExporter`` is imported on first use, so ``import llmflow``
+never imports OpenTelemetry (it needs the ``otel`` extra).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from llmflow._runtime import Exporter, LineExporter
 
 from .jsonl import AtofFileExporter
 
-__all__ = ["AtofFileExporter", "Exporter", "LineExporter"]
+if TYPE_CHECKING:
+    from .otel import OpenTelemetryExporter
+
+__all__ = ["AtofFileExporter", "Exporter", "LineExporter", "OpenTelemetryExporter"]
+
+_LAZY = {"OpenTelemetryExporter": "llmflow.exporters.otel"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmflow.exporters' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -557,3 +557,24 @@ def test_an_unreachable_collector_makes_flush_report_false_and_counts_the_failed
     assert exporter.flush(10.0) is False
     assert exporter.stats()["spans_failed"] == 1
     exporter.shutdown(1.0)
+
+
+def test_time_to_first_chunk_and_an_end_written_at_exit_are_mapped():
+    with capture() as events:
+        handle = llmflow.llm_call(
+            "openai.chat",
+            LlmRequest(headers={}, content={"model": "gpt-4o", "messages": [], "stream": True}),
+            model_name="gpt-4o",
+            attributes=llmflow.LlmAttributes.STREAMING,
+        )
+        llmflow.llm_call_end(
+            handle,
+            None,
+            metadata={"stream.time_to_first_chunk_us": 1500, "llmflow.abandoned": True},
+        )
+    span = export(list(events)).one("chat gpt-4o")
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.response.time_to_first_chunk"] == 0.0015
+    assert attributes["llmflow.attributes"] == ("streaming",)
+    assert attributes["error.type"] == "llmflow.abandoned"
+    assert span.status.status_code is StatusCode.ERROR

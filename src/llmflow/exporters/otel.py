@@ -46,6 +46,7 @@ __all__ = ["ExportResult", "OpenTelemetryExporter", "export_log"]
 _INSTRUMENTATION = "llmflow"
 _ENDED_CONTEXTS = 4096  # parents remembered after they ended (late marks, explicit parents)
 _ABANDONED = "llmflow.abandoned"
+_TTFC = "stream.time_to_first_chunk_us"
 
 
 class ExportResult(enum.Enum):
@@ -168,6 +169,13 @@ def _output_messages(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
+def _seconds(event: Mapping[str, Any], key: str) -> float | None:
+    value = (event.get("metadata") or {}).get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value / 1_000_000
+    return None
+
+
 def _request_attributes(
     operation: str, request: Mapping[str, Any] | None, start: Mapping[str, Any], content: bool
 ) -> dict[str, Any]:
@@ -222,6 +230,7 @@ def _response_attributes(
         ("gen_ai.usage.reasoning.output_tokens", facts.reasoning_tokens),
         ("llmflow.cost.usd", facts.cost_usd),
         ("http.response.status_code", facts.status_code),
+        ("gen_ai.response.time_to_first_chunk", _seconds(end, _TTFC)),
     ):
         if value is not None:
             attributes[name] = value
@@ -426,6 +435,7 @@ class _CountingSpanExporter(SpanExporter):
         self.exported = 0
         self.failed = 0
         self.failed_since_flush = 0
+        self.dropped = 0
 
     def export(self, spans: Sequence[Any]) -> Any:
         try:
@@ -553,13 +563,18 @@ class OpenTelemetryExporter:
         return _bounded(self._force_flush, timeout)
 
     def _force_flush(self) -> bool:
+        ended = self._builder.spans  # every span ended before this is settled after force_flush
         flushed = bool(self.tracer_provider.force_flush())
         counting = self._counting
         if counting is None:
             return flushed
         with counting.lock:
             failed, counting.failed_since_flush = counting.failed_since_flush, 0
-        return flushed and not failed
+            # The batch processor drops spans (it only logs) when its queue is full:
+            # what is neither exported nor refused after a flush was dropped.
+            dropped = max(counting.dropped, ended - counting.exported - counting.failed)
+            lost, counting.dropped = dropped - counting.dropped, dropped
+        return flushed and not failed and not lost
 
     def shutdown(self, timeout: float | None = None) -> None:
         """End open spans as errored, deliver everything, release the provider it built.
@@ -567,13 +582,13 @@ class OpenTelemetryExporter:
         The application's provider is flushed, never shut down. Idempotent;
         returns after ``timeout`` seconds at most and never raises.
         """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._builder.end_open(now_us())
+        if self._closed:
+            return
+        self._closed = True
 
         def close() -> bool:
+            with self._lock:  # waits for a batch being converted right now
+                self._builder.end_open(now_us())
             delivered = self._force_flush()
             if self._owns_provider:
                 self.tracer_provider.shutdown()
@@ -586,7 +601,8 @@ class OpenTelemetryExporter:
 
         ``spans`` ended so far, ``open`` spans, ``abandoned`` (ended at shutdown),
         and with a provider built here ``spans_exported``/``spans_failed`` as the
-        collector answered.
+        collector answered and ``spans_dropped`` (batch queue overflow, known at
+        each flush).
         """
         builder = self._builder
         counters = {
@@ -597,6 +613,7 @@ class OpenTelemetryExporter:
         if self._counting is not None:
             counters["spans_exported"] = self._counting.exported
             counters["spans_failed"] = self._counting.failed
+            counters["spans_dropped"] = self._counting.dropped
         return counters
 
     def __repr__(self) -> str:

@@ -19,7 +19,7 @@ import orjson
 from llmflow._clock import now_us, parse_timestamp
 from llmflow._event import Event
 from llmflow._runtime import Runtime, get_runtime
-from llmflow.atof import span_facts
+from llmflow.atof import SpanFacts, span_facts
 from llmflow.atof._wire import EventSource, wire_events, with_annotations
 
 try:
@@ -204,14 +204,13 @@ def _request_attributes(
 
 
 def _response_attributes(
-    start: Mapping[str, Any],
+    facts: SpanFacts,
     end: Mapping[str, Any],
     response: Mapping[str, Any] | None,
     content: bool,
 ) -> dict[str, Any]:
-    facts = span_facts(start, end)
     attributes: dict[str, Any] = {}
-    if facts.provider:
+    if facts.provider:  # a transport may name the provider on the end only
         attributes["gen_ai.provider.name"] = facts.provider
     if response is not None:
         if response.get("model"):
@@ -362,10 +361,11 @@ class _SpanBuilder:
             start, end = with_annotations(start, event)
             assert end is not None
             response = (end.get("category_profile") or {}).get("annotated_response")
-            span.set_attributes(_response_attributes(start, end, response, self.capture_content))
+            facts = span_facts(start, end)
+            span.set_attributes(_response_attributes(facts, end, response, self.capture_content))
         else:
             end = event
-        facts = span_facts(start, end)
+            facts = span_facts(start, end)
         if category == "tool":
             if facts.tool_call_id:
                 span.set_attribute("gen_ai.tool.call.id", facts.tool_call_id)

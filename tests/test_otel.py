@@ -30,8 +30,8 @@ import llmflow
 from _agent_run import FINAL_ANSWER, QUESTION, by_name, record_agent_run
 from llmflow import Event, LlmRequest
 from llmflow.codecs import OpenAIChatCodec
-from llmflow.exporters import AtofFileExporter, OpenTelemetryExporter
-from llmflow.exporters.otel import ExportResult, export_log
+from llmflow.exporters import AtofFileExporter, ExportResult, OpenTelemetryExporter
+from llmflow.exporters.otel import export_log
 from llmflow.testing import capture
 
 # -- helpers ---------------------------------------------------------------------------

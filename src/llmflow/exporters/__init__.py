@@ -1,7 +1,8 @@
 """Exporters: where delivered events go.
 
-An exporter only knows how to write a batch (see :class:`Exporter`); queueing,
-ordering and isolation of failures belong to the runtime.
+An exporter only knows how to export a batch and report the outcome (see
+:class:`Exporter`); queueing, ordering, background workers, counting and the
+isolation of failures belong to the runtime.
 ``OpenTelemetryExporter`` is imported on first use, so ``import llmflow``
 never imports OpenTelemetry (it needs the ``otel`` extra).
 """
@@ -10,14 +11,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llmflow._runtime import Exporter, LineExporter
-
-from .jsonl import AtofFileExporter
+from llmflow.exporters._base import (
+    BaseExporter,
+    Exporter,
+    ExportResult,
+    LineExporter,
+    PartialExportError,
+)
+from llmflow.exporters.jsonl import AtofFileExporter
 
 if TYPE_CHECKING:
-    from .otel import OpenTelemetryExporter
+    from llmflow.exporters.otel import OpenTelemetryExporter
 
-__all__ = ["AtofFileExporter", "Exporter", "LineExporter", "OpenTelemetryExporter"]
+__all__ = [
+    "AtofFileExporter",
+    "BaseExporter",
+    "ExportResult",
+    "Exporter",
+    "LineExporter",
+    "OpenTelemetryExporter",
+    "PartialExportError",
+]
 
 _LAZY = {"OpenTelemetryExporter": "llmflow.exporters.otel"}
 

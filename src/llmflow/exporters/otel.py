@@ -7,7 +7,6 @@ the deprecated ``gen_ai.system``); ``docs/exporters.md`` has the table.
 
 from __future__ import annotations
 
-import enum
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,9 +17,9 @@ import orjson
 
 from llmflow._clock import now_us, parse_timestamp
 from llmflow._event import Event
-from llmflow._runtime import Runtime, get_runtime
 from llmflow.atof import SpanFacts, span_facts
 from llmflow.atof._wire import EventSource, wire_events, with_annotations
+from llmflow.exporters._base import BaseExporter, ExportResult
 
 try:
     from opentelemetry import context as otel_context
@@ -41,19 +40,12 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, SpanContext, Tracer
 
-__all__ = ["ExportResult", "OpenTelemetryExporter", "export_log"]
+__all__ = ["OpenTelemetryExporter", "export_log"]
 
 _INSTRUMENTATION = "llmflow"
 _ENDED_CONTEXTS = 4096  # parents remembered after they ended (late marks, explicit parents)
 _ABANDONED = "llmflow.abandoned"
 _TTFC = "stream.time_to_first_chunk_us"
-
-
-class ExportResult(enum.Enum):
-    """Outcome of one ``export`` call (the exporter protocol of ``llmflow.exporters``)."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
 
 
 # -- the mapping ------------------------------------------------------------------
@@ -486,7 +478,7 @@ def _otlp_provider() -> tuple[Any, _CountingSpanExporter]:
     return provider, counting
 
 
-class OpenTelemetryExporter:
+class OpenTelemetryExporter(BaseExporter):
     """Sends every ATOF span to OpenTelemetry as a span with GenAI semantic-convention attributes.
 
     With ``tracer_provider`` (the application's, e.g. Logfire's or Phoenix's) the
@@ -525,15 +517,10 @@ class OpenTelemetryExporter:
         self._lock = threading.Lock()
         self._builder = _SpanBuilder(tracer_provider.get_tracer(_INSTRUMENTATION), capture_content)
         self._closed = False
-        self.name: str | None = None
 
-    def register(self, name: str | None = None, *, runtime: Runtime | None = None) -> str:
-        """Attach to ``runtime`` (default: the process default); return the name used."""
-        runtime = runtime or get_runtime()
-        name = name or "otel"
-        runtime.add_exporter(name, self)  # type: ignore[arg-type]  # until main has the new protocol
-        self.name = name
-        return name
+    def default_name(self) -> str:
+        """``"otel"``: the name :meth:`register` uses when none is given."""
+        return "otel"
 
     def export(self, events: Sequence[Event | Mapping[str, Any]]) -> ExportResult:
         """Turn one batch of events (emission order) into spans.
@@ -558,8 +545,13 @@ class OpenTelemetryExporter:
 
         With a provider built by this exporter, ``True`` means the collector
         accepted every span since the last flush. With the application's
-        provider it is that provider's ``force_flush`` answer.
+        provider it is that provider's ``force_flush`` answer. Called by the
+        user on a registered exporter, it first asks the runtime to deliver
+        what is queued for it.
         """
+        registration = self._registration
+        if registration is not None and not registration.runtime_is_calling():
+            return registration.flush(timeout)
         return _bounded(self._force_flush, timeout)
 
     def _force_flush(self) -> bool:
@@ -580,8 +572,14 @@ class OpenTelemetryExporter:
         """End open spans as errored, deliver everything, release the provider it built.
 
         The application's provider is flushed, never shut down. Idempotent;
-        returns after ``timeout`` seconds at most and never raises.
+        returns after ``timeout`` seconds at most and never raises. Called by
+        the user on a registered exporter, it detaches from the runtime first
+        (which delivers what is queued, then shuts the exporter down).
         """
+        registration = self._registration
+        if registration is not None and not registration.runtime_is_calling():
+            registration.close(timeout)
+            return
         if self._closed:
             return
         self._closed = True

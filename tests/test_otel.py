@@ -578,3 +578,54 @@ def test_time_to_first_chunk_and_an_end_written_at_exit_are_mapped():
     assert attributes["llmflow.attributes"] == ("streaming",)
     assert attributes["error.type"] == "llmflow.abandoned"
     assert span.status.status_code is StatusCode.ERROR
+
+
+# -- through the runtime (background exporter) ------------------------------------------------
+
+
+def test_the_exporter_runs_on_its_own_worker_and_reports_counters_in_diagnostics(runtime):
+    memory = Memory()
+    exporter = OpenTelemetryExporter(memory.provider)
+    assert OpenTelemetryExporter.background is True
+    assert exporter.register(runtime=runtime) == "otel"
+    with llmflow.scope("counted", "agent"):
+        llmflow.mark("m")
+    assert runtime.flush(5.0) is True
+    counters = runtime.diagnostics().exporters["otel"]
+    assert counters["received"] == counters["exported"] == 3
+    assert counters["failed"] == counters["dropped"] == 0
+    assert (counters["spans"], counters["open"], counters["abandoned"]) == (1, 0, 0)
+
+
+def test_a_user_shutdown_of_a_registered_exporter_detaches_it_and_ends_open_spans(runtime):
+    memory = Memory()
+    exporter = OpenTelemetryExporter(memory.provider)
+    exporter.register(runtime=runtime)
+    handle = llmflow.push_scope("left-open", "agent")
+    exporter.shutdown(5.0)
+    assert "otel" not in runtime.diagnostics().exporters
+    span = memory.one("invoke_agent left-open")
+    assert span.status.status_code is StatusCode.ERROR
+    llmflow.pop_scope(handle)  # the application goes on; nothing is sent any more
+    assert runtime.flush(5.0)
+    assert len(memory.spans()) == 1
+
+
+def test_a_hanging_collector_never_stalls_the_application_or_runtime_flush(runtime, monkeypatch):
+    with Receiver(hang=True) as hanging:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", hanging.endpoint)
+        OpenTelemetryExporter().register(runtime=runtime)
+        path_events = 0
+        began = time.monotonic()
+        for index in range(200):
+            with llmflow.scope(f"job{index}", "function"):
+                path_events += 2
+        emitted = time.monotonic() - began
+        flush_began = time.monotonic()
+        assert runtime.flush(0.5) is False  # the collector never answered
+        assert time.monotonic() - flush_began < 3.0
+        assert emitted < 5.0
+        counters = runtime.diagnostics().exporters["otel"]
+        assert counters["received"] == path_events
+        runtime.shutdown(timeout=0.5)
+    assert runtime.closed

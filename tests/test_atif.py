@@ -521,3 +521,65 @@ def test_nat_converter_on_a_chat_only_run_lacks_what_llmflow_adds(tmp_path, quie
     assert [s["message"] for s in theirs["steps"]].count("Umbrella.") == 2
     assert [sub["agent"]["name"] for sub in ours["subagent_trajectories"]] == ["researcher"]
     assert [s["message"] for s in ours["steps"]].count("Umbrella.") == 1
+
+
+# -- an agent loop over the real provider SDKs, through llmflow.instrument ----------------------
+
+
+def test_an_instrumented_sdk_agent_loop_becomes_a_trajectory():
+    import anthropic
+    import openai
+
+    from llmflow.testing import FakeProvider
+    from llmflow.testing._fake_provider import Reply, ToolCall
+
+    with FakeProvider() as fake, capture() as events:
+        fake.script(
+            Reply(
+                text=None,
+                tool_calls=[ToolCall("get_weather", {"city": "Oslo"}, id="call_9")],
+                usage={"input_tokens": 30, "output_tokens": 4, "cached_tokens": 10},
+            ),
+            Reply(text="Snow.", usage={"input_tokens": 45, "output_tokens": 8}, model="claude-x"),
+            Reply(text="Wear boots.", usage={"input_tokens": 70, "output_tokens": 3}),
+        )
+        oai = llmflow.instrument(
+            openai.OpenAI(base_url=f"{fake.base_url}/v1", api_key="sk-test", max_retries=0)
+        )
+        claude = llmflow.instrument(
+            anthropic.Anthropic(base_url=fake.base_url, api_key="sk-ant-test", max_retries=0)
+        )
+        agent = llmflow.push_scope("travel", "agent", data={"query": "Oslo today?"})
+        messages: Any = [{"role": "user", "content": "Oslo today?"}]
+        first = oai.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        call = first.choices[0].message.tool_calls[0]
+        with llmflow.scope("forecaster", "agent", data="forecast for Oslo"):
+            forecast = claude.messages.create(
+                model="claude-x",
+                max_tokens=50,
+                messages=[{"role": "user", "content": "forecast for Oslo"}],
+            )
+        weather = llmflow.tool_call_execute_sync(
+            call.function.name,
+            {"city": "Oslo"},
+            lambda a: forecast.content[0].text,
+            tool_call_id=call.id,
+        )
+        messages += [
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": weather},
+        ]
+        final = oai.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        llmflow.pop_scope(agent, data={"answer": final.choices[0].message.content})
+    document = to_atif(list(events))
+    valid(document)
+    agent_steps = steps_of(document, "agent")
+    asking = agent_steps[0]
+    assert asking["tool_calls"][0]["tool_call_id"] == "call_9"
+    assert asking["observation"]["results"][0]["content"] == "Snow."
+    assert asking["metrics"]["prompt_tokens"] == 30
+    assert asking["metrics"]["cached_tokens"] == 10
+    assert agent_steps[-1]["message"] == "Wear boots."
+    (forecaster,) = document["subagent_trajectories"]
+    assert forecaster["steps"][-1]["message"] == "Snow."
+    assert document["final_metrics"]["total_prompt_tokens"] == 30 + 45 + 70

@@ -629,3 +629,60 @@ def test_a_hanging_collector_never_stalls_the_application_or_runtime_flush(runti
         assert counters["received"] == path_events
         runtime.shutdown(timeout=0.5)
     assert runtime.closed
+
+
+# -- what the provider SDKs record, through llmflow.instrument ---------------------------------
+
+
+def test_instrumented_sdk_calls_become_genai_spans():
+    import openai
+
+    from llmflow.testing import FakeProvider
+    from llmflow.testing._fake_provider import ErrorReply, Reply, ToolCall
+
+    memory = Memory()
+    OpenTelemetryExporter(memory.provider).register()
+    with FakeProvider() as fake:
+        fake.script(
+            Reply(
+                text=None,
+                tool_calls=[ToolCall("get_weather", {"city": "Paris"}, id="call_1")],
+                usage={"input_tokens": 50, "output_tokens": 5, "cached_tokens": 20},
+            ),
+            Reply(text="Rainy.", usage={"input_tokens": 60, "output_tokens": 2}, chunks=3),
+            ErrorReply(status=400, message="bad request"),
+        )
+        client = llmflow.instrument(
+            openai.OpenAI(base_url=f"{fake.base_url}/v1", api_key="sk-test", max_retries=0)
+        )
+        messages: Any = [{"role": "user", "content": "weather?"}]
+        with llmflow.scope("weather-agent", "agent"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+            stream = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            for _chunk in stream:
+                pass
+            with pytest.raises(openai.BadRequestError):
+                client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+            client.embeddings.create(model="text-embedding-3-small", input="hi")
+    assert llmflow.flush(10.0)
+    chats = [s for s in memory.spans() if s.name == "chat gpt-4o-mini"]
+    assert len(chats) == 3
+    first, streamed, failed = (dict(s.attributes or {}) for s in chats)
+    assert first["gen_ai.provider.name"] == "openai"
+    assert first["gen_ai.usage.cache_read.input_tokens"] == 20
+    assert first["gen_ai.response.finish_reasons"] == ("tool_calls",)
+    assert first["http.response.status_code"] == 200
+    assert streamed["gen_ai.response.time_to_first_chunk"] > 0
+    assert streamed["gen_ai.usage.output_tokens"] == 2
+    assert failed["http.response.status_code"] == 400
+    assert failed["error.type"] == "llmflow.http.ProviderHTTPError"
+    assert chats[2].status.status_code is StatusCode.ERROR
+    embeddings = [s for s in memory.spans() if s.name.startswith("embeddings")]
+    assert dict(embeddings[0].attributes or {})["gen_ai.provider.name"] == "openai"
+    agent = memory.one("invoke_agent weather-agent")
+    assert all(s.context.trace_id == agent.context.trace_id for s in memory.spans())

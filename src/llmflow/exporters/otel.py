@@ -497,6 +497,7 @@ class OpenTelemetryExporter(BaseExporter):
     """
 
     background: ClassVar[bool] = True
+    buffer_capacity: ClassVar[int] = 4_096  # events: 2,048 spans, the SDK's batch queue size
 
     def __init__(self, tracer_provider: Any = None, *, capture_content: bool = False) -> None:
         if tracer_provider is not None and not callable(

@@ -209,3 +209,62 @@ def record_agent_run(*, annotate_responses: bool = True) -> list[Event]:
 
 def by_name(events: list[Event], name: str) -> list[Event]:
     return [event for event in events if event.name == name]
+
+
+def codec_samples() -> Any:
+    """``tests/codecs/codec_samples.py`` (the codecs' realistic payloads), loaded once."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    module = sys.modules.get("codec_samples")
+    if module is None:
+        path = Path(__file__).parent / "codecs" / "codec_samples.py"
+        spec = importlib.util.spec_from_file_location("codec_samples", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["codec_samples"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+def sample_calls() -> list[tuple[str, Any, dict[str, Any], dict[str, Any]]]:
+    """Every (request, response) sample pair of each built-in codec, as pytest ids + payloads."""
+    samples = codec_samples()
+    apis = (
+        ("chat", OpenAIChatCodec, samples.CHAT_REQUESTS, samples.CHAT_RESPONSES),
+        (
+            "responses",
+            OpenAIResponsesCodec,
+            samples.RESPONSES_REQUESTS,
+            samples.RESPONSES_RESPONSES,
+        ),
+        (
+            "anthropic",
+            AnthropicMessagesCodec,
+            samples.ANTHROPIC_REQUESTS,
+            samples.ANTHROPIC_RESPONSES,
+        ),
+    )
+    calls = []
+    for api, codec, requests, responses in apis:
+        for name, request in requests.items():
+            calls.append((f"{api}-request-{name}", codec, request, next(iter(responses.values()))))
+        for name, response in responses.items():
+            calls.append((f"{api}-response-{name}", codec, next(iter(requests.values())), response))
+    return calls
+
+
+def record_sample_call(
+    codec: Any, request: dict[str, Any], response: dict[str, Any]
+) -> list[Event]:
+    """One agent scope holding one managed call of ``codec``'s API with these payloads."""
+    with capture() as events, llmflow.scope("sample-agent", "agent", data="go"):
+        llmflow.llm_call_execute_sync(
+            "sample.call",
+            LlmRequest(headers={}, content=request),
+            lambda r: response,
+            codec=codec(),
+            response_codec=codec(),
+        )
+    return list(events)

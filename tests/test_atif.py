@@ -27,6 +27,8 @@ from _agent_run import (
     FINAL_ANSWER,
     QUESTION,
     record_agent_run,
+    record_sample_call,
+    sample_calls,
 )
 from llmflow import AtofParseError, Event, LlmRequest
 from llmflow.atif import to_atif
@@ -583,3 +585,33 @@ def test_an_instrumented_sdk_agent_loop_becomes_a_trajectory():
     (forecaster,) = document["subagent_trajectories"]
     assert forecaster["steps"][-1]["message"] == "Snow."
     assert document["final_metrics"]["total_prompt_tokens"] == 30 + 45 + 70
+
+
+@pytest.mark.parametrize(
+    ("codec", "request_body", "response"),
+    [pytest.param(*call[1:], id=call[0]) for call in sample_calls()],
+)
+def test_every_codec_sample_gives_a_valid_trajectory_with_its_output(codec, request_body, response):
+    document = to_atif(record_sample_call(codec, request_body, response))
+    trajectory = valid(document)
+    (step,) = [s for s in trajectory.steps if s.llm_call_count == 1]
+    annotated = codec().decode_response(response)
+    assert step.message == (annotated.text if isinstance(step.message, str) else step.message)
+    assert [c.tool_call_id for c in step.tool_calls or ()] == [c.id for c in annotated.tool_calls]
+    if annotated.usage is not None and annotated.usage.input_tokens is not None:
+        assert step.metrics is not None
+        assert step.metrics.prompt_tokens == annotated.usage.input_tokens
+
+
+def test_a_failed_tool_is_an_observation_saying_what_failed():
+    def broken(args: Any) -> Any:
+        raise PermissionError("no access to /etc")
+
+    with capture() as events, llmflow.scope("agent", "agent"), pytest.raises(PermissionError):
+        llmflow.tool_call_execute_sync("read_file", {"path": "/etc"}, broken, tool_call_id="c1")
+    document = to_atif(list(events))
+    valid(document)
+    (result,) = document["steps"][0]["observation"]["results"]
+    assert result["content"] == "PermissionError: no access to /etc"
+    assert result["extra"]["error"] == {"type": "PermissionError", "message": "no access to /etc"}
+    assert document["final_metrics"]["extra"]["errors"] == 1

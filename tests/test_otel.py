@@ -27,7 +27,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import llmflow
-from _agent_run import FINAL_ANSWER, QUESTION, by_name, record_agent_run
+from _agent_run import (
+    FINAL_ANSWER,
+    QUESTION,
+    by_name,
+    record_agent_run,
+    record_sample_call,
+    sample_calls,
+)
 from llmflow import Event, LlmRequest
 from llmflow.codecs import OpenAIChatCodec
 from llmflow.exporters import AtofFileExporter, ExportResult, OpenTelemetryExporter
@@ -686,3 +693,26 @@ def test_instrumented_sdk_calls_become_genai_spans():
     assert dict(embeddings[0].attributes or {})["gen_ai.provider.name"] == "openai"
     agent = memory.one("invoke_agent weather-agent")
     assert all(s.context.trace_id == agent.context.trace_id for s in memory.spans())
+
+
+@pytest.mark.parametrize(
+    ("codec", "request_body", "response"),
+    [pytest.param(*call[1:], id=call[0]) for call in sample_calls()],
+)
+def test_every_codec_sample_gives_messages_in_the_genai_schema(codec, request_body, response):
+    span = export(record_sample_call(codec, request_body, response), capture_content=True).one(
+        f"chat {request_body['model']}"
+    )
+    attributes = dict(span.attributes or {})
+    for key in ("gen_ai.input.messages", "gen_ai.output.messages"):
+        for message in json.loads(attributes[key]):
+            assert message["role"] in ("system", "user", "assistant", "tool")
+            assert all(isinstance(part.get("type"), str) for part in message["parts"])
+    for message in json.loads(attributes["gen_ai.output.messages"]):
+        assert message["finish_reason"] in (
+            "stop",
+            "length",
+            "content_filter",
+            "tool_call",
+            "error",
+        )

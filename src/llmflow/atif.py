@@ -357,6 +357,11 @@ class _Trajectory:
         result: dict[str, Any] = {"source_call_id": call_id}
         if node.end is not None:
             result["content"] = _text(node.end.get("data"))
+        if not facts.ok:
+            # The model saw the failure, not a result: say what it was.
+            result["extra"] = {"error": {"type": facts.error_type, "message": facts.error_message}}
+            if node.end is not None and node.end.get("data") is None:
+                result["content"] = f"{facts.error_type}: {facts.error_message}"
         refs = [self._embed(child)[0] for child in _agents_below(node)]
         if refs:
             result["subagent_trajectory_ref"] = refs

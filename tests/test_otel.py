@@ -716,3 +716,30 @@ def test_every_codec_sample_gives_messages_in_the_genai_schema(codec, request_bo
             "tool_call",
             "error",
         )
+
+
+def test_without_opentelemetry_the_import_error_names_the_extra():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'opentelemetry':\n"
+        "            raise ImportError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import llmflow, llmflow.atif\n"
+        "try:\n"
+        "    from llmflow.exporters import OpenTelemetryExporter\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    src = str(Path(llmflow.__file__).parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": src},
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'llmflow[otel]'" in result.stdout

@@ -466,9 +466,13 @@ def _bounded(work: Callable[[], bool], timeout: float | None) -> bool:
 
 
 def _otlp_provider() -> tuple[Any, _CountingSpanExporter]:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter,
-    )
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError as exc:
+        raise ImportError(
+            "OpenTelemetryExporter without a tracer_provider sends OTLP/HTTP and needs "
+            "opentelemetry-exporter-otlp-proto-http: pip install 'llmflow[otel]'"
+        ) from exc
 
     # OTLPSpanExporter, Resource and BatchSpanProcessor read the standard
     # OTEL_EXPORTER_OTLP_*, OTEL_SERVICE_NAME/OTEL_RESOURCE_ATTRIBUTES and OTEL_BSP_* variables.

@@ -473,6 +473,10 @@ def _create_default() -> Runtime:
         from .exporters import AtofFileExporter
 
         AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
+    if os.environ.get("LLMFLOW_EXPORTERS"):
+        from .exporters._config import install_from_environment
+
+        install_from_environment(runtime)
     return runtime
 
 

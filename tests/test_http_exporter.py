@@ -542,3 +542,25 @@ def test_every_line_posted_is_valid_json(collector: Collector) -> None:
     exporter.export(make_events(5))
     assert all(orjson.loads(orjson.dumps(line)) == line for line in collector.received)
     exporter.shutdown()
+
+
+def test_a_forked_child_spools_in_memory_and_leaves_the_parents_spool_dir_alone(
+    tmp_path: Path,
+) -> None:
+    receiver = Collector().reserve_port()
+    exporter = quick(receiver.url, spool_dir=tmp_path, max_attempts=1)
+    exporter.export(make_events(3, "parent"))
+    before = spool_files(tmp_path)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            exporter.after_fork_in_child()
+            exporter.export(make_events(4, "child"))
+            code = 0 if exporter.stats()["pending"] == 4 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert spool_files(tmp_path) == before
+    exporter.shutdown(timeout=0.1)

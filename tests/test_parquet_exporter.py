@@ -401,3 +401,29 @@ def test_arrow_types_of_the_analysis_columns() -> None:
     )
     assert schema.field("attributes").type == pa.list_(pa.string())
     assert schema.field("cost_usd").type == pa.float64()
+
+
+def test_a_forked_child_writes_its_own_files_and_never_touches_the_parents(
+    tmp_path: Path,
+) -> None:
+    exporter = ParquetExporter(tmp_path)
+    with capture() as events:
+        mark("before-fork")
+    exporter.export(events)  # the parent's file is open now
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            exporter.after_fork_in_child()
+            exporter.export(events)
+            exporter.shutdown()
+            code = 0 if exporter.stats()["rows"] == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    exporter.export(events)
+    exporter.shutdown()
+    assert exporter.stats()["rows"] == 2
+    assert len(list(tmp_path.glob("date=*/part-*.parquet"))) == 2
+    assert ds.dataset(tmp_path, partitioning="hive").count_rows() == 3

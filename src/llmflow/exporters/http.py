@@ -432,9 +432,15 @@ class HttpExporter(BaseExporter):
         }
 
     def after_fork_in_child(self) -> None:
-        """The child gets its own connections (the parent's sockets are not shared)."""
+        """The child gets its own connections and a memory spool.
+
+        The parent keeps sole use of ``spool_dir`` (two writers would number
+        their files alike) and of its sockets.
+        """
         self._client = None
         self._lock = threading.Lock()
+        self._spool = _Spool(None, self._spool.max_bytes, self.compresslevel)
+        self._exported = self._resent = self._spooled = self._retried = self._dropped = 0
 
     def __repr__(self) -> str:
         return f"HttpExporter({self.url!r}, spool_dir={self.spool_dir!r})"

@@ -171,6 +171,9 @@ def _day(days_since_epoch: str) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(int(days_since_epoch) * 86_400))
 
 
+_FORK_ORPHANS: list[Any] = []  # parent writers a forked child must never finalize
+
+
 class _RollingWriter:
     """Parquet files under ``directory``/date=.../, each finished by a rename."""
 
@@ -274,6 +277,17 @@ class _RollingWriter:
         finally:
             os.close(dir_fd)
         self.files_written += 1
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's open file without touching it."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # closing (or finalizing) it here would write a footer into the parent's file
+            writer.is_open = False
+            writer.file_handle = None
+            _FORK_ORPHANS.append(writer)
+        self._rows_in_file = 0
+        self.rows_committed = self.files_written = 0
 
     def abandon_file(self) -> None:
         """Throw the open file away after a write error (its rows are lost)."""
@@ -398,6 +412,13 @@ class ParquetExporter(BaseExporter):
         self.flush(timeout)
         with self._lock:
             self._closed = True
+
+    def after_fork_in_child(self) -> None:
+        """The child starts its own files (its pid is in their names); the parent's stay its own."""
+        self._lock = threading.Lock()
+        self._writer.forget_after_fork()
+        self._rows.take()
+        self._handed = self._dropped = 0
 
     def stats(self) -> dict[str, int]:
         """``rows`` in finished files, ``files``, ``dropped``, ``unjoined``, ``open_spans``."""

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -564,3 +565,21 @@ def test_a_forked_child_spools_in_memory_and_leaves_the_parents_spool_dir_alone(
     assert os.waitstatus_to_exitcode(status) == 0
     assert spool_files(tmp_path) == before
     exporter.shutdown(timeout=0.1)
+
+
+def test_shutdown_returns_within_its_timeout_while_an_export_hangs_on_the_network(
+    collector: Collector,
+) -> None:
+    collector.hang.set()
+    exporter = quick(collector.url, timeout=30.0, max_attempts=3)
+    worker = threading.Thread(target=exporter.export, args=(make_events(4),))
+    worker.start()
+    while not collector.requests:
+        time.sleep(0.01)
+    started = time.monotonic()
+    exporter.shutdown(timeout=1.0)
+    assert time.monotonic() - started < 2.0
+    collector.release.set()
+    worker.join(10.0)
+    assert not worker.is_alive()
+    assert exporter.export(make_events(3)).name == "FAILURE"  # closed: counted, no raise

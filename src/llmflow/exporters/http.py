@@ -403,18 +403,27 @@ class HttpExporter(BaseExporter):
             self._lock.release()
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Flush (up to ``timeout``), then close; a disk spool stays for the next start.
+        """Flush (up to ``timeout``, default 5 s), then close; a disk spool stays for next time.
 
-        Batches still in a memory spool are counted as dropped. Idempotent.
+        Batches still in a memory spool are counted as dropped. Returns within
+        the timeout even while an export hangs on the network: closing the
+        client aborts that request. Idempotent.
         """
-        self.flush(5.0 if timeout is None else timeout)
-        self._closing.set()
-        with self._lock:
+        budget = 5.0 if timeout is None else max(timeout, 0.0)
+        deadline = time.monotonic() + budget
+        self.flush(budget)
+        self._closing.set()  # ends any backoff wait at once
+        locked = self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+        try:
             if self._closed:
                 return
             self._closed = True
-            self._dropped += self._spool.release_memory()
+            if locked:
+                self._dropped += self._spool.release_memory()
             client, self._client = self._client, None
+        finally:
+            if locked:
+                self._lock.release()
         if client is not None:
             client.close()
 
@@ -502,7 +511,8 @@ class HttpExporter(BaseExporter):
             if attempt:
                 self._retried += 1
             response: httpx2.Response | None = None
-            with contextlib.suppress(httpx2.HTTPError):  # unreachable, reset, timed out
+            # unreachable, reset, timed out; RuntimeError: the client was closed by shutdown()
+            with contextlib.suppress(httpx2.HTTPError, RuntimeError):
                 response = client.post(
                     self.url, content=batch.body, headers=headers, timeout=timeout
                 )

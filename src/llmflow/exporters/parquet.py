@@ -63,6 +63,7 @@ PARQUET_COLUMNS: tuple[tuple[str, str, str], ...] = (
 """``(column, Arrow type, meaning)`` of every column, in file order (docs/exporters.md)."""
 
 _ANALYSIS_COLUMNS = tuple(name for name, _, _ in PARQUET_COLUMNS[14:])
+_FROM_EVENT = object()  # ``data_text`` not given: serialize ``event["data"]``
 _START_KEYS = ("timestamp", "name", "category", "category_profile", "metadata", "data_schema")
 
 
@@ -114,10 +115,37 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.dates)
 
-    def add(self, event: Mapping[str, Any]) -> None:
+    def add_event(self, event: Event) -> None:
+        """Add an :class:`Event`: its ``data`` payload is copied as JSON text, never parsed."""
+        _, data, _ = event.line_parts()  # ``data`` is the payload snapshot itself
+        schema = event.data_schema
+        wire = {
+            "kind": event.kind,
+            "atof_version": event.atof_version,
+            "uuid": event.uuid,
+            "parent_uuid": event.parent_uuid,
+            "timestamp": event.timestamp,
+            "name": event.name,
+            "scope_category": event.scope_category,
+            "category": event.category,
+            "attributes": event.attributes,
+            "metadata": event.metadata,
+            "category_profile": event.category_profile,
+            "data_schema": None if schema is None else schema.to_dict(),
+        }
+        self.add(wire, None if data == b"null" else data.decode(), event.timestamp_us)
+
+    def add(
+        self,
+        event: Mapping[str, Any],
+        data_text: str | object | None = _FROM_EVENT,
+        timestamp_us: int | None = None,
+    ) -> None:
+        """Add one event in its wire form (a parsed line or ``Event.to_dict()``)."""
         columns = self.columns
         timestamp = event["timestamp"]
-        timestamp_us = parse_timestamp(timestamp)
+        if timestamp_us is None:
+            timestamp_us = parse_timestamp(timestamp)
         phase = event.get("scope_category")
         columns["kind"].append(event.get("kind"))
         columns["atof_version"].append(event.get("atof_version"))
@@ -129,7 +157,9 @@ class _Rows:
         columns["scope_category"].append(phase)
         columns["category"].append(event.get("category"))
         columns["attributes"].append(list(event.get("attributes") or ()))
-        columns["data"].append(_json_text(event.get("data")))
+        columns["data"].append(
+            _json_text(event.get("data")) if data_text is _FROM_EVENT else data_text
+        )
         columns["metadata"].append(_json_text(event.get("metadata")))
         columns["category_profile"].append(_json_text(event.get("category_profile")))
         columns["data_schema"].append(_json_text(event.get("data_schema")))
@@ -374,7 +404,7 @@ class ParquetExporter(BaseExporter):
                 self._dropped += len(events)
                 return ExportResult.FAILURE
             for event in events:
-                self._rows.add(event.to_dict())
+                self._rows.add_event(event)
             return self._write()
 
     def _write(self) -> ExportResult:
@@ -460,7 +490,10 @@ def write_parquet(
         items = source
     rows = exporter._rows
     for item in items:
-        rows.add(item.to_dict() if isinstance(item, Event) else item)
+        if isinstance(item, Event):
+            rows.add_event(item)
+        else:
+            rows.add(item)
         if len(rows) >= 10_000 and exporter._write() is ExportResult.FAILURE:
             raise OSError(f"directory: cannot write Parquet files under {directory}")
     if exporter._write() is ExportResult.FAILURE or not exporter.flush():

@@ -146,7 +146,7 @@ def logged_run(tmp_path: Path, runtime: Runtime) -> Iterator[tuple[Path, Path, P
     jsonl, directory = tmp_path / "run.jsonl", tmp_path / "parquet"
     AtofFileExporter(jsonl).register("jsonl", runtime=runtime)
     exporter = ParquetExporter(directory, max_rows_per_file=40)
-    runtime.add_exporter("parquet", exporter)  # type: ignore[arg-type]
+    exporter.register("parquet", runtime=runtime)
     yield jsonl, directory, exporter
 
 

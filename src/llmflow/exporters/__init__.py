@@ -1,9 +1,10 @@
 """Exporters: where delivered events go.
 
-An exporter only knows how to write a batch (see :class:`Exporter`); queueing,
-ordering and isolation of failures belong to the runtime. ``HttpExporter`` and
-``ParquetExporter`` are imported on first use, so ``import llmflow`` never
-loads pyarrow.
+An exporter only knows how to export a batch and report the outcome (see
+:class:`Exporter`); queueing, ordering, background workers, counting and the
+isolation of failures belong to the runtime. ``HttpExporter``,
+``ParquetExporter`` and ``write_parquet`` are imported on first use, so
+``import llmflow`` never loads pyarrow.
 """
 
 from __future__ import annotations
@@ -11,20 +12,28 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from llmflow._runtime import Exporter, LineExporter
-
-from .jsonl import AtofFileExporter
+from llmflow.exporters._base import (
+    BaseExporter,
+    Exporter,
+    ExportResult,
+    LineExporter,
+    PartialExportError,
+)
+from llmflow.exporters.jsonl import AtofFileExporter
 
 if TYPE_CHECKING:
-    from .http import HttpExporter
-    from .parquet import ParquetExporter, write_parquet
+    from llmflow.exporters.http import HttpExporter
+    from llmflow.exporters.parquet import ParquetExporter, write_parquet
 
 __all__ = [
     "AtofFileExporter",
+    "BaseExporter",
+    "ExportResult",
     "Exporter",
     "HttpExporter",
     "LineExporter",
     "ParquetExporter",
+    "PartialExportError",
     "write_parquet",
 ]
 

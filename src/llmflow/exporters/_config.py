@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote
 
-from llmflow._runtime import ATOF_PATH_ENV, Exporter, Runtime
+from llmflow._runtime import ATOF_PATH_ENV, Runtime
+from llmflow.exporters._base import Exporter
 
 __all__ = ["EXPORTERS_ENV", "VARIABLES", "install_from_environment", "parse_headers"]
 
@@ -72,13 +73,13 @@ def _http(environ: Mapping[str, str]) -> Exporter:
     url = _required(environ, "LLMFLOW_HTTP_URL", "http")
     headers = parse_headers(environ.get("LLMFLOW_HTTP_HEADERS", ""))
     spool_dir = environ.get("LLMFLOW_HTTP_SPOOL_DIR") or None
-    return HttpExporter(url, headers=headers, spool_dir=spool_dir)  # type: ignore[return-value]
+    return HttpExporter(url, headers=headers, spool_dir=spool_dir)
 
 
 def _parquet(environ: Mapping[str, str]) -> Exporter:
     from llmflow.exporters.parquet import ParquetExporter
 
-    return ParquetExporter(_required(environ, "LLMFLOW_PARQUET_DIR", "parquet"))  # type: ignore[return-value]
+    return ParquetExporter(_required(environ, "LLMFLOW_PARQUET_DIR", "parquet"))
 
 
 def _otlp(environ: Mapping[str, str]) -> Exporter:

@@ -31,7 +31,7 @@ import httpx2
 import orjson
 
 from llmflow._event import Event
-from llmflow.exporters._pending_contract import BaseExporter, ExportResult
+from llmflow.exporters._base import BaseExporter, ExportResult
 
 __all__ = ["HttpExporter"]
 
@@ -280,8 +280,9 @@ class HttpExporter(BaseExporter):
     errors, timeouts, 408, 425, 429 and 5xx (but 501 and 505) are retried with
     exponential backoff and jitter (``backoff`` doubling up to ``max_backoff``
     seconds) or after ``Retry-After`` (capped at ``max_retry_after``); after
-    ``max_attempts`` tries, or when the wait is longer than two seconds, the
-    batch is spooled and no request is made before the wait is over. Any other
+    ``max_attempts`` tries, at once when the connection is refused, or when
+    the wait is longer than two seconds, the batch is spooled and no request
+    is made before the wait is over. Any other
     status (400, 401, 403, 404, 413, 422, ...) never succeeds as sent: the
     batch is dropped and counted.
 
@@ -299,6 +300,7 @@ class HttpExporter(BaseExporter):
     """
 
     background: ClassVar[bool] = True
+    buffer_capacity: ClassVar[int] = 16_384
 
     def __init__(
         self,
@@ -343,7 +345,8 @@ class HttpExporter(BaseExporter):
         self.url = url
         self.headers = dict(headers or {})
         self.spool_dir = None if spool_dir is None else Path(spool_dir)
-        self.batch_size = batch_size
+        # the runtime's worker reads the instance's value: one batch it hands over, one request
+        self.batch_size = batch_size  # type: ignore[misc]
         self.timeout = float(timeout)
         self.max_attempts = max_attempts
         self.backoff = float(backoff)
@@ -382,12 +385,18 @@ class HttpExporter(BaseExporter):
     def flush(self, timeout: float | None = None) -> bool:
         """Resend the spool; return whether nothing is left undelivered.
 
-        Waits for backoff and ``Retry-After`` only while ``timeout`` (seconds)
-        allows; with ``None`` it makes one pass and does not wait. Never
-        blocks longer than ``timeout``, even on a receiver that never answers.
+        Called by the user on a registered exporter, it first has the runtime
+        hand over what is queued for it. Waits for backoff and ``Retry-After``
+        only while ``timeout`` (seconds) allows; with ``None`` it makes one
+        pass and does not wait. Never blocks longer than ``timeout``, even on
+        a receiver that accepts the connection and never answers.
         """
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        if not self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+        registration = self._registration
+        if registration is not None and not registration.runtime_is_calling():
+            registration.flush(timeout)  # the runtime calls flush(None) back: one pass
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if not self._lock.acquire(timeout=-1 if remaining is None else remaining):
             return False
         try:
             while True:
@@ -405,10 +414,15 @@ class HttpExporter(BaseExporter):
     def shutdown(self, timeout: float | None = None) -> None:
         """Flush (up to ``timeout``, default 5 s), then close; a disk spool stays for next time.
 
-        Batches still in a memory spool are counted as dropped. Returns within
-        the timeout even while an export hangs on the network: closing the
-        client aborts that request. Idempotent.
+        Called by the user on a registered exporter, the runtime first delivers
+        what is queued and detaches it. Batches still in a memory spool are
+        counted as dropped. Returns within the timeout even while an export
+        hangs on the network: closing the client aborts that request. Idempotent.
         """
+        registration = self._registration
+        if registration is not None and not registration.runtime_is_calling():
+            registration.close(timeout)  # the runtime detaches us, then calls shutdown again
+            return
         budget = 5.0 if timeout is None else max(timeout, 0.0)
         deadline = time.monotonic() + budget
         self.flush(budget)
@@ -511,11 +525,16 @@ class HttpExporter(BaseExporter):
             if attempt:
                 self._retried += 1
             response: httpx2.Response | None = None
-            # unreachable, reset, timed out; RuntimeError: the client was closed by shutdown()
-            with contextlib.suppress(httpx2.HTTPError, RuntimeError):
+            refused = False
+            try:
                 response = client.post(
                     self.url, content=batch.body, headers=headers, timeout=timeout
                 )
+            except httpx2.ConnectError:
+                refused = True
+            # reset, timed out; RuntimeError: the client was closed by shutdown()
+            except (httpx2.HTTPError, RuntimeError):
+                pass
             if response is not None and 200 <= response.status_code < 300:
                 self._failures_in_row = 0
                 return _Outcome.SENT
@@ -529,7 +548,8 @@ class HttpExporter(BaseExporter):
             else:
                 delay = min(delay, self.max_retry_after)
             now = time.monotonic()
-            last = attempt + 1 >= attempts or delay > _INLINE_WAIT_LIMIT
+            # nobody listening: spool at once rather than hold the worker (its buffer fills)
+            last = refused or attempt + 1 >= attempts or delay > _INLINE_WAIT_LIMIT
             if last or (deadline is not None and now + delay >= deadline):
                 self._retry_at = now + delay
                 return _Outcome.DOWN

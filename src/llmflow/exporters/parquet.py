@@ -24,7 +24,7 @@ import orjson
 from llmflow._clock import parse_timestamp
 from llmflow._event import Event
 from llmflow.atof import read_events, span_facts
-from llmflow.exporters._pending_contract import BaseExporter, ExportResult
+from llmflow.exporters._base import BaseExporter, ExportResult
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -351,6 +351,8 @@ class ParquetExporter(BaseExporter):
     """
 
     background: ClassVar[bool] = True
+    buffer_capacity: ClassVar[int] = 16_384
+    batch_size: ClassVar[int] = 4_096
 
     def __init__(
         self,
@@ -424,7 +426,14 @@ class ParquetExporter(BaseExporter):
         self._dropped = self._handed - self._writer.rows_committed
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Finish the open file so readers see every row; whether that succeeded."""
+        """Finish the open file so readers see every row; whether that succeeded.
+
+        Called by the user on a registered exporter, the runtime first hands
+        over what is queued for it (and calls this back on its worker).
+        """
+        registration = self._registration
+        if registration is not None and not registration.runtime_is_calling():
+            return registration.flush(timeout)
         if not self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
             return False
         try:
@@ -439,6 +448,10 @@ class ParquetExporter(BaseExporter):
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Finish the open file and refuse further rows. Idempotent."""
+        registration = self._registration
+        if registration is not None and not registration.runtime_is_calling():
+            registration.close(timeout)  # the runtime detaches us, then calls shutdown again
+            return
         self.flush(timeout)
         with self._lock:
             self._closed = True

@@ -28,7 +28,7 @@ with llmflow.scope("job"):
 llmflow.flush(10.0)
 runtime = llmflow.get_runtime()
 print(json.dumps({{
-    "exporters": sorted(runtime._exporters),
+    "exporters": sorted(llmflow.diagnostics().exporters),
     "failures": dict(llmflow.diagnostics().failures),
 }}))
 """

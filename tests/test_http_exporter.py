@@ -19,9 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import llmflow
 from _collector import Collector
 from llmflow import Event, mark, scope
-from llmflow.exporters import HttpExporter
+from llmflow.exporters import AtofFileExporter, HttpExporter
 from llmflow.exporters.http import _Outcome
 from llmflow.testing import capture
 
@@ -76,11 +77,12 @@ def test_batches_are_gzip_ndjson_posts_whose_lines_are_the_atof_lines(
     assert request["authorization"] == "Bearer t"
     assert request["x-llmflow-events"] == "10"
     assert exporter.stats() == {
-        "exported": 25,
+        "delivered": 25,
         "resent": 0,
         "spooled": 0,
         "retried": 0,
-        "dropped": 0,
+        "lost": 0,
+        "rejected": 0,
         "corrupt": 0,
         "pending": 0,
     }
@@ -162,7 +164,7 @@ def test_a_4xx_that_never_succeeds_is_dropped_and_counted_not_retried(
     assert exporter.export(later).name == "SUCCESS"
     assert collector.uuids() == keys(later)
     stats = exporter.stats()
-    assert (stats["dropped"], stats["retried"], stats["spooled"]) == (6, 0, 0)
+    assert (stats["lost"], stats["retried"], stats["spooled"]) == (6, 0, 0)
     assert spool_files(tmp_path) == []
     exporter.shutdown()
 
@@ -190,9 +192,9 @@ def test_while_the_receiver_is_down_batches_are_spooled_and_resent_in_order(
         expected = [key for batch in batches for key in keys(batch)] + keys(later)
         assert receiver.uuids() == expected
         stats = exporter.stats()
-        assert stats["exported"] == 45 and stats["pending"] == 0
+        assert stats["delivered"] == 45 and stats["pending"] == 0
         assert stats["resent"] in (40, 45)  # "later" too, if the backoff was not over yet
-        assert stats["exported"] + stats["dropped"] + stats["pending"] == 45
+        assert stats["delivered"] + stats["lost"] + stats["pending"] == 45
         assert spool_files(tmp_path) == []
     finally:
         exporter.shutdown()
@@ -217,7 +219,7 @@ def test_a_receiver_that_goes_down_and_comes_back_gets_every_event_in_order(
         assert exporter.flush(timeout=10.0) is True
         assert receiver.uuids() == sent
         stats = exporter.stats()
-        assert stats["exported"] == len(sent) and stats["dropped"] == 0
+        assert stats["delivered"] == len(sent) and stats["lost"] == 0
     finally:
         exporter.shutdown()
         receiver.stop()
@@ -306,14 +308,14 @@ def test_a_full_spool_drops_the_newest_batches_and_counts_them(tmp_path: Path) -
     results = [exporter.export(batch).name for batch in batches]
     assert results[:3] == ["SUCCESS"] * 3 and "FAILURE" in results[3:]
     stats = exporter.stats()
-    assert stats["spooled"] + stats["dropped"] == 60 and stats["dropped"] >= 20
+    assert stats["spooled"] + stats["lost"] == 60 and stats["lost"] >= 20
     receiver.start()
     try:
         assert exporter.flush(timeout=10.0) is True
         kept = [key for batch in batches for key in keys(batch)][: stats["spooled"]]
         assert receiver.uuids() == kept
         stats = exporter.stats()
-        assert stats["exported"] + stats["dropped"] == 60
+        assert stats["delivered"] + stats["lost"] == 60
     finally:
         exporter.shutdown()
         receiver.stop()
@@ -346,8 +348,8 @@ def test_a_corrupt_spool_file_keeps_its_whole_records_and_counts_the_broken_ones
         assert received[-3:] == keys(later)
         stats = exporter.stats()
         assert stats["corrupt"] == 20 - len(salvaged) and stats["corrupt"] >= 10
-        assert stats["dropped"] == stats["corrupt"]
-        assert stats["exported"] + stats["corrupt"] == 33
+        assert stats["lost"] == stats["corrupt"]
+        assert stats["delivered"] + stats["corrupt"] == 33
     finally:
         exporter.shutdown()
         receiver.stop()
@@ -394,7 +396,7 @@ def test_a_full_disk_under_the_spool_drops_and_counts_and_never_raises(
     results = [exporter.export(make_events(40, f"b{n}")).name for n in range(30)]
     assert "FAILURE" in results
     stats = exporter.stats()
-    assert stats["spooled"] + stats["dropped"] == 1200 and stats["dropped"] > 0
+    assert stats["spooled"] + stats["lost"] == 1200 and stats["lost"] > 0
     assert not [name for name in os.listdir(small_disk / "spool") if name.endswith(".tmp")]
     receiver.start()
     try:
@@ -412,7 +414,7 @@ def test_a_read_only_spool_directory_drops_and_counts_and_never_raises(
     receiver = Collector().reserve_port()
     exporter = quick(receiver.url, spool_dir=small_disk / "spool", max_attempts=1)
     assert exporter.export(make_events(5)).name == "FAILURE"
-    assert exporter.stats()["dropped"] == 5
+    assert exporter.stats()["lost"] == 5
     exporter.shutdown(timeout=0.1)
 
 
@@ -455,9 +457,9 @@ def test_shutdown_counts_an_undelivered_memory_spool_as_dropped() -> None:
     exporter.export(make_events(8))
     assert exporter.stats()["spooled"] == 8
     exporter.shutdown(timeout=0.1)
-    assert exporter.stats()["dropped"] == 8 and exporter.stats()["pending"] == 0
+    assert exporter.stats()["lost"] == 8 and exporter.stats()["pending"] == 0
     assert exporter.export(make_events(3)).name == "FAILURE"  # after shutdown: counted, no raise
-    assert exporter.stats()["dropped"] == 11
+    assert exporter.stats()["lost"] == 11
 
 
 # -- invariants ------------------------------------------------------------------------
@@ -496,8 +498,8 @@ def test_counts_add_up_and_order_is_kept_whatever_the_receiver_answers(
         exporter.export(events)
     exporter.flush(timeout=5.0)
     stats = exporter.stats()
-    assert stats["exported"] + stats["dropped"] + stats["pending"] == len(lines)
-    assert stats["exported"] == len(received) and stats["pending"] == 0
+    assert stats["delivered"] + stats["lost"] + stats["pending"] == len(lines)
+    assert stats["delivered"] == len(received) and stats["pending"] == 0
     position = iter(lines)
     assert all(line in position for line in received)  # a subsequence: order kept
 
@@ -510,7 +512,7 @@ def test_send_outcome_of_a_connection_error_is_down_not_dropped() -> None:
         "http://collector.invalid/", transport=httpx2.MockTransport(refuse), max_attempts=1
     )
     exporter.export(make_events(3))
-    assert exporter.stats()["dropped"] == 0 and exporter.stats()["pending"] == 3
+    assert exporter.stats()["lost"] == 0 and exporter.stats()["pending"] == 3
     assert _Outcome.DOWN.value == "down"
 
 
@@ -583,3 +585,64 @@ def test_shutdown_returns_within_its_timeout_while_an_export_hangs_on_the_networ
     worker.join(10.0)
     assert not worker.is_alive()
     assert exporter.export(make_events(3)).name == "FAILURE"  # closed: counted, no raise
+
+
+# -- through the runtime ---------------------------------------------------------------
+
+
+def llm_pairs(count: int) -> None:
+    request = llmflow.LlmRequest({"authorization": "Bearer sk-secret"}, {"model": "m"})
+    for index in range(count):
+        handle = llmflow.llm_call("chat", request, model_name="m")
+        llmflow.llm_call_end(handle, {"index": index})
+
+
+def test_through_the_runtime_an_outage_spools_and_the_jsonl_file_is_untouched(
+    tmp_path: Path,
+) -> None:
+    receiver = Collector().reserve_port()
+    jsonl = tmp_path / "run.jsonl"
+    AtofFileExporter(jsonl).register("file")
+    exporter = quick(receiver.url, spool_dir=tmp_path / "spool")
+    exporter.register("collector")
+    llm_pairs(200)
+    assert llmflow.flush(timeout=10.0) is False  # the collector did not get everything
+    lines = jsonl.read_bytes().splitlines()
+    assert len(lines) == 400
+    counters = llmflow.diagnostics().exporters["collector"]
+    assert counters["received"] == counters["exported"] == counters["spooled"] == 400
+    assert counters["pending"] == 400 and counters["delivered"] == 0
+    receiver.start()
+    try:
+        assert exporter.flush(timeout=10.0) is True
+        assert [orjson.dumps(line) for line in receiver.received] == lines
+        counters = llmflow.diagnostics().exporters["collector"]
+        assert counters["delivered"] == counters["resent"] == 400
+        assert counters["lost"] == counters["pending"] == counters["dropped"] == 0
+        assert b"sk-secret" not in b"".join(lines)
+    finally:
+        receiver.stop()
+
+
+def test_through_the_runtime_a_hanging_collector_never_stalls_the_application(
+    tmp_path: Path, collector: Collector
+) -> None:
+    collector.hang.set()
+    jsonl = tmp_path / "run.jsonl"
+    AtofFileExporter(jsonl).register("file")
+    quick(collector.url, timeout=30.0).register("collector")
+    llm_pairs(100)
+    started = time.monotonic()
+    assert llmflow.flush(timeout=1.0) is False
+    assert time.monotonic() - started < 3.0
+    assert len(jsonl.read_bytes().splitlines()) == 200  # the file got everything meanwhile
+    collector.release.set()
+
+
+def test_through_the_runtime_shutdown_delivers_what_the_collector_accepts(
+    collector: Collector, runtime: llmflow.Runtime
+) -> None:
+    quick(collector.url).register("collector")
+    llm_pairs(50)
+    runtime.shutdown(timeout=10.0)
+    assert len(collector.received) == 100

@@ -365,7 +365,7 @@ def test_a_full_disk_drops_and_counts_rows_and_never_raises(small_disk: Path) ->
     assert "FAILURE" in results
     exporter.shutdown()
     stats = exporter.stats()
-    assert stats["rows"] + stats["dropped"] == 2000 and stats["dropped"] > 0
+    assert stats["rows"] + stats["lost"] == 2000 and stats["lost"] > 0
     readable = ds.dataset(small_disk, partitioning="hive").count_rows()
     assert readable == stats["rows"]
 

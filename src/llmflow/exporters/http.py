@@ -293,10 +293,12 @@ class HttpExporter(BaseExporter):
     nothing here raises into the application. A spool file damaged by a crash
     keeps its whole records and counts the broken ones (``corrupt``).
 
-    :meth:`stats` returns ``exported`` (events the receiver accepted, resent
-    ones included), ``resent`` (of those, from the spool), ``spooled``,
-    ``retried`` (repeated requests), ``dropped`` (``corrupt`` included),
-    ``corrupt`` and ``pending`` (events in the spool now).
+    :meth:`stats` (merged into ``llmflow.diagnostics().exporters[name]``):
+    ``delivered`` (events the receiver acknowledged, resent ones included),
+    ``resent`` (of those, from the spool), ``spooled``, ``retried`` (repeated
+    requests), ``lost`` (given up: ``rejected`` by a 4xx, ``corrupt`` spool
+    records, a full or failing spool), ``pending`` (in the spool now). Events
+    given to :meth:`export` = ``delivered + lost + pending``.
     """
 
     background: ClassVar[bool] = True
@@ -361,7 +363,8 @@ class HttpExporter(BaseExporter):
         self._closed = False
         self._retry_at = 0.0  # monotonic time before which the receiver is not asked again
         self._failures_in_row = 0
-        self._exported = self._resent = self._spooled = self._retried = self._dropped = 0
+        self._delivered = self._resent = self._spooled = self._retried = self._lost = 0
+        self._rejected = 0
 
     # -- the exporter protocol -------------------------------------------------------
 
@@ -373,7 +376,7 @@ class HttpExporter(BaseExporter):
         lines = [event.json_line() for event in events]
         with self._lock:
             if self._closed:
-                self._dropped += len(lines)
+                self._lost += len(lines)
                 return ExportResult.FAILURE
             ok = True
             for start in range(0, len(lines), self.batch_size):
@@ -433,7 +436,7 @@ class HttpExporter(BaseExporter):
                 return
             self._closed = True
             if locked:
-                self._dropped += self._spool.release_memory()
+                self._lost += self._spool.release_memory()
             client, self._client = self._client, None
         finally:
             if locked:
@@ -445,13 +448,14 @@ class HttpExporter(BaseExporter):
         """Counters since this exporter was created (see the class docstring)."""
         corrupt = self._spool.corrupt
         return {
-            "exported": self._exported,
+            "delivered": self._delivered,
             "resent": self._resent,
             "spooled": self._spooled,
             "retried": self._retried,
-            "dropped": self._dropped + corrupt,
+            "lost": self._lost + corrupt,
+            "rejected": self._rejected,
             "corrupt": corrupt,
-            "pending": self._spool.events if self._spool else 0,
+            "pending": self._spool.events,
         }
 
     def after_fork_in_child(self) -> None:
@@ -463,7 +467,8 @@ class HttpExporter(BaseExporter):
         self._client = None
         self._lock = threading.Lock()
         self._spool = _Spool(None, self._spool.max_bytes, self.compresslevel)
-        self._exported = self._resent = self._spooled = self._retried = self._dropped = 0
+        self._delivered = self._resent = self._spooled = self._retried = self._lost = 0
+        self._rejected = 0
 
     def __repr__(self) -> str:
         return f"HttpExporter({self.url!r}, spool_dir={self.spool_dir!r})"
@@ -474,10 +479,11 @@ class HttpExporter(BaseExporter):
         if self._drain(None) and time.monotonic() >= self._retry_at:
             outcome = self._send(batch, self.max_attempts, None)
             if outcome is _Outcome.SENT:
-                self._exported += batch.count
+                self._delivered += batch.count
                 return True
             if outcome is _Outcome.REJECTED:
-                self._dropped += batch.count
+                self._lost += batch.count
+                self._rejected += batch.count
                 return False
         return self._keep(batch)
 
@@ -485,7 +491,7 @@ class HttpExporter(BaseExporter):
         try:
             self._spool.append(batch)
         except OSError:  # full, read-only or missing disk, or over max_spool_bytes
-            self._dropped += batch.count
+            self._lost += batch.count
             return False
         self._spooled += batch.count
         return True
@@ -500,10 +506,11 @@ class HttpExporter(BaseExporter):
                 return False
             self._spool.pop()
             if outcome is _Outcome.SENT:
-                self._exported += batch.count
+                self._delivered += batch.count
                 self._resent += batch.count
             else:
-                self._dropped += batch.count
+                self._lost += batch.count
+                self._rejected += batch.count
         return True
 
     def _send(self, batch: _Batch, attempts: int, deadline: float | None) -> _Outcome:

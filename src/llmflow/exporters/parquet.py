@@ -346,7 +346,7 @@ class ParquetExporter(BaseExporter):
     A disk error (full, read-only) never raises into the application: the
     rows of the file being written are dropped and counted. A process killed
     mid-file leaves only a hidden ``.part-*.parquet.tmp`` that readers skip.
-    :meth:`stats`: ``rows`` written to finished files, ``files``, ``dropped``,
+    :meth:`stats`: ``rows`` written to finished files, ``files``, ``lost``,
     ``unjoined`` (ends whose start was forgotten), ``open_spans``.
     """
 
@@ -396,14 +396,14 @@ class ParquetExporter(BaseExporter):
         self._lock = threading.Lock()
         self._closed = False
         self._handed = 0  # rows given to the writer: committed + in the open file + dropped
-        self._dropped = 0
+        self._lost = 0
 
     def export(self, events: Sequence[Event]) -> ExportResult:
         """Append ``events`` as rows; ``FAILURE`` (rows dropped, counted) on a disk error."""
         with self._lock:
             if self._closed:
                 self._handed += len(events)
-                self._dropped += len(events)
+                self._lost += len(events)
                 return ExportResult.FAILURE
             for event in events:
                 self._rows.add_event(event)
@@ -423,7 +423,7 @@ class ParquetExporter(BaseExporter):
     def _abandon(self) -> None:
         # every row handed over and not in a finished file is lost with the open file
         self._writer.abandon_file()
-        self._dropped = self._handed - self._writer.rows_committed
+        self._lost = self._handed - self._writer.rows_committed
 
     def flush(self, timeout: float | None = None) -> bool:
         """Finish the open file so readers see every row; whether that succeeded.
@@ -461,14 +461,14 @@ class ParquetExporter(BaseExporter):
         self._lock = threading.Lock()
         self._writer.forget_after_fork()
         self._rows.take()
-        self._handed = self._dropped = 0
+        self._handed = self._lost = 0
 
     def stats(self) -> dict[str, int]:
-        """``rows`` in finished files, ``files``, ``dropped``, ``unjoined``, ``open_spans``."""
+        """``rows`` in finished files, ``files``, ``lost``, ``unjoined``, ``open_spans``."""
         return {
             "rows": self._writer.rows_committed,
             "files": self._writer.files_written,
-            "dropped": self._dropped,
+            "lost": self._lost,
             "unjoined": self._rows.unjoined,
             "open_spans": len(self._rows.open),
         }

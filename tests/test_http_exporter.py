@@ -300,7 +300,8 @@ def test_a_process_killed_with_sigkill_leaves_a_spool_the_next_start_resends(
 
 def test_a_full_spool_drops_the_newest_batches_and_counts_them(tmp_path: Path) -> None:
     receiver = Collector().reserve_port()
-    one_batch = len(gzip.compress(b"".join(e.json_line() for e in make_events(10)), 6, mtime=0))
+    level = HttpExporter("http://127.0.0.1:9/").compresslevel
+    one_batch = len(gzip.compress(b"".join(e.json_line() for e in make_events(10)), level, mtime=0))
     exporter = quick(
         receiver.url, spool_dir=tmp_path, max_attempts=1, max_spool_bytes=int(one_batch * 3.5)
     )

@@ -124,7 +124,7 @@ class _Rows:
             "atof_version": event.atof_version,
             "uuid": event.uuid,
             "parent_uuid": event.parent_uuid,
-            "timestamp": event.timestamp,
+            "timestamp": event.timestamp_us,  # span_facts reads either form; no parsing
             "name": event.name,
             "scope_category": event.scope_category,
             "category": event.category,
@@ -133,13 +133,15 @@ class _Rows:
             "category_profile": event.category_profile,
             "data_schema": None if schema is None else schema.to_dict(),
         }
-        self.add(wire, None if data == b"null" else data.decode(), event.timestamp_us)
+        data_text = None if data == b"null" else data.decode()
+        self.add(wire, data_text, event.timestamp_us, str(event.timestamp))
 
     def add(
         self,
         event: Mapping[str, Any],
         data_text: str | object | None = _FROM_EVENT,
         timestamp_us: int | None = None,
+        timestamp_text: str | None = None,
     ) -> None:
         """Add one event in its wire form (a parsed line or ``Event.to_dict()``)."""
         columns = self.columns
@@ -152,7 +154,7 @@ class _Rows:
         columns["uuid"].append(event.get("uuid"))
         columns["parent_uuid"].append(event.get("parent_uuid"))
         columns["timestamp_us"].append(timestamp_us)
-        columns["timestamp"].append(str(timestamp))
+        columns["timestamp"].append(str(timestamp) if timestamp_text is None else timestamp_text)
         columns["name"].append(event.get("name"))
         columns["scope_category"].append(phase)
         columns["category"].append(event.get("category"))
@@ -166,7 +168,9 @@ class _Rows:
         self.dates.append(str(timestamp_us // 86_400_000_000))
         uuid = str(event.get("uuid"))
         if phase == "start":
-            self.open[uuid] = {key: event.get(key) for key in _START_KEYS}
+            opened = {key: event.get(key) for key in _START_KEYS}
+            opened["timestamp"] = timestamp_us
+            self.open[uuid] = opened
             if len(self.open) > self.max_open_spans:
                 self.open.popitem(last=False)
                 self.unjoined += 1

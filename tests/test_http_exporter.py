@@ -647,3 +647,14 @@ def test_through_the_runtime_shutdown_delivers_what_the_collector_accepts(
     llm_pairs(50)
     runtime.shutdown(timeout=10.0)
     assert len(collector.received) == 100
+
+
+def test_the_repr_never_shows_a_token_in_the_query_string() -> None:
+    exporter = HttpExporter("https://collector.example/v1?token=sk-secret")
+    assert "sk-secret" not in repr(exporter)
+
+
+def test_register_names_the_exporter_after_its_url_without_the_query() -> None:
+    exporter = HttpExporter("http://127.0.0.1:9/v1?token=sk-secret")
+    assert exporter.register() == "http:http://127.0.0.1:9/v1"
+    assert "http:http://127.0.0.1:9/v1" in llmflow.diagnostics().exporters

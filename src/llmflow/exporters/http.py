@@ -474,8 +474,13 @@ class HttpExporter(BaseExporter):
         self._delivered = self._resent = self._spooled = self._retried = self._lost = 0
         self._rejected = 0
 
+    def default_name(self) -> str:
+        """``http:<url without its query string>``, the name :meth:`register` uses by default."""
+        return f"http:{self.url.split('?', 1)[0]}"
+
     def __repr__(self) -> str:
-        return f"HttpExporter({self.url!r}, spool_dir={self.spool_dir!r})"
+        # the query string may carry a token: never in a repr or a log line
+        return f"HttpExporter({self.url.split('?', 1)[0]!r}, spool_dir={self.spool_dir!r})"
 
     # -- delivery (caller holds the lock) --------------------------------------------
 
@@ -520,7 +525,8 @@ class HttpExporter(BaseExporter):
     def _send(self, batch: _Batch, attempts: int, deadline: float | None) -> _Outcome:
         client = self._client
         if client is None:
-            client = self._client = httpx2.Client(transport=self._transport, trust_env=False)
+            # trust_env: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE apply as for any httpx2 client
+            client = self._client = httpx2.Client(transport=self._transport)
         headers = {
             **self.headers,
             "content-type": "application/x-ndjson",

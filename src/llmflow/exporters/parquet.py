@@ -477,6 +477,10 @@ class ParquetExporter(BaseExporter):
             "open_spans": len(self._rows.open),
         }
 
+    def default_name(self) -> str:
+        """``parquet:<directory>``, the name :meth:`register` uses by default."""
+        return f"parquet:{self.directory}"
+
     def __repr__(self) -> str:
         return f"ParquetExporter({str(self.directory)!r})"
 

@@ -36,7 +36,8 @@ def validate_stream(
 ) -> list[Violation]:
     """Check a whole ATOF stream; return every violation (empty when valid).
 
-    Rules: each line parses as an ATOF 0.1 event (``schema``); scope
+    Rules: each line parses as an ATOF 0.1 event (``schema``; a last line cut
+    off mid-write says so); scope
     attributes are sorted without duplicates (``attributes``); ``custom``
     carries ``category_profile.subtype`` (``custom-subtype``); every start has
     exactly one end and no end lacks a start (``pairing``); an end shares
@@ -54,7 +55,10 @@ def validate_stream(
         try:
             event = parse_event(raw, line_number=number)
         except AtofParseError as exc:
-            violations.append(Violation(number, "schema", str(exc).split(": ", 1)[-1]))
+            message = str(exc).split(": ", 1)[-1]
+            if raw[-1:] not in (b"\n", "\n") and message.startswith("not valid JSON"):
+                message = "cut-off last line (no newline at the end; the writer stopped mid-line)"
+            violations.append(Violation(number, "schema", message))
             continue
         if event.parent_uuid is not None and event.parent_uuid not in seen:
             parents.append((number, event.parent_uuid))  # checked at the end

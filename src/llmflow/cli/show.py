@@ -157,7 +157,7 @@ def _mark_facts(mark: Mark) -> list[str]:
     data = mark.event.get("data") if mark.event is not None else None
     if isinstance(data, dict):
         preview = ", ".join(f"{k}={v!r}" for k, v in list(data.items())[:3])
-        return [preview[:80]]
+        return [preview if len(preview) <= 80 else preview[:79] + "…"]
     return []
 
 

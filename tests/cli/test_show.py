@@ -136,3 +136,23 @@ def test_show_piped_into_a_closed_pipe_ends_quietly(demo_log: Path, tmp_path: Pa
     )
     assert done.stdout.startswith("agent agent-0")
     assert done.stderr == ""
+
+
+def test_progress_is_drawn_on_a_terminal_and_erased_but_never_on_a_pipe() -> None:
+    import io
+
+    from llmflow.cli._input import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = Progress("llmflow stats", stream)
+        progress._next = 0.0  # due now
+        progress.update(120_000)
+        progress.done()
+    assert terminal.getvalue().startswith("\r\x1b[2Kllmflow stats: 120,000 lines (")
+    assert terminal.getvalue().endswith("\r\x1b[2K")
+    assert pipe.getvalue() == ""

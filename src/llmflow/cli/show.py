@@ -165,13 +165,18 @@ def render_forest(roots: Iterable[Node], filters: ShowFilter | None = None) -> l
     """The tree lines of already-built nodes (see :func:`llmflow.atof.build_forest`)."""
     chosen = filters or ShowFilter()
     lines: list[str] = []
+    decided: dict[int, bool] = {}  # by id(): each subtree is judged once
 
     def kept(node: Node) -> bool:
         if not chosen.active:
             return True
-        if chosen.matches(node):
-            return True
-        return isinstance(node, Span) and any(kept(child) for child in node.children)
+        verdict = decided.get(id(node))
+        if verdict is None:
+            verdict = chosen.matches(node) or (
+                isinstance(node, Span) and any(kept(child) for child in node.children)
+            )
+            decided[id(node)] = verdict
+        return verdict
 
     def walk(node: Node, prefix: str, last: bool, root: bool) -> None:
         branch = "" if root else ("└─ " if last else "├─ ")

@@ -147,3 +147,14 @@ def test_tail_of_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
     result = run_cli("tail", "-f", str(tmp_path / "nope.jsonl"))
     assert result.returncode == 2
     assert result.stderr.strip().endswith("nope.jsonl: No such file or directory")
+
+
+def test_tail_follow_refuses_a_gzip_file_in_one_line(demo_log: Path, tmp_path: Path) -> None:
+    import gzip
+
+    gz = tmp_path / "demo.jsonl.gz"
+    gz.write_bytes(gzip.compress(demo_log.read_bytes()))
+    result = run_cli("tail", "-f", str(gz))
+    assert result.returncode == 2
+    assert result.stderr == f"llmflow tail: -f follows plain files; {gz} is gzip\n"
+    assert len(run_cli("tail", str(gz)).stdout.splitlines()) == 7  # without -f it reads it

@@ -185,6 +185,11 @@ def run(args: argparse.Namespace) -> int:
     if error is not None:
         print(error, file=sys.stderr)
         return EXIT_UNREADABLE
+    if args.follow and args.path != "-":
+        with open(args.path, "rb") as probe:
+            if probe.read(2) == b"\x1f\x8b":
+                print(f"llmflow tail: -f follows plain files; {args.path} is gzip", file=sys.stderr)
+                return EXIT_UNREADABLE
     keep = _selector(args)
     logs = LogInput([args.path], command="tail", progress=False)
     try:

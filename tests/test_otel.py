@@ -780,3 +780,15 @@ def test_spans_still_open_at_interpreter_exit_are_exported_as_errored_spans():
         ["closed", "UNSET", None],
         ["invoke_agent never-closed", "ERROR", "llmflow.abandoned"],
     ]
+
+
+def test_export_log_rejects_a_malformed_event_before_sending_anything():
+    memory = Memory()
+    with capture() as events:
+        with llmflow.scope("fine", "function"):
+            pass
+    broken = [event.to_dict() for event in events] + [{"kind": "scope", "name": "x"}]
+    with pytest.raises(llmflow.AtofParseError) as caught:
+        export_log(broken, memory.provider)
+    assert caught.value.line == 3
+    assert memory.spans() == []

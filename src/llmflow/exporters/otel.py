@@ -12,7 +12,7 @@ import contextlib
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -641,12 +641,14 @@ def export_log(
     errored spans ending at the last timestamp of the log. With no
     ``tracer_provider`` the spans go to OTLP/HTTP as configured by the
     ``OTEL_EXPORTER_OTLP_*`` variables. Raises :class:`~llmflow.AtofParseError`
-    for a malformed line and ``RuntimeError`` when delivery did not finish
-    within ``timeout``.
+    for an event that is not ATOF (with its line number, or its 1-based position
+    in a list) before anything is sent, and ``RuntimeError`` when delivery did
+    not finish within ``timeout``.
     """
+    ordered = wire_events(events)  # parse everything before a provider is built
     exporter = OpenTelemetryExporter(tracer_provider, capture_content=capture_content)
     builder = exporter._builder
-    for event in _sorted(events):
+    for event in ordered:
         builder.consume(event)
     builder.end_open(builder.last_us)
     delivered = exporter.flush(timeout)
@@ -656,10 +658,6 @@ def export_log(
             f"export_log: the OpenTelemetry exporter did not deliver every span within {timeout} s"
         )
     return builder.spans
-
-
-def _sorted(events: EventSource) -> Iterable[Mapping[str, Any]]:
-    return wire_events(events)
 
 
 _LIVE: weakref.WeakSet[OpenTelemetryExporter] = weakref.WeakSet()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cli_logs import LogBuilder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmflow.atof import (
     Mark,
@@ -130,3 +132,59 @@ def test_a_rejecting_guardrail_is_marked_rejected(demo_log: Path) -> None:
     ]
     assert sum(g.rejected for g in guards) == 1
     assert all(g.failed == g.rejected for g in guards)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=30), min_size=1, max_size=25))
+def test_any_nesting_is_rebuilt_with_its_parents_traces_and_durations(
+    parent_picks: list[int],
+) -> None:
+    # Node i nests under an earlier node (or is top-level); intervals nest strictly.
+    parents: list[int | None] = []
+    for index, pick in enumerate(parent_picks):
+        parents.append(None if index == 0 or pick % 4 == 0 else pick % index)
+    depth = [0] * len(parents)
+    for index, parent in enumerate(parents):
+        depth[index] = 0 if parent is None else depth[parent] + 1
+    log = LogBuilder()
+    uuids: list[str] = []
+    spans: dict[int, tuple[int, int]] = {}
+    for index, parent in enumerate(parents):
+        if parent is None:
+            start, end = index * 10_000, index * 10_000 + 9_000
+        else:
+            p_start, p_end = spans[parent]
+            start, end = p_start + 1 + index, p_end - 1 - index
+            if end <= start:
+                end = start + 1
+        spans[index] = (start, end)
+        uuids.append(
+            log.span(
+                f"n{index}",
+                "function",
+                start,
+                end,
+                parent=None if parent is None else uuids[parent],
+            )
+        )
+    records = list(iter_records(log.lines()))
+    nodes = {n.uuid: n for n in iter_spans(records)}
+    roots = build_forest(records)
+    seen = {}
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        assert isinstance(node, Span)
+        seen[node.uuid] = node
+        stack.extend(node.children)
+    assert set(seen) == set(uuids)
+    for index, uuid in enumerate(uuids):
+        node = seen[uuid]
+        top = index
+        while parents[top] is not None:
+            top = parents[top]  # type: ignore[assignment]
+        assert node.parent_uuid == (None if parents[index] is None else uuids[parents[index]])  # type: ignore[index]
+        assert node.trace == uuids[top]
+        assert node.depth == depth[index]
+        assert node.duration_us == spans[index][1] - spans[index][0]
+        assert nodes[uuid].duration_us == node.duration_us

@@ -188,3 +188,28 @@ def test_report_reads_stdin(demo_log: Path, tmp_path: Path) -> None:
     result = run_cli("report", "-", "-o", str(out), input=demo_log.read_bytes())
     assert result.returncode == 0, result.stderr
     assert "trip-planner" in out.read_text() and "&lt;stdin&gt;" in out.read_text()
+
+
+def test_payloads_that_look_like_html_stay_text(tmp_path: Path) -> None:
+    log = LogBuilder()
+    evil = "</script><script>document.title='owned'</script><!-- <b>bold</b>"
+    root = log.span("agent <i>x</i>", "agent", 0, 1_000)
+    call = log.span(
+        "chat",
+        "llm",
+        10,
+        500,
+        parent=root,
+        model="m<b>",
+        data={"prompt": evil},
+        output={"text": evil},
+        usage={"input_tokens": 1, "output_tokens": 1},
+    )
+    out = tmp_path / "report.html"
+    assert run_cli("report", str(log.write(tmp_path / "l.jsonl")), "-o", str(out)).returncode == 0
+    dom = chromium(tmp_path, f"{out.as_uri()}#span={call}", "--dump-dom")
+    assert "<title>llmflow report" in dom and "owned" not in dom.split("</title>")[0]
+    assert dom.count("<script") == 2
+    assert "<i>x</i>" not in dom and "agent &lt;i&gt;x&lt;/i&gt;" in dom
+    detail = dom[dom.index('<aside id="detail"') :]
+    assert "document.title='owned'" in visible_text(detail[: detail.index("</aside>")])

@@ -502,7 +502,9 @@ def build_report(
         ("tokens in / out", f"{totals.input_tokens:,} / {totals.output_tokens:,}"),
         ("cost", cost(totals.cost_usd)),
     ]
-    data = orjson.dumps(details).decode().replace("</", "<\\/")
+    # "<" only occurs inside JSON strings; as \u003c no payload can close the
+    # <script> element or open a comment in it.
+    data = orjson.dumps(details).decode().replace("<", "\\u003c")
     name = title if title is not None else Path(path).name
     return _asset("report.html").format(
         title=_esc(f"llmflow report · {name}"),

@@ -201,18 +201,22 @@ def decode_line(
             on_problem(ReadProblem(source, number, message, cut_off))
         return None
     # The common case in one expression; _problem_of says what is wrong otherwise.
-    if (
-        type(obj) is dict
-        and (obj.get("scope_category") in _PHASES or obj.get("kind") == "mark")
-        and obj.get("kind") in _KINDS
-        and type(obj.get("uuid")) is str
-        and type(obj.get("name")) is str
-        and (obj.get("parent_uuid") is None or type(obj.get("parent_uuid")) is str)
-    ):
-        try:
-            return number, timestamp_us(obj.get("timestamp")), obj
-        except ValueError as exc:
-            why: str | None = f"timestamp: {exc}"
+    if type(obj) is dict:
+        get = obj.get
+        kind = get("kind")
+        parent = get("parent_uuid")
+        if (
+            ((kind == "scope" and get("scope_category") in _PHASES) or kind == "mark")
+            and type(get("uuid")) is str
+            and type(get("name")) is str
+            and (parent is None or type(parent) is str)
+        ):
+            try:
+                return number, timestamp_us(get("timestamp")), obj
+            except ValueError as exc:
+                why: str | None = f"timestamp: {exc}"
+        else:
+            why = _problem_of(obj)
     else:
         why = _problem_of(obj)
     if on_problem is not None and why is not None:

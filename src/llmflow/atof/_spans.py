@@ -110,9 +110,10 @@ class Mark:
 Node = Span | Mark
 
 
-def _rejected(category: object, end: dict[str, Any]) -> bool:
+def _rejected(end: dict[str, Any]) -> bool:
+    """Whether a guardrail's end says it refused the call (``data.rejected``)."""
     data = end.get("data")
-    return category == "guardrail" and isinstance(data, dict) and data.get("rejected") is True
+    return isinstance(data, dict) and data.get("rejected") is True
 
 
 class SpanJoiner:
@@ -154,9 +155,7 @@ class SpanJoiner:
         if self._on_problem is not None:
             self._on_problem(ReadProblem(self._source, line, message))
 
-    def _parent(self, parent_uuid: str | None) -> Span | None:
-        if parent_uuid is None:
-            return None
+    def _parent(self, parent_uuid: str) -> Span | None:
         opened = self._open.get(parent_uuid)
         if opened is not None:
             return opened[0]
@@ -166,11 +165,33 @@ class SpanJoiner:
         """Feed one record; see the class docstring for what comes back."""
         line, timestamp_us, event = record
         uuid = event["uuid"]
+        kind = event["kind"]
+        if kind == "scope" and event["scope_category"] == "end":
+            # Ends first: half of all records, and they need no parent lookup.
+            opened = self._open.pop(uuid, None)
+            if opened is None:
+                if self.orphan_ends is not None:
+                    self.orphan_ends.append(record)
+                else:
+                    self._problem(line, f"end without an open start for uuid {uuid}; ignored")
+                return None
+            span, start = opened
+            span.end_us = timestamp_us
+            if self.tree:  # the tree lives on: don't hold every event until facts are read
+                span._facts = span_facts(start, event, duration_us=timestamp_us - span.start_us)
+            else:
+                span._pair = (start, event)
+            if span.category == "guardrail":
+                span.rejected = _rejected(event)
+            if span.start is not None:  # kept: keep_events and chosen
+                span.end = event
+            return span
         parent_uuid = event.get("parent_uuid")
-        parent = self._parent(parent_uuid)
+        parent = None if parent_uuid is None else self._parent(parent_uuid)
         trace = uuid if parent is None else parent.trace
+        depth = 0 if parent is None else parent.depth + 1
         chosen = self.traces is None or trace in self.traces
-        if event["kind"] == "mark":
+        if kind == "mark":
             mark = Mark(
                 uuid,
                 parent_uuid,
@@ -179,51 +200,33 @@ class SpanJoiner:
                 timestamp_us,
                 line,
                 trace,
-                0 if parent is None else parent.depth + 1,
+                depth,
                 event,
             )
             if self.tree and chosen:
                 (self.roots if parent is None else parent.children).append(mark)
             return mark
-        if event["scope_category"] == "start":
-            if uuid in self._open or uuid in self._all:
-                self._problem(line, f"second start for uuid {uuid}; ignored")
-                return None
-            attributes = event.get("attributes")
-            span = Span(
-                uuid,
-                parent_uuid,
-                event["name"],
-                event.get("category"),
-                tuple(attributes) if isinstance(attributes, list) else (),
-                timestamp_us,
-                line,
-                trace,
-                0 if parent is None else parent.depth + 1,
-                event if self.keep_events and chosen else None,
-            )
-            self._open[uuid] = (span, event)
-            if self.tree and chosen:
-                self._all[uuid] = span
-                (self.roots if parent is None else parent.children).append(span)
+        if uuid in self._open or uuid in self._all:
+            self._problem(line, f"second start for uuid {uuid}; ignored")
             return None
-        opened = self._open.pop(uuid, None)
-        if opened is None:
-            if self.orphan_ends is not None:
-                self.orphan_ends.append(record)
-            else:
-                self._problem(line, f"end without an open start for uuid {uuid}; ignored")
-            return None
-        span, start = opened
-        span.end_us = timestamp_us
-        if self.tree:  # the tree lives on: don't hold every event until facts are read
-            span._facts = span_facts(start, event, duration_us=span.duration_us)
-        else:
-            span._pair = (start, event)
-        span.rejected = _rejected(span.category, event)
-        if span.start is not None:  # kept: keep_events and chosen
-            span.end = event
-        return span
+        attributes = event.get("attributes")
+        span = Span(
+            uuid,
+            parent_uuid,
+            event["name"],
+            event.get("category"),
+            tuple(attributes) if type(attributes) is list else (),
+            timestamp_us,
+            line,
+            trace,
+            depth,
+            event if self.keep_events and chosen else None,
+        )
+        self._open[uuid] = (span, event)
+        if self.tree and chosen:
+            self._all[uuid] = span
+            (self.roots if parent is None else parent.children).append(span)
+        return None
 
     def open_span(self, uuid: str) -> Span | None:
         """The span with this uuid if it is still open, else ``None``."""

@@ -2,9 +2,10 @@
 
 An exporter only knows how to export a batch and report the outcome (see
 :class:`Exporter`); queueing, ordering, background workers, counting and the
-isolation of failures belong to the runtime. ``HttpExporter``,
-``ParquetExporter`` and ``write_parquet`` are imported on first use, so
-``import llmflow`` never loads pyarrow.
+isolation of failures belong to the runtime. ``OpenTelemetryExporter``,
+``HttpExporter``, ``ParquetExporter`` and ``write_parquet`` are imported on
+first use, so ``import llmflow`` never loads OpenTelemetry or pyarrow (they
+need the ``otel`` and ``parquet`` extras).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from llmflow.exporters.jsonl import AtofFileExporter
 
 if TYPE_CHECKING:
     from llmflow.exporters.http import HttpExporter
+    from llmflow.exporters.otel import OpenTelemetryExporter
     from llmflow.exporters.parquet import ParquetExporter, write_parquet
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "Exporter",
     "HttpExporter",
     "LineExporter",
+    "OpenTelemetryExporter",
     "ParquetExporter",
     "PartialExportError",
     "write_parquet",
@@ -39,6 +42,7 @@ __all__ = [
 
 _LAZY = {
     "HttpExporter": "llmflow.exporters.http",
+    "OpenTelemetryExporter": "llmflow.exporters.otel",
     "ParquetExporter": "llmflow.exporters.parquet",
     "write_parquet": "llmflow.exporters.parquet",
 }

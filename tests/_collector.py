@@ -4,7 +4,8 @@
 ``stop()``/``start()`` so the exporter's URL stays valid). It decompresses gzip
 bodies and records every line; ``script`` queues answers (status, headers) for
 the next requests, ``sticky`` answers every request with one status, and
-``hang`` makes it accept requests and never answer until released.
+``hang`` makes it accept requests and never answer until released. OTLP
+protobuf bodies are kept as sent in ``protobuf``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
+        if headers.get("content-type", "").startswith("application/x-protobuf"):
+            with collector.lock:  # an OTLP export: kept as sent
+                collector.protobuf.append((self.path, body))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         lines = [orjson.loads(line) for line in body.splitlines() if line.strip()]
         with collector.lock:
             collector.received.extend(lines)
@@ -69,6 +77,7 @@ class Collector:
         self.received: list[dict[str, Any]] = []
         self.batches: list[int] = []
         self.requests: list[dict[str, str]] = []
+        self.protobuf: list[tuple[str, bytes]] = []
         self.script: deque[tuple[int, dict[str, str]]] = deque()
         self.sticky: tuple[int, dict[str, str]] | None = None
         self.hang = threading.Event()

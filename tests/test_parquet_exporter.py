@@ -427,3 +427,53 @@ def test_a_forked_child_writes_its_own_files_and_never_touches_the_parents(
     assert exporter.stats()["rows"] == 2
     assert len(list(tmp_path.glob("date=*/part-*.parquet"))) == 2
     assert ds.dataset(tmp_path, partitioning="hive").count_rows() == 3
+
+
+def test_an_instrumented_sdk_run_gives_the_same_aggregates_in_duckdb_as_in_the_jsonl_log(
+    logged_run: tuple[Path, Path, ParquetExporter],
+) -> None:
+    import anthropic
+    import openai
+
+    from llmflow.testing import ErrorReply, FakeProvider, Reply
+
+    jsonl, directory, exporter = logged_run
+    with FakeProvider() as provider:
+        provider.script(
+            Reply(usage={"input_tokens": 120, "output_tokens": 30, "cached_tokens": 100}),
+            ErrorReply(status=500),
+            Reply(usage={"input_tokens": 80, "output_tokens": 20}),
+            Reply(text="hi", usage={"input_tokens": 50, "output_tokens": 5}),
+        )
+        chat = llmflow.instrument(
+            openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-test", max_retries=1)
+        )
+        claude = llmflow.instrument(
+            anthropic.Anthropic(base_url=provider.base_url, api_key="sk-ant-test")
+        )
+        with scope("agent", category="agent"):
+            for _ in range(2):
+                chat.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
+                )
+            claude.messages.create(
+                model="claude-fake-1",
+                max_tokens=64,
+                messages=[{"role": "user", "content": "hello"}],
+            )
+    llmflow.flush()
+    assert exporter.flush(timeout=10.0) is True
+    expected = expected_from_jsonl(jsonl)
+    assert expected["errors"] == 1  # the 500 the SDK retried
+    assert expected["input_tokens"] == 250 and expected["cached_tokens"] == 100
+    assert duckdb_aggregates(directory) == expected
+    assert pyarrow_aggregates(directory) == expected
+    by_provider = duckdb.sql(
+        f"select provider, count(*) from read_parquet('{directory}/**/*.parquet') "
+        "where category = 'llm' and scope_category = 'end' group by provider order by provider"
+    ).fetchall()
+    assert by_provider == [("anthropic", 1), ("openai", 3)]
+    ((status,),) = duckdb.sql(
+        f"select http_status from read_parquet('{directory}/**/*.parquet') where status = 'error'"
+    ).fetchall()
+    assert status == 500

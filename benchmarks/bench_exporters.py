@@ -5,9 +5,10 @@
    to local disk, next to ``AtofFileExporter`` as the reference, on the same
    events: the §8 workload's manual pairs (about 2 KB request and response).
 2. The application thread's cost per manual pair (``llm_call`` + ``llm_call_end``)
-   with the JSONL file only ("off") and with each exporter added ("on"), in the
-   same run: ``emit`` is the time of the calling loop alone, ``end to end``
-   includes ``llmflow.flush()`` (every event delivered and exported).
+   with the JSONL file only ("off"), with a background exporter that does
+   nothing ("queue_only": the queueing cost alone) and with each exporter added,
+   in the same run: ``emit`` is the time of the calling loop alone, ``end to
+   end`` includes ``llmflow.flush()`` (every event delivered and exported).
 
     python benchmarks/bench_exporters.py [--pairs N] [--runs N] [--json PATH]
 
@@ -24,16 +25,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _workload as w
 import llmflow
 from llmflow import Event, LlmRequest
-from llmflow.exporters import AtofFileExporter, HttpExporter, ParquetExporter
+from llmflow.exporters import (
+    AtofFileExporter,
+    BaseExporter,
+    ExportResult,
+    HttpExporter,
+    ParquetExporter,
+)
 from llmflow.testing import capture
 
 RECEIVER = r"""
@@ -90,6 +97,16 @@ def _throughput(
         "flushed": done,
         "stats": stats,
     }
+
+
+class _QueueOnly(BaseExporter):
+    """A background exporter that does nothing: what queueing alone costs the application."""
+
+    background: ClassVar[bool] = True
+    buffer_capacity: ClassVar[int] = 16_384
+
+    def export(self, events: Sequence[Event]) -> ExportResult:
+        return ExportResult.SUCCESS
 
 
 def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[str, float]:
@@ -160,9 +177,15 @@ def main() -> int:
                     report["throughput"].append(result)
                     _log(f"throughput {name:8} run {run}: {result['events_per_s']:>10,.0f} ev/s")
 
-            app: dict[str, list[dict[str, float]]] = {"off": [], "http": [], "parquet": []}
+            app: dict[str, list[dict[str, float]]] = {
+                "off": [],
+                "queue_only": [],
+                "http": [],
+                "parquet": [],
+            }
             extras: dict[str, Callable[[], Any] | None] = {
                 "off": None,
+                "queue_only": _QueueOnly,
                 "http": lambda: HttpExporter(url, batch_size=options.batch),
                 "parquet": lambda: ParquetExporter(root / f"a{time.perf_counter_ns()}"),
             }

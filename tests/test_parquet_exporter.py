@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import llmflow
 from llmflow import LlmRequest, Runtime, mark, scope
@@ -477,3 +479,32 @@ def test_an_instrumented_sdk_run_gives_the_same_aggregates_in_duckdb_as_in_the_j
         f"select http_status from read_parquet('{directory}/**/*.parquet') where status = 'error'"
     ).fetchall()
     assert status == 500
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    count=st.integers(1, 120),
+    max_rows=st.integers(1, 50),
+    batch=st.integers(1, 40),
+)
+def test_rolling_keeps_every_row_once_in_order_in_files_of_at_most_max_rows(
+    tmp_path_factory: pytest.TempPathFactory, count: int, max_rows: int, batch: int
+) -> None:
+    directory = tmp_path_factory.mktemp("roll")
+    with capture() as events:
+        for index in range(count):
+            mark("m", data=index)
+    exporter = ParquetExporter(directory, max_rows_per_file=max_rows)
+    for start in range(0, count, batch):
+        exporter.export(events[start : start + batch])
+    exporter.shutdown()
+    files = sorted(directory.glob("date=*/part-*.parquet"))
+    sizes = [pq.ParquetFile(file).metadata.num_rows for file in files]
+    assert all(size <= max_rows for size in sizes) and sum(sizes) == count
+    assert len(files) == -(-count // max_rows)
+    uuids = [
+        uuid for file in files for uuid in pq.read_table(file, columns=["uuid"])["uuid"].to_pylist()
+    ]
+    assert uuids == [event.uuid for event in events]

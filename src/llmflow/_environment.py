@@ -14,15 +14,14 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Protocol
 from urllib.parse import unquote
 
+from llmflow._runtime import ATOF_PATH_ENV, Runtime
 from llmflow.exporters._base import Exporter
 
 __all__ = ["EXPORTERS_ENV", "VARIABLES", "install_from_environment", "parse_headers"]
 
 EXPORTERS_ENV = "LLMFLOW_EXPORTERS"
-ATOF_PATH_ENV = "LLMFLOW_ATOF_PATH"  # the runtime's variable (this package never imports it)
 DEFAULT_ATOF_PATH = "llmflow.atof.jsonl"
 
 VARIABLES: Mapping[str, tuple[str, ...]] = {
@@ -32,14 +31,6 @@ VARIABLES: Mapping[str, tuple[str, ...]] = {
     "otlp": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "..."),
 }
 """The variables each exporter name reads (the first one of ``http``/``parquet`` is required)."""
-
-
-class _Runtime(Protocol):
-    """What the configuration needs of a runtime (``llmflow.Runtime`` implements it)."""
-
-    def add_exporter(self, name: str, exporter: Exporter) -> None: ...
-
-    def record_failure(self, source: str, exc: BaseException) -> None: ...
 
 
 class ExporterConfigError(ValueError):
@@ -111,7 +102,7 @@ _BUILDERS: dict[str, Callable[[Mapping[str, str]], Exporter | None]] = {
 
 
 def install_from_environment(
-    runtime: _Runtime, environ: Mapping[str, str] | None = None
+    runtime: Runtime, environ: Mapping[str, str] | None = None
 ) -> list[str]:
     """Register the exporters ``LLMFLOW_EXPORTERS`` names on ``runtime``; return their names.
 

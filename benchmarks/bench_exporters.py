@@ -131,10 +131,13 @@ def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[s
     flushed = time.perf_counter()
     diagnostics = runtime.diagnostics()
     runtime.shutdown()
+    counters = diagnostics.exporters.get("extra", {})
     return {
         "emit_us": (emitted - started) / pairs * 1e6,
         "end_to_end_us": (flushed - started) / pairs * 1e6,
-        "dropped": float(diagnostics.dropped),
+        "queue_dropped": float(diagnostics.dropped),
+        "exporter_dropped": float(counters.get("dropped", 0)),
+        "exporter_failed": float(counters.get("failed", 0)),
         "failures": float(sum(diagnostics.failures.values())),
     }
 
@@ -194,8 +197,9 @@ def main() -> int:
                     cost = _app_cost(options.pairs, extra, str(root / "app.jsonl"))
                     app[name].append(cost)
                     _log(
-                        f"app cost {name:8} run {run}: emit {cost['emit_us']:6.2f} us/pair, "
-                        f"end to end {cost['end_to_end_us']:6.2f} us/pair"
+                        f"app cost {name:10} run {run}: emit {cost['emit_us']:6.2f} us/pair, "
+                        f"end to end {cost['end_to_end_us']:6.2f} us/pair, "
+                        f"dropped {cost['queue_dropped'] + cost['exporter_dropped']:.0f}"
                     )
             report["app_cost"] = app
     finally:
@@ -209,6 +213,9 @@ def main() -> int:
     for name, runs in report["app_cost"].items():
         summary[f"app_{name}_emit_us"] = statistics.median(r["emit_us"] for r in runs)
         summary[f"app_{name}_end_to_end_us"] = statistics.median(r["end_to_end_us"] for r in runs)
+        summary[f"app_{name}_dropped_total"] = sum(
+            r["queue_dropped"] + r["exporter_dropped"] + r["exporter_failed"] for r in runs
+        )
     report["summary"] = summary
     _log("")
     _log(f"median of {options.runs} runs, {options.pairs:,} pairs ({2 * options.pairs:,} events)")

@@ -508,3 +508,37 @@ def test_rolling_keeps_every_row_once_in_order_in_files_of_at_most_max_rows(
         uuid for file in files for uuid in pq.read_table(file, columns=["uuid"])["uuid"].to_pylist()
     ]
     assert uuids == [event.uuid for event in events]
+
+
+def polars_aggregates(directory: Path) -> dict[str, Any]:
+    import polars as pl
+
+    frame = pl.scan_parquet(f"{directory}/**/*.parquet", hive_partitioning=True).collect()
+    ends = frame.filter(pl.col("scope_category") == "end")
+    return {
+        "rows": frame.height,
+        "ends": ends.height,
+        "marks": frame.filter(pl.col("kind") == "mark").height,
+        "errors": frame.filter(pl.col("status") == "error").height,
+        "input_tokens": int(frame["input_tokens"].sum()),
+        "output_tokens": int(frame["output_tokens"].sum()),
+        "cached_tokens": int(frame["cached_tokens"].sum()),
+        "cost_usd": round(float(frame["cost_usd"].sum()), 9),
+        "duration_us": int(frame["duration_us"].sum()),
+        "tool_calls": frame["tool_call_id"].drop_nulls().len(),
+        "dates": frame["date"].n_unique(),
+    }
+
+
+def test_polars_reads_the_directory_as_one_hive_dataset_with_the_same_aggregates(
+    logged_run: tuple[Path, Path, ParquetExporter],
+) -> None:
+    pytest.importorskip("polars")
+    jsonl, directory, exporter = logged_run
+    run_agent(20)
+    llmflow.flush()
+    assert exporter.flush(timeout=10.0) is True
+    assert len(list(directory.glob("date=*/part-*.parquet"))) >= 2
+    got = polars_aggregates(directory)
+    assert got.pop("dates") == 1
+    assert got == expected_from_jsonl(jsonl)

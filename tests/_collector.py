@@ -4,7 +4,9 @@
 ``stop()``/``start()`` so the exporter's URL stays valid). It decompresses gzip
 bodies and records every line; ``script`` queues answers (status, headers) for
 the next requests, ``sticky`` answers every request with one status, and
-``hang`` makes it accept requests and never answer until released. OTLP
+``hang`` makes it accept requests and never answer until released;
+``lose_answers`` stores that many batches and closes the connection instead
+of answering (the sender resends: at-least-once). OTLP
 protobuf bodies are kept as sent in ``protobuf``.
 """
 
@@ -64,6 +66,11 @@ class _Handler(BaseHTTPRequestHandler):
         with collector.lock:
             collector.received.extend(lines)
             collector.batches.append(len(lines))
+            lose_answer = collector.lose_answers > 0
+            collector.lose_answers -= lose_answer
+        if lose_answer:  # stored, but the answer never reaches the sender
+            self.close_connection = True
+            return
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
@@ -80,6 +87,7 @@ class Collector:
         self.protobuf: list[tuple[str, bytes]] = []
         self.script: deque[tuple[int, dict[str, str]]] = deque()
         self.sticky: tuple[int, dict[str, str]] | None = None
+        self.lose_answers = 0
         self.hang = threading.Event()
         self.release = threading.Event()
         self.port = 0

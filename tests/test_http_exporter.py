@@ -700,3 +700,18 @@ def test_an_exporter_started_on_an_earlier_spool_sends_it_without_waiting_for_ev
     finally:
         after.shutdown()
         receiver.stop()
+
+
+def test_a_lost_answer_means_a_resent_batch_and_the_key_removes_the_duplicates(
+    collector: Collector,
+) -> None:
+    collector.lose_answers = 2
+    exporter = quick(collector.url, batch_size=4, max_attempts=3)
+    events = make_events(10)
+    assert exporter.export(events).name == "SUCCESS"
+    received = collector.uuids()
+    assert len(received) > 10  # at-least-once: the receiver saw batches twice
+    first_seen = list(dict.fromkeys(received))  # what a receiver keeping one line per key has
+    assert first_seen == keys(events)
+    assert exporter.stats()["delivered"] == 10 and exporter.stats()["retried"] == 2
+    exporter.shutdown()

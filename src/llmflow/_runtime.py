@@ -629,6 +629,10 @@ def _create_default() -> Runtime:
                 f"{ATOF_PATH_ENV}={path!r} cannot be used ({describe_exception(exc)[1]}); "
                 "events are not written to a file"
             )
+    if os.environ.get("LLMFLOW_EXPORTERS"):
+        from ._environment import install_from_environment
+
+        install_from_environment(runtime)
     return runtime
 
 

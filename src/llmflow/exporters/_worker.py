@@ -242,7 +242,10 @@ class _BackgroundWorker:
         return len(self._buffer)
 
     def is_current(self) -> bool:
-        return threading.current_thread() is self._thread
+        # By ident: current_thread() would register a dummy Thread for the delivery
+        # worker, which is not a threading.Thread.
+        thread = self._thread
+        return thread is not None and thread.ident == threading.get_ident()
 
     def offer(self, events: Sequence[Event]) -> None:
         if self._stopping:

@@ -291,7 +291,7 @@ class _BackgroundWorker:
         _signal(self._wake)
         thread = self._thread
         done = True
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and thread.ident != threading.get_ident():
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             done = not thread.is_alive()
         # What the worker could not take before the deadline is lost: count it.

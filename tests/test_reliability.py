@@ -427,6 +427,33 @@ def test_sigterm_chains_to_the_applications_own_handler(tmp_path: Path) -> None:
     assert len(ticks) >= 20_000
 
 
+HANDLER_CHECK = """
+import signal, sys
+if sys.argv[1] == "ignored":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+import llmflow
+handler = signal.getsignal(signal.SIGTERM)
+print("ignored" if handler is signal.SIG_IGN else "default" if handler is signal.SIG_DFL
+      else handler.__module__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("setting", "env", "expected"),
+    [
+        ("default", {}, "llmflow._runtime"),
+        ("ignored", {}, "ignored"),  # a process that ignores SIGTERM keeps ignoring it
+        ("default", {"LLMFLOW_SIGTERM": "0"}, "default"),  # opt out
+    ],
+)
+def test_the_sigterm_handler_respects_sig_ign_and_can_be_disabled(
+    setting: str, env: dict[str, str], expected: str
+) -> None:
+    result = run_child(HANDLER_CHECK, setting, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
 SLOW_AT_EXIT = """
 import threading, time
 import llmflow

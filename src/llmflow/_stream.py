@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from ._errors import FlowError
 from ._pipeline import Call, chain
+from ._scope import _STACK, enter_span
 from ._types import Json, LlmRequest
 
 __all__ = ["LlmStream", "STREAM_EXECUTION"]
@@ -63,7 +64,15 @@ def open_stream(
                 )
             return build(index + 1, req if new_request is _SAME else new_request)
 
-        return _as_iterator(entry.fn(req, next_), f"stream execution intercept {entry.name!r}")
+        # The call is the current span while the intercept builds its iterator, as it is
+        # for execution intercepts, so middleware can record on the call's end event.
+        outer = _STACK.get()
+        enter_span(call)
+        try:
+            produced = entry.fn(req, next_)
+        finally:
+            _STACK.set(outer)
+        return _as_iterator(produced, f"stream execution intercept {entry.name!r}")
 
     return build(0, request)
 

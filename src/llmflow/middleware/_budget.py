@@ -102,7 +102,7 @@ class Budget:
         self.reserved_tokens = 0
         """Tokens reserved by calls still running."""
         self.calls = 0
-        """Calls settled (streams included)."""
+        """Calls that ran and were charged (streams included); failed calls are not."""
         self._scope: Span | None = None
 
     # -- registration ------------------------------------------------------------------
@@ -162,7 +162,7 @@ class Budget:
     def _admit(self, request: LlmRequest) -> str | None:
         stale = self._pending.get()
         if stale is not None:  # admitted, then never executed (a later guardrail rejected)
-            self._settle(stale, 0.0, 0)
+            self._settle(stale, 0.0, 0, ran=False)
         estimate = self._estimate(request)
         with self._lock:
             over_cost = self.max_cost_usd is not None and (
@@ -196,7 +196,9 @@ class Budget:
         self._pending.set(None)
         return reservation if reservation is not None else _Reservation(0.0, 0)
 
-    def _settle(self, reservation: _Reservation, usd: float, tokens: int) -> None:
+    def _settle(
+        self, reservation: _Reservation, usd: float, tokens: int, *, ran: bool = True
+    ) -> None:
         with self._lock:
             if reservation.settled:
                 return
@@ -205,7 +207,7 @@ class Budget:
             self.reserved_tokens = max(0, self.reserved_tokens - reservation.tokens)
             self.spent_usd += usd
             self.spent_tokens += tokens
-            if usd or tokens:
+            if ran:
                 self.calls += 1
 
     def _settle_response(
@@ -251,7 +253,7 @@ class Budget:
         try:
             result = next_(request)
         except BaseException:
-            self._settle(reservation, 0.0, 0)
+            self._settle(reservation, 0.0, 0, ran=False)
             raise
         if inspect.isawaitable(result):
             return self._settle_later(reservation, result, model)
@@ -264,7 +266,7 @@ class Budget:
         try:
             result = await pending
         except BaseException:
-            self._settle(reservation, 0.0, 0)
+            self._settle(reservation, 0.0, 0, ran=False)
             raise
         self._settle_response(reservation, result, self.codec or codec_for_response(result), model)
         return result
@@ -296,7 +298,7 @@ class Budget:
             self._settle(reservation, reservation.usd, reservation.tokens)
             raise
         except BaseException:
-            self._settle(reservation, 0.0, 0)
+            self._settle(reservation, 0.0, 0, ran=False)
             raise
         finally:
             if finished:

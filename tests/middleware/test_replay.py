@@ -1,0 +1,322 @@
+"""``replay``: re-run an agent offline from its recorded ATOF log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from _cost_support import (
+    ANTHROPIC,
+    CHAT,
+    RESPONSES,
+    anthropic_events,
+    anthropic_request,
+    anthropic_response,
+    chat_chunks,
+    chat_request,
+    chat_response,
+    drain,
+    ends,
+    responses_response,
+)
+
+import llmflow
+from llmflow import LlmRequest, testing
+from llmflow.exporters import AtofFileExporter
+from llmflow.middleware import ReplayError, ReplayMissError, replay
+from llmflow.middleware._shapes import rechunk
+
+
+class ScriptedProvider:
+    """Answers by the last user message; ``down`` makes every call fail like a dead network."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("provider unreachable (offline run)")
+
+    async def chat(self, request: LlmRequest) -> Any:
+        self._check()
+        last = request.content["messages"][-1]
+        if last["role"] == "tool":
+            return chat_response(f"Paris is {json.loads(last['content'])['sky']}.")
+        return chat_response(None, tool_call=True)
+
+    def claude_stream(self, request: LlmRequest) -> Any:
+        self._check()
+
+        async def events() -> Any:
+            for event in anthropic_events():
+                yield event
+
+        return events()
+
+
+def weather(args: Any) -> Any:
+    return {"sky": "sunny", "city": args["city"]}
+
+
+async def agent(provider: ScriptedProvider) -> list[Any]:
+    """A small agent: plan (tool call) → tool → answer → streamed critique."""
+    answers: list[Any] = []
+    with llmflow.scope("trip-agent", category="agent"):
+        plan = await llmflow.llm_call_execute(
+            "plan", chat_request(), provider.chat, codec=CHAT, response_codec=CHAT
+        )
+        answers.append(plan)
+        call = plan["choices"][0]["message"]["tool_calls"][0]
+        result = await llmflow.tool_call_execute(
+            "get_weather",
+            json.loads(call["function"]["arguments"]),
+            weather,
+            tool_call_id=call["id"],
+        )
+        follow_up = chat_request()
+        follow_up.content["messages"] += [
+            plan["choices"][0]["message"],
+            {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result)},
+        ]
+        answer = await llmflow.llm_call_execute(
+            "answer", follow_up, provider.chat, codec=CHAT, response_codec=CHAT
+        )
+        answers.append(answer)
+        stream = await llmflow.llm_stream_call_execute(
+            "critique",
+            anthropic_request(answer["choices"][0]["message"]["content"]),
+            provider.claude_stream,
+            codec=ANTHROPIC,
+            response_codec=ANTHROPIC,
+        )
+        answers.append(await drain(stream))
+    return answers
+
+
+def shape(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """The tree: each span's name and category under its parent's name, in start order."""
+    names = {e["uuid"]: e["name"] for e in events if e.get("scope_category") == "start"}
+    return [
+        (e["name"], e["category"], names.get(e["parent_uuid"]), tuple(e["attributes"]))
+        for e in events
+        if e.get("scope_category") == "start"
+    ]
+
+
+def fold(chunks: list[Any]) -> Any:
+    accumulator = ANTHROPIC.stream_accumulator()
+    for chunk in chunks:
+        accumulator.collect(chunk)
+    return accumulator.finalize()
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, runtime: llmflow.Runtime, run_async: Any) -> tuple[Path, Any]:
+    path = tmp_path / "run.jsonl"
+    name = AtofFileExporter(path, mode="overwrite").register(runtime=runtime)
+    provider = ScriptedProvider()
+    answers = run_async(agent(provider))
+    runtime.flush()
+    runtime.remove_exporter(name)
+    assert provider.calls == 3
+    return path, answers
+
+
+@pytest.mark.parametrize("match", ["request", "order"])
+def test_an_agent_rerun_offline_gives_the_same_answers_and_tree(
+    recorded: tuple[Path, Any], match: str, run_async: Any
+) -> None:
+    path, live_answers = recorded
+    provider = ScriptedProvider()
+    provider.down = True
+    replayer = replay(path, match=match).register()  # type: ignore[arg-type]
+    with testing.capture() as events:
+        answers = run_async(agent(provider))
+    assert provider.calls == 0
+    assert answers[:2] == live_answers[:2]
+    assert fold(answers[2]) == fold(live_answers[2])  # the stream, re-chunked from the log
+    assert len(answers[2]) > 3
+    recorded_events = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    replayed_events = [e.to_dict() for e in events]
+    assert shape(replayed_events) == shape(recorded_events)
+    llm_ends = ends(events)
+    assert len(llm_ends) == 3
+    assert all(e.metadata["replay.source"].startswith(f"{path}:") for e in llm_ends)
+    originals = [
+        e for e in recorded_events if e["category"] == "llm" and e["scope_category"] == "end"
+    ]
+    for original, again in zip(originals, llm_ends, strict=True):
+        assert again.data == original["data"]
+        assert again.category_profile == original["category_profile"]
+    assert (replayer.recorded, replayer.used, replayer.remaining) == (3, 3, 0)
+
+
+def test_replay_source_names_the_line_of_the_recorded_end(
+    recorded: tuple[Path, Any], run_async: Any
+) -> None:
+    path, _ = recorded
+    replay(path).register()
+    with testing.capture() as events:
+        run_async(agent(ScriptedProvider()))
+    lines = path.read_bytes().splitlines()
+    for end in ends(events):
+        number = int(end.metadata["replay.source"].rsplit(":", 1)[1])
+        line = orjson.loads(lines[number - 1])
+        assert (line["name"], line["scope_category"]) == (end.name, "end")
+
+
+def test_a_miss_is_an_error_naming_the_request(recorded: tuple[Path, Any]) -> None:
+    path, _ = recorded
+    replay(path).register()
+    provider = ScriptedProvider()
+    with pytest.raises(ReplayMissError) as caught:
+        llmflow.llm_call_execute_sync(
+            "new", chat_request("Is it raining in Oslo?"), provider.chat, codec=CHAT
+        )
+    message = str(caught.value)
+    assert "'gpt-4o'" in message and "Is it raining in Oslo?" in message
+    assert str(path) in message and "3 calls recorded" in message
+    assert provider.calls == 0
+
+
+def test_a_miss_makes_the_real_call_when_asked(recorded: tuple[Path, Any], run_async: Any) -> None:
+    path, _ = recorded
+    replay(path, on_miss="call").register()
+    provider = ScriptedProvider()
+    with testing.capture() as events:
+        result = run_async(
+            llmflow.llm_call_execute(
+                "new", chat_request("Is it raining in Oslo?"), provider.chat, codec=CHAT
+            )
+        )
+    assert result["choices"][0]["message"]["tool_calls"]
+    assert provider.calls == 1
+    (end,) = ends(events)
+    assert "replay.source" not in (end.metadata or {})
+
+
+def test_order_matching_runs_out_with_a_clear_error(
+    recorded: tuple[Path, Any], run_async: Any
+) -> None:
+    path, _ = recorded
+    replay(path, match="order").register()
+    run_async(agent(ScriptedProvider()))
+    with pytest.raises(ReplayMissError, match=r"by order.*3 replayed"):
+        llmflow.llm_call_execute_sync("extra", chat_request(), lambda r: None, codec=CHAT)
+
+
+def test_a_recorded_failure_is_raised_again(tmp_path: Path, runtime: llmflow.Runtime) -> None:
+    path = tmp_path / "fail.jsonl"
+    name = AtofFileExporter(path).register(runtime=runtime)
+
+    def down(request: LlmRequest) -> Any:
+        raise TimeoutError("read timed out")
+
+    with pytest.raises(TimeoutError):
+        llmflow.llm_call_execute_sync("llm", chat_request(), down, codec=CHAT)
+    runtime.remove_exporter(name)
+    replay(path).register()
+    with pytest.raises(ReplayError, match=r"failed with TimeoutError: read timed out"):
+        llmflow.llm_call_execute_sync("llm", chat_request(), down, codec=CHAT)
+
+
+def test_a_missing_log_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ReplayError, match=r"path: replay log .*nope\.jsonl.* does not exist"):
+        replay(tmp_path / "nope.jsonl")
+
+
+def test_a_corrupt_line_is_named(recorded: tuple[Path, Any]) -> None:
+    path, _ = recorded
+    lines = path.read_bytes().splitlines()
+    lines.insert(3, b'{"kind": "scope", "this is": not json')
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(ReplayError, match=r"line 4"):
+        replay(path)
+
+
+def test_a_cut_off_last_line_is_named(recorded: tuple[Path, Any]) -> None:
+    path, _ = recorded
+    data = path.read_bytes()
+    count = data.count(b"\n")
+    path.write_bytes(data[:-40])
+    with pytest.raises(ReplayError, match=rf"line {count}\b"):
+        replay(path)
+
+
+def test_an_event_that_is_not_atof_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_text('\n{"kind": "scope"}\n')
+    with pytest.raises(ReplayError, match="line 2"):
+        replay(path)
+
+
+def test_match_by_request_needs_the_recorded_request(
+    tmp_path: Path, runtime: llmflow.Runtime
+) -> None:
+    path = tmp_path / "sanitized.jsonl"
+    name = AtofFileExporter(path).register(runtime=runtime)
+    llmflow.guardrails.register_llm_sanitize_request("drop", 0, lambda r, ctx: None)
+    llmflow.llm_call_execute_sync("llm", chat_request(), lambda r: chat_response(), codec=CHAT)
+    runtime.remove_exporter(name)
+    with pytest.raises(ReplayError, match=r"line 2.*no recorded request.*match='order'"):
+        replay(path)
+    assert replay(path, match="order").recorded == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"match": "fuzzy"}, ValueError, "match"),
+        ({"on_miss": "ignore"}, ValueError, "on_miss"),
+        ({"name": ""}, TypeError, "name"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(
+    recorded: tuple[Path, Any], kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        replay(recorded[0], **kwargs)
+
+
+def test_a_path_that_is_not_a_path_is_refused() -> None:
+    with pytest.raises(TypeError, match="path"):
+        replay(42)  # type: ignore[arg-type]
+
+
+# -- re-chunking a folded response --------------------------------------------------
+
+
+def _fold_with(codec: Any, chunks: Any) -> Any:
+    accumulator = codec.stream_accumulator()
+    for chunk in chunks:
+        accumulator.collect(chunk)
+    return accumulator.finalize()
+
+
+def test_rechunked_streams_fold_back_to_the_same_response() -> None:
+    folded_chat = _fold_with(CHAT, chat_chunks())
+    assert _fold_with(CHAT, rechunk(folded_chat, CHAT)) == folded_chat
+    folded_claude = _fold_with(ANTHROPIC, anthropic_events())
+    assert _fold_with(ANTHROPIC, rechunk(folded_claude, ANTHROPIC)) == folded_claude
+    assert _fold_with(ANTHROPIC, rechunk(anthropic_response(), ANTHROPIC)) == anthropic_response()
+    response = responses_response()
+    assert _fold_with(RESPONSES, rechunk(response, RESPONSES)) == response
+    assert RESPONSES.annotate_response(
+        _fold_with(RESPONSES, rechunk(response, RESPONSES))
+    ) == RESPONSES.annotate_response(response)
+
+
+def test_a_folded_plain_response_re_streams_with_its_annotation_intact() -> None:
+    response = chat_response(tool_call=True)
+    again = _fold_with(CHAT, rechunk(response, CHAT))
+    assert CHAT.annotate_response(again) == CHAT.annotate_response(response)
+
+
+def test_rechunking_an_unknown_codec_is_refused() -> None:
+    with pytest.raises(TypeError, match="codec"):
+        rechunk({"text": "hi"}, object())

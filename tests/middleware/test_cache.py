@@ -349,3 +349,25 @@ def test_a_cache_on_a_scope_serves_only_under_it() -> None:
         call(chat_request(), provider)
     call(chat_request(), provider)
     assert provider.calls == 2
+
+
+def test_stream_intercepts_see_their_call_as_the_current_scope(run_async: Any) -> None:
+    seen: list[Any] = []
+
+    def spy(request: LlmRequest, next_: Any) -> Any:
+        seen.append(llmflow.current_scope())
+        return next_(request)
+
+    llmflow.intercepts.register_llm_stream_execution("spy", 0, spy)
+    provider = FakeProvider(None, chunks=chat_chunks())
+
+    async def main() -> Any:
+        with llmflow.scope("agent") as agent:
+            await _stream(chat_request(stream=True), provider, CHAT)
+            assert llmflow.current_scope() is agent
+        return agent
+
+    with testing.capture() as events:
+        run_async(main())
+    (start,) = [e for e in events if e.category == "llm" and e.scope_category == "start"]
+    assert [s.uuid for s in seen] == [start.uuid]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +18,7 @@ from llmflow._scope import Span
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._cost import price
 from llmflow.middleware._prices import PriceTable
-from llmflow.middleware._shapes import codec_for_chunk, codec_for_response
+from llmflow.middleware._shapes import StreamTap, codec_for_chunk, codec_for_response, tap
 
 __all__ = ["Budget"]
 
@@ -271,41 +271,50 @@ class Budget:
         self._settle_response(reservation, result, self.codec or codec_for_response(result), model)
         return result
 
-    def _stream(self, request: LlmRequest, next_: Callable[..., Any]) -> AsyncIterator[Json]:
+    def _stream(self, request: LlmRequest, next_: Callable[..., Any]) -> Any:
         reservation = self._take()
         model = request.content.get("model") if isinstance(request.content, dict) else None
-        return self._metered(reservation, next_(request), model)
-
-    async def _metered(
-        self, reservation: _Reservation, chunks: Any, model: Any
-    ) -> AsyncIterator[Json]:
-        codec = self.codec
-        accumulator = None if codec is None else codec.stream_accumulator()
-        finished = False
         try:
-            async for chunk in chunks:
-                if accumulator is None and codec is None:
-                    codec = codec_for_chunk(chunk)
-                    accumulator = None if codec is None else codec.stream_accumulator()
-                if accumulator is not None:
-                    try:
-                        accumulator.collect(chunk)
-                    except Exception:  # metering never breaks the stream
-                        accumulator = None
-                yield chunk
-            finished = True
-        except GeneratorExit:
-            self._settle(reservation, reservation.usd, reservation.tokens)
-            raise
+            source = next_(request)
         except BaseException:
             self._settle(reservation, 0.0, 0, ran=False)
             raise
-        finally:
-            if finished:
-                folded: Json = None
-                if accumulator is not None:
-                    try:
-                        folded = accumulator.finalize()
-                    except Exception:
-                        folded = None
-                self._settle_response(reservation, folded, codec, model)
+        return tap(source, _Meter(self, reservation, model))
+
+
+class _Meter(StreamTap):
+    """Folds a stream as it passes, then settles the reservation with its usage."""
+
+    def __init__(self, budget: Budget, reservation: _Reservation, model: Any) -> None:
+        self.budget = budget
+        self.reservation = reservation
+        self.model = model
+        self.codec = budget.codec
+        self.detect = budget.codec is None
+        self.accumulator = None if budget.codec is None else budget.codec.stream_accumulator()
+
+    def chunk(self, chunk: Json) -> None:
+        if self.detect:
+            self.detect = False
+            self.codec = codec_for_chunk(chunk)
+            self.accumulator = None if self.codec is None else self.codec.stream_accumulator()
+        if self.accumulator is not None:
+            try:
+                self.accumulator.collect(chunk)
+            except Exception:  # metering never breaks the stream: charged its reservation
+                self.accumulator = None
+
+    def done(self) -> None:
+        folded: Json = None
+        if self.accumulator is not None:
+            try:
+                folded = self.accumulator.finalize()
+            except Exception:
+                folded = None
+        self.budget._settle_response(self.reservation, folded, self.codec, self.model)
+
+    def failed(self, error: BaseException) -> None:
+        self.budget._settle(self.reservation, 0.0, 0, ran=False)
+
+    def closed(self) -> None:
+        self.budget._settle(self.reservation, self.reservation.usd, self.reservation.tokens)

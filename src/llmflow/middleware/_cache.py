@@ -12,7 +12,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,13 @@ from llmflow.middleware._shapes import (
     ANTHROPIC,
     CHAT,
     RESPONSES,
+    ReplayedStream,
+    StreamTap,
     codec_for_chunk,
     codec_for_request,
     rechunk,
     request_key,
+    tap,
 )
 
 __all__ = ["ResponseCache"]
@@ -316,9 +319,9 @@ class ResponseCache:
 
     # -- streams -----------------------------------------------------------------------
 
-    def _stream(self, request: LlmRequest, next_: Callable[..., Any]) -> AsyncIterator[Json]:
+    def _stream(self, request: LlmRequest, next_: Callable[..., Any]) -> Any:
         if self._store is None:
-            return next_(request)  # type: ignore[no-any-return]
+            return next_(request)
         call = current_call()
         key = self.key(request, stream=True)
         stored = self._get(key)
@@ -326,10 +329,10 @@ class ResponseCache:
             chunks = self._stored_chunks(stored)
             if chunks is not None:
                 self._record(call, True)
-                return _replay(chunks)
+                return ReplayedStream(chunks)
         self._record(call, False)
         codec = self.codec or codec_for_request(request)
-        return self._recording(key, next_(request), codec)
+        return tap(next_(request), _Recorder(self, key, codec))
 
     def _stored_chunks(self, stored: Any) -> Iterator[Json] | None:
         try:
@@ -341,41 +344,49 @@ class ResponseCache:
             get_runtime().record_failure(f"cache:{self.name}", exc)
             return None
 
-    async def _recording(
-        self, key: str, chunks: AsyncIterator[Json], codec: Any | None
-    ) -> AsyncIterator[Json]:
-        built_in = codec if codec is not None and codec.data_schema.name in _BUILT_IN else None
-        accumulator = None if built_in is None else built_in.stream_accumulator()
-        raw: list[Json] | None = [] if built_in is None else None
-        seen = 0
-        async for chunk in chunks:
-            if seen == 0 and built_in is None and self.codec is None:
-                built_in = codec_for_chunk(chunk)
-                if built_in is not None:
-                    accumulator, raw = built_in.stream_accumulator(), None
-            seen += 1
-            plain = chunk if type(chunk) is dict else _encode_value(chunk).get("value", chunk)
+
+class _Recorder(StreamTap):
+    """Folds (built-in codecs) or keeps (others) a stream's chunks; stores it once complete."""
+
+    def __init__(self, cache: ResponseCache, key: str, codec: Any | None) -> None:
+        self.cache = cache
+        self.key = key
+        self.detect = cache.codec is None and (
+            codec is None or codec.data_schema.name not in _BUILT_IN
+        )
+        self.codec = codec if codec is not None and codec.data_schema.name in _BUILT_IN else None
+        self.accumulator = None if self.codec is None else self.codec.stream_accumulator()
+        self.raw: list[Json] | None = [] if self.codec is None else None
+        self.seen = 0
+        self.broken = False
+
+    def chunk(self, chunk: Json) -> None:
+        if self.broken:
+            return
+        if self.detect and self.seen == 0:
+            found = codec_for_chunk(chunk)
+            if found is not None:
+                self.codec, self.accumulator, self.raw = found, found.stream_accumulator(), None
+        self.seen += 1
+        plain = chunk if type(chunk) is dict else _encode_value(chunk).get("value", chunk)
+        try:
+            if self.accumulator is not None:
+                self.accumulator.collect(plain)
+            elif self.raw is not None:
+                self.raw.append(plain)
+        except Exception as exc:  # an unfoldable stream is passed on, not cached
+            get_runtime().record_failure(f"cache:{self.cache.name}", exc)
+            self.broken = True
+
+    def done(self) -> None:
+        if self.broken or not self.seen:
+            return
+        if self.accumulator is not None and self.codec is not None:
             try:
-                if accumulator is not None:
-                    accumulator.collect(plain)
-                elif raw is not None:
-                    raw.append(plain)
-            except Exception as exc:  # an unfoldable stream is passed on, not cached
-                get_runtime().record_failure(f"cache:{self.name}", exc)
-                accumulator = raw = None
-                built_in = None
-            yield chunk
-        if accumulator is not None and built_in is not None:
-            try:
-                folded = accumulator.finalize()
+                folded = self.accumulator.finalize()
             except Exception as exc:
-                get_runtime().record_failure(f"cache:{self.name}", exc)
+                get_runtime().record_failure(f"cache:{self.cache.name}", exc)
                 return
-            self._put(key, {"codec": built_in.data_schema.name, "folded": folded})
-        elif raw is not None and seen:
-            self._put(key, {"chunks": raw})
-
-
-async def _replay(chunks: Iterator[Json]) -> AsyncIterator[Json]:
-    for chunk in chunks:
-        yield chunk
+            self.cache._put(self.key, {"codec": self.codec.data_schema.name, "folded": folded})
+        elif self.raw is not None:
+            self.cache._put(self.key, {"chunks": self.raw})

@@ -7,7 +7,7 @@ import inspect
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +23,7 @@ from llmflow.middleware._shapes import (
     ANTHROPIC,
     CHAT,
     RESPONSES,
+    ReplayedStream,
     codec_for_request,
     codec_for_response,
     rechunk,
@@ -233,12 +234,12 @@ class Replay:
         add_end_metadata(call, {"replay.source": self._source(recorded)})
         return self._answer(recorded)
 
-    def _stream(self, request: LlmRequest, next_: Callable[..., Any]) -> AsyncIterator[Json]:
+    def _stream(self, request: LlmRequest, next_: Callable[..., Any]) -> Any:
         call = current_call()
         recorded = self._take(request)
         if recorded is None:
             if self.on_miss == "call":
-                return next_(request)  # type: ignore[no-any-return]
+                return next_(request)
             raise self._miss(request)
         add_end_metadata(call, {"replay.source": self._source(recorded)})
         response = self._answer(recorded)
@@ -249,12 +250,7 @@ class Replay:
                 f"replay: cannot re-stream the call recorded on line {recorded.line} of "
                 f"{self.path!r}: {exc}"
             ) from exc
-        return _replayed(chunks)
-
-
-async def _replayed(chunks: Iterator[Json]) -> AsyncIterator[Json]:
-    for chunk in chunks:
-        yield chunk
+        return ReplayedStream(chunks)
 
 
 def replay(

@@ -12,7 +12,8 @@ response. It is how a cached or logged stream (stored folded) is replayed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import inspect
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -25,11 +26,14 @@ from llmflow.codecs import (
 )
 
 __all__ = [
+    "ReplayedStream",
+    "StreamTap",
     "codec_for_chunk",
     "codec_for_request",
     "codec_for_response",
     "normalized_request",
     "rechunk",
+    "tap",
 ]
 
 CHAT = OpenAIChatCodec()
@@ -273,3 +277,107 @@ def _block_start(index: int, block: JsonObject) -> JsonObject:
 
 def _delta(index: int, delta: JsonObject) -> JsonObject:
     return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+# -- stream plumbing shared by the stream intercepts ---------------------------------
+
+
+class ReplayedStream:
+    """Chunks served without the provider, as a sync *and* an async iterator.
+
+    A stream intercept does not know whether the call is ``llm_stream_call_execute``
+    (async) or its ``_sync`` twin, so answers from a cache or a log support both.
+    """
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: Iterator[Json]) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> ReplayedStream:
+        return self
+
+    def __next__(self) -> Json:
+        return next(self._chunks)
+
+    def __aiter__(self) -> ReplayedStream:
+        return self
+
+    async def __anext__(self) -> Json:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class StreamTap:
+    """What a metering or recording intercept wants to hear about a stream it passes on."""
+
+    def chunk(self, chunk: Json) -> None:
+        """Called for each chunk, before the caller gets it."""
+
+    def done(self) -> None:
+        """The stream ended normally."""
+
+    def failed(self, error: BaseException) -> None:
+        """The provider (or an inner intercept) raised ``error``."""
+
+    def closed(self) -> None:
+        """The caller stopped before the end."""
+
+
+def tap(source: Any, listener: StreamTap) -> Any:
+    """Pass ``source``'s chunks on unchanged, telling ``listener``; same kind as ``source``.
+
+    An async iterator (or an awaitable of one) gives an async generator, a sync
+    iterator a sync generator, so the intercept works under both stream entry
+    points. The source is closed when the caller stops early.
+    """
+    if hasattr(source, "__anext__") or hasattr(source, "__aiter__") or inspect.isawaitable(source):
+        return _tap_async(source, listener)
+    if hasattr(source, "__next__") or hasattr(source, "__iter__"):
+        return _tap_sync(iter(source), listener)
+    raise TypeError(f"expected an iterator of chunks, got {type(source).__name__}")
+
+
+async def _tap_async(source: Any, listener: StreamTap) -> AsyncIterator[Json]:
+    if inspect.isawaitable(source):
+        source = await source
+    chunks = source if hasattr(source, "__anext__") else source.__aiter__()
+    try:
+        async for chunk in chunks:
+            listener.chunk(chunk)
+            yield chunk
+    except GeneratorExit:
+        listener.closed()
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+        raise
+    except BaseException as exc:
+        listener.failed(exc)
+        raise
+    listener.done()
+
+
+def _tap_sync(chunks: Iterator[Json], listener: StreamTap) -> Iterator[Json]:
+    try:
+        for chunk in chunks:
+            listener.chunk(chunk)
+            yield chunk
+    except GeneratorExit:
+        listener.closed()
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        raise
+    except BaseException as exc:
+        listener.failed(exc)
+        raise
+    listener.done()

@@ -22,12 +22,14 @@ from _cost_support import (
     ends,
     responses_response,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llmflow
 from llmflow import LlmRequest, testing
 from llmflow.exporters import AtofFileExporter
 from llmflow.middleware import ReplayError, ReplayMissError, replay
-from llmflow.middleware._shapes import rechunk
+from llmflow.middleware._shapes import ReplayedStream, StreamTap, rechunk, tap
 
 
 class ScriptedProvider:
@@ -320,3 +322,108 @@ def test_a_folded_plain_response_re_streams_with_its_annotation_intact() -> None
 def test_rechunking_an_unknown_codec_is_refused() -> None:
     with pytest.raises(TypeError, match="codec"):
         rechunk({"text": "hi"}, object())
+
+
+# -- stream plumbing: both iterator kinds ------------------------------------------
+
+
+class Listener(StreamTap):
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def chunk(self, chunk: Any) -> None:
+        self.events.append(("chunk", chunk))
+
+    def done(self) -> None:
+        self.events.append("done")
+
+    def failed(self, error: BaseException) -> None:
+        self.events.append(("failed", type(error).__name__))
+
+    def closed(self) -> None:
+        self.events.append("closed")
+
+
+def test_tap_keeps_a_sync_stream_sync_and_reports_its_end() -> None:
+    listener = Listener()
+    tapped = tap(iter([1, 2]), listener)
+    assert not hasattr(tapped, "__anext__")
+    assert list(tapped) == [1, 2]
+    assert listener.events == [("chunk", 1), ("chunk", 2), "done"]
+
+
+def test_tap_reports_an_early_close_and_closes_the_source() -> None:
+    closed: list[bool] = []
+
+    def source() -> Any:
+        try:
+            yield from (1, 2, 3)
+        finally:
+            closed.append(True)
+
+    listener = Listener()
+    tapped = tap(source(), listener)
+    assert next(tapped) == 1
+    tapped.close()
+    assert listener.events == [("chunk", 1), "closed"]
+    assert closed == [True]
+
+
+def test_tap_reports_a_failing_async_source(run_async: Any) -> None:
+    async def source() -> Any:
+        yield 1
+        raise ConnectionResetError("dropped")
+
+    listener = Listener()
+
+    async def main() -> None:
+        with pytest.raises(ConnectionResetError):
+            async for _ in tap(source(), listener):
+                pass
+
+    run_async(main())
+    assert listener.events == [("chunk", 1), ("failed", "ConnectionResetError")]
+
+
+def test_a_replayed_stream_is_both_a_sync_and_an_async_iterator(run_async: Any) -> None:
+    assert list(ReplayedStream(iter([1, 2]))) == [1, 2]
+
+    async def main() -> list[Any]:
+        return [chunk async for chunk in ReplayedStream(iter([3, 4]))]
+
+    assert run_async(main()) == [3, 4]
+
+
+text = st.text(max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    content=st.one_of(st.none(), text),
+    calls=st.lists(
+        st.tuples(st.from_regex(r"call_[a-z0-9]{1,6}", fullmatch=True), text), max_size=3
+    ),
+    finish=st.sampled_from(["stop", "length", "tool_calls"]),
+    usage=st.one_of(st.none(), st.integers(0, 10_000)),
+)
+def test_any_chat_response_survives_rechunking(
+    content: str | None, calls: list[tuple[str, str]], finish: str, usage: int | None
+) -> None:
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if calls:
+        message["tool_calls"] = [
+            {"id": i, "type": "function", "function": {"name": "f", "arguments": a}}
+            for i, a in calls
+        ]
+    response = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": None
+        if usage is None
+        else {"prompt_tokens": usage, "completion_tokens": 1, "total_tokens": usage + 1},
+    }
+    again = _fold_with(CHAT, rechunk(response, CHAT))
+    assert again == response

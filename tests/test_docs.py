@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_BLOCK = re.compile(r"(?:<!--\s*no-run:\s*(?P<why>.+?)\s*-->\s*\n)?```python\n(?P<code>.*?)```", re.S)
+_NO_RUN = r"(?:<!--\s*no-run:\s*(?P<why>.+?)\s*-->\s*\n)?"
+_BLOCK = re.compile(_NO_RUN + r"```python\n(?P<code>.*?)```", re.S)
 
 
 def _blocks() -> list[pytest.ParameterSet]:

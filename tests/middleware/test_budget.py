@@ -274,3 +274,37 @@ def test_a_budget_rejection_ends_no_llm_span_and_keeps_the_tree_valid() -> None:
     assert ends(events, "guardrail")
     assert not ends(events)
     assert budget.spent_tokens == 0
+
+
+def test_an_openai_sdk_call_over_budget_gets_a_400_and_never_reaches_the_provider() -> None:
+    openai = pytest.importorskip("openai")
+    from llmflow.testing import FakeProvider as Loopback
+    from llmflow.testing import Reply
+
+    with Loopback() as server:
+        server.script(*[Reply(text="ok", usage={"input_tokens": 30, "output_tokens": 20})] * 5)
+        client = llmflow.instrument(
+            openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-test", max_retries=0)
+        )
+        ask = [{"role": "user", "content": "go"}]
+        budget = Budget(max_tokens=300).register()
+        client.chat.completions.create(model="gpt-4o", messages=ask, max_completion_tokens=20)
+        assert budget.spent_tokens == 50
+        list(
+            client.chat.completions.create(
+                model="gpt-4o",
+                messages=ask,
+                max_completion_tokens=20,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert budget.spent_tokens == 100  # the stream counted
+        with pytest.raises(openai.BadRequestError, match="budget"):
+            for _ in range(5):
+                client.chat.completions.create(
+                    model="gpt-4o", messages=ask, max_completion_tokens=20
+                )
+        sent = len(server.requests)
+    assert budget.spent_tokens <= 300
+    assert sent == budget.calls

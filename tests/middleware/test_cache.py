@@ -371,3 +371,34 @@ def test_stream_intercepts_see_their_call_as_the_current_scope(run_async: Any) -
         run_async(main())
     (start,) = [e for e in events if e.category == "llm" and e.scope_category == "start"]
     assert [s.uuid for s in seen] == [start.uuid]
+
+
+def test_openai_sdk_calls_are_answered_from_the_cache_plain_and_streamed() -> None:
+    openai = pytest.importorskip("openai")
+    from llmflow.testing import FakeProvider as Loopback
+    from llmflow.testing import Reply, ToolCall
+
+    ResponseCache().register()
+    ask = [{"role": "user", "content": "Weather?"}]
+    with Loopback() as server, testing.capture() as events:
+        server.script(
+            Reply(text=None, tool_calls=[ToolCall("get_weather", {"city": "Oslo"})]),
+            Reply(text="Rain in Oslo all week", chunks=3),
+        )
+        client = llmflow.instrument(
+            openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-test", max_retries=0)
+        )
+        answers = [client.chat.completions.create(model="gpt-4o", messages=ask) for _ in range(2)]
+        texts = [
+            "".join(
+                c.choices[0].delta.content or ""
+                for c in client.chat.completions.create(model="gpt-4o", messages=ask, stream=True)
+                if c.choices
+            )
+            for _ in range(2)
+        ]
+        assert len(server.requests) == 2
+    assert answers[0] == answers[1]
+    assert answers[1].choices[0].message.tool_calls[0].function.name == "get_weather"
+    assert texts == ["Rain in Oslo all week"] * 2
+    assert [e.metadata["cache.hit"] for e in ends(events)] == [False, True, False, True]

@@ -370,3 +370,29 @@ def test_deregister_stops_recording(recorder: CostRecorder) -> None:
         )
     (end,) = ends(events)
     assert end.metadata is None or "cost.usd" not in end.metadata
+
+
+def test_openai_sdk_calls_through_the_transport_are_priced_plain_and_streamed(
+    recorder: CostRecorder,
+) -> None:
+    openai = pytest.importorskip("openai")
+    from llmflow.testing import FakeProvider as Loopback
+    from llmflow.testing import Reply
+
+    usage = {"input_tokens": 1200, "output_tokens": 300, "cached_tokens": 1000}
+    with Loopback() as server, testing.capture() as events:
+        server.script(Reply(text="Hi there.", usage=usage), Reply(text="Hi there.", usage=usage))
+        client = llmflow.instrument(
+            openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-test", max_retries=0)
+        )
+        ask = [{"role": "user", "content": "Hi"}]
+        client.chat.completions.create(model="gpt-4o", messages=ask)
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=ask, stream=True, stream_options={"include_usage": True}
+        )
+        list(stream)
+    plain, streamed = ends(events)
+    expected = (200 * 2.5 + 1000 * 1.25 + 300 * 10) / 1e6
+    assert plain.metadata["cost.usd"] == pytest.approx(expected)
+    assert streamed.metadata["cost.usd"] == pytest.approx(expected)
+    assert plain.metadata["provider.name"] == "openai"

@@ -427,3 +427,86 @@ def test_any_chat_response_survives_rechunking(
     }
     again = _fold_with(CHAT, rechunk(response, CHAT))
     assert again == response
+
+
+# -- through the real openai SDK (llmflow.instrument + FakeProvider) ----------------
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def _sdk_agent(client: Any) -> tuple[Any, ...]:
+    with llmflow.scope("sdk-agent", category="agent"):
+        ask = [{"role": "user", "content": "Weather in Paris?"}]
+        first = client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask, tools=[WEATHER_TOOL]
+        )
+        call = first.choices[0].message.tool_calls[0]
+        result = llmflow.tool_call_execute_sync(
+            "get_weather", json.loads(call.function.arguments), weather, tool_call_id=call.id
+        )
+        follow_up = [
+            *ask,
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)},
+        ]
+        second = client.chat.completions.create(model="gpt-4o-mini", messages=follow_up)
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Say it slowly."}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces = [
+            c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+        ]
+    return first.model_dump(), second.model_dump(), pieces
+
+
+def test_an_openai_sdk_run_replays_offline_once_the_provider_is_gone(
+    tmp_path: Path, runtime: llmflow.Runtime
+) -> None:
+    openai = pytest.importorskip("openai")
+    from llmflow.testing import FakeProvider, Reply, ToolCall
+
+    path = tmp_path / "sdk.jsonl"
+    name = AtofFileExporter(path, mode="overwrite").register(runtime=runtime)
+    server = FakeProvider().start()
+    server.script(
+        Reply(text=None, tool_calls=[ToolCall("get_weather", {"city": "Paris"}, id="call_w")]),
+        Reply(text="Sunny in Paris."),
+        Reply(text="It is sunny in Paris today", chunks=4),
+    )
+    client = llmflow.instrument(
+        openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="sk-test", max_retries=0)
+    )
+    try:
+        live = _sdk_agent(client)
+    finally:
+        server.stop()
+    runtime.flush()
+    runtime.remove_exporter(name)
+    assert len(server.requests) == 3
+    assert "".join(live[2]) == "It is sunny in Paris today" and len(live[2]) > 1
+
+    with pytest.raises(openai.APIConnectionError):  # the provider really is gone
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+
+    replay(path).register()
+    with testing.capture() as events:
+        offline = _sdk_agent(client)
+    assert offline[:2] == live[:2]
+    assert "".join(offline[2]) == "".join(live[2])
+    recorded_events = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    replayed = [e.to_dict() for e in events]
+    assert shape(replayed) == shape(recorded_events)
+    llm_ends = ends(events)
+    assert len(llm_ends) == 3
+    assert all("replay.source" in e.metadata for e in llm_ends)

@@ -308,3 +308,40 @@ def test_an_openai_sdk_call_over_budget_gets_a_400_and_never_reaches_the_provide
         sent = len(server.requests)
     assert budget.spent_tokens <= 300
     assert sent == budget.calls
+
+
+def test_concurrent_async_sdk_calls_cannot_overspend(run_async: Any) -> None:
+    openai = pytest.importorskip("openai")
+    from llmflow.testing import FakeProvider as Loopback
+    from llmflow.testing import Reply
+
+    ask = [{"role": "user", "content": "go"}]
+
+    async def main(server: Any) -> tuple[Budget, int]:
+        client = llmflow.instrument(
+            openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key="sk-test", max_retries=0)
+        )
+        budget = Budget(max_tokens=1000).register()
+
+        async def one() -> bool:
+            try:
+                await client.chat.completions.create(
+                    model="gpt-4o", messages=ask, max_completion_tokens=20
+                )
+            except openai.BadRequestError:
+                return False
+            return True
+
+        admitted = sum(await asyncio.gather(*(one() for _ in range(30))))
+        await client.close()
+        return budget, admitted
+
+    with Loopback() as server:
+        server.script(
+            *[Reply(text="ok", usage={"input_tokens": 40, "output_tokens": 20}, delay=0.01)] * 30
+        )
+        budget, admitted = run_async(main(server))
+        sent = len(server.requests)
+    assert budget.spent_tokens <= 1000
+    assert admitted == sent == budget.calls
+    assert 0 < admitted < 30

@@ -396,3 +396,30 @@ def test_openai_sdk_calls_through_the_transport_are_priced_plain_and_streamed(
     assert plain.metadata["cost.usd"] == pytest.approx(expected)
     assert streamed.metadata["cost.usd"] == pytest.approx(expected)
     assert plain.metadata["provider.name"] == "openai"
+
+
+def test_anthropic_sdk_cache_reads_are_priced_once_and_discounted(
+    recorder: CostRecorder,
+) -> None:
+    anthropic = pytest.importorskip("anthropic")
+    from llmflow.testing import FakeProvider as Loopback
+    from llmflow.testing import Reply
+
+    usage = {"input_tokens": 1000, "output_tokens": 100, "cached_tokens": 800}
+    with Loopback() as server, testing.capture() as events:
+        server.script(Reply(text="Hello.", usage=usage), Reply(text="Hello.", usage=usage))
+        client = llmflow.instrument(
+            anthropic.Anthropic(base_url=server.base_url, api_key="sk-ant-test", max_retries=0)
+        )
+        ask = [{"role": "user", "content": "Hi"}]
+        client.messages.create(model="claude-sonnet-5", max_tokens=100, messages=ask)
+        with client.messages.stream(
+            model="claude-sonnet-5", max_tokens=100, messages=ask
+        ) as stream:
+            stream.until_done()
+    plain, streamed = ends(events)
+    # the wire says input_tokens=200, cache_read_input_tokens=800: 1000 prompt tokens, not 1800
+    expected = (200 * 2 + 800 * 0.2 + 100 * 10) / 1e6
+    assert plain.metadata["cost.usd"] == pytest.approx(expected)
+    assert streamed.metadata["cost.usd"] == pytest.approx(expected)
+    assert plain.category_profile["annotated_response"]["usage"]["input_tokens"] == 1000

@@ -180,7 +180,10 @@ class ResponseCache:
         self.ttl = ttl
         self.codec = codec
         self.hits = 0
+        """Calls answered from the cache."""
         self.misses = 0
+        """Calls looked up and sent to the provider."""
+        self._count_lock = threading.Lock()
         self._clock = clock
         self._scope: Span | None = None
         self._store: _Memory | _Sqlite | None
@@ -283,10 +286,11 @@ class ResponseCache:
             self._disable("cannot write the cache file", exc)
 
     def _record(self, call: Any, hit: bool) -> None:
-        if hit:
-            self.hits += 1
-        else:
-            self.misses += 1
+        with self._count_lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
         add_end_metadata(call, {"cache.hit": hit})
 
     # -- plain calls -------------------------------------------------------------------

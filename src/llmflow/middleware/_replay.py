@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import threading
 from collections import deque
@@ -276,6 +275,4 @@ def replay(
     :class:`ReplayError` naming the path and the line. Call ``register()`` on
     the result to install it.
     """
-    if inspect.isclass(path):
-        raise TypeError("path: expected a path to an ATOF log")
     return Replay(path, match=match, on_miss=on_miss, codec=codec, name=name)

@@ -18,7 +18,14 @@ from llmflow._scope import Span
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._cost import price
 from llmflow.middleware._prices import PriceTable
-from llmflow.middleware._shapes import StreamTap, codec_for_chunk, codec_for_response, tap
+from llmflow.middleware._shapes import (
+    BUILT_IN,
+    StreamTap,
+    carries_usage,
+    codec_for_chunk,
+    codec_for_response,
+    tap,
+)
 
 __all__ = ["Budget"]
 
@@ -292,17 +299,21 @@ class _Meter(StreamTap):
         self.codec = budget.codec
         self.detect = budget.codec is None
         self.accumulator = None if budget.codec is None else budget.codec.stream_accumulator()
+        self.built_in = budget.codec is None or budget.codec.data_schema.name in BUILT_IN
+        self.first = True
 
     def chunk(self, chunk: Json) -> None:
+        first, self.first = self.first, False
         if self.detect:
             self.detect = False
             self.codec = codec_for_chunk(chunk)
             self.accumulator = None if self.codec is None else self.codec.stream_accumulator()
-        if self.accumulator is not None:
-            try:
-                self.accumulator.collect(chunk)
-            except Exception:  # metering never breaks the stream: charged its reservation
-                self.accumulator = None
+        if self.accumulator is None or (self.built_in and not carries_usage(chunk, first)):
+            return  # a built-in stream's text is not needed to know its usage
+        try:
+            self.accumulator.collect(chunk)
+        except Exception:  # metering never breaks the stream: charged its reservation
+            self.accumulator = None
 
     def done(self) -> None:
         folded: Json = None

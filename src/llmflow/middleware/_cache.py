@@ -24,9 +24,7 @@ from llmflow._scope import Span
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._calls import add_end_metadata, current_call
 from llmflow.middleware._shapes import (
-    ANTHROPIC,
-    CHAT,
-    RESPONSES,
+    BUILT_IN,
     ReplayedStream,
     StreamTap,
     codec_for_chunk,
@@ -37,8 +35,6 @@ from llmflow.middleware._shapes import (
 )
 
 __all__ = ["ResponseCache"]
-
-_BUILT_IN = {c.data_schema.name: c for c in (CHAT, RESPONSES, ANTHROPIC)}
 
 
 def _encode_value(value: Any) -> Any:
@@ -343,7 +339,7 @@ class ResponseCache:
             if "chunks" in stored:
                 chunks: list[Json] = stored["chunks"]
                 return iter(chunks)
-            return rechunk(stored["folded"], _BUILT_IN[stored["codec"]])
+            return rechunk(stored["folded"], BUILT_IN[stored["codec"]])
         except Exception as exc:  # an entry this version cannot replay: a miss
             get_runtime().record_failure(f"cache:{self.name}", exc)
             return None
@@ -356,9 +352,9 @@ class _Recorder(StreamTap):
         self.cache = cache
         self.key = key
         self.detect = cache.codec is None and (
-            codec is None or codec.data_schema.name not in _BUILT_IN
+            codec is None or codec.data_schema.name not in BUILT_IN
         )
-        self.codec = codec if codec is not None and codec.data_schema.name in _BUILT_IN else None
+        self.codec = codec if codec is not None and codec.data_schema.name in BUILT_IN else None
         self.accumulator = None if self.codec is None else self.codec.stream_accumulator()
         self.raw: list[Json] | None = [] if self.codec is None else None
         self.seen = 0

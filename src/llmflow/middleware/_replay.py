@@ -19,9 +19,7 @@ from llmflow.atof import parse_event
 from llmflow.atof._reader import numbered_lines
 from llmflow.middleware._calls import add_end_metadata, current_call
 from llmflow.middleware._shapes import (
-    ANTHROPIC,
-    CHAT,
-    RESPONSES,
+    BUILT_IN,
     ReplayedStream,
     codec_for_request,
     codec_for_response,
@@ -30,8 +28,6 @@ from llmflow.middleware._shapes import (
 )
 
 __all__ = ["Replay", "ReplayError", "ReplayMissError", "replay"]
-
-_BUILT_IN = {c.data_schema.name: c for c in (CHAT, RESPONSES, ANTHROPIC)}
 
 
 class ReplayError(FlowError):
@@ -140,7 +136,7 @@ class Replay:
         name = schema.get("name") if isinstance(schema, dict) else None
         if self.codec is not None or not isinstance(name, str):
             return self.codec
-        return _BUILT_IN.get(name)
+        return BUILT_IN.get(name)
 
     def _start_key(self, start: dict[str, Any], line: int) -> bytes:
         data = start.get("data")

@@ -26,8 +26,13 @@ from llmflow.codecs import (
 )
 
 __all__ = [
+    "ANTHROPIC",
+    "BUILT_IN",
+    "CHAT",
+    "RESPONSES",
     "ReplayedStream",
     "StreamTap",
+    "carries_usage",
     "codec_for_chunk",
     "codec_for_request",
     "codec_for_response",
@@ -39,6 +44,8 @@ __all__ = [
 CHAT = OpenAIChatCodec()
 RESPONSES = OpenAIResponsesCodec()
 ANTHROPIC = AnthropicMessagesCodec()
+BUILT_IN: dict[str, Any] = {c.data_schema.name: c for c in (CHAT, RESPONSES, ANTHROPIC)}
+"""The built-in codecs by ``data_schema`` name."""
 
 # Body fields that identify the caller or steer bookkeeping, not the answer.
 _NOT_PART_OF_THE_QUESTION = frozenset(
@@ -123,6 +130,32 @@ def codec_for_chunk(chunk: Json) -> Any | None:
         if kind.startswith(("message_", "content_block_")) or kind == "ping":
             return ANTHROPIC
     return None
+
+
+_USAGE_EVENTS = frozenset(
+    {
+        "message_start",
+        "message_delta",
+        "response.created",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    }
+)
+
+
+def carries_usage(chunk: Json, first: bool) -> bool:
+    """Whether a built-in stream's ``chunk`` says anything about model or usage.
+
+    Folding only these chunks gives a response whose annotation has the
+    stream's model and usage, at a fraction of the cost of folding the text.
+    """
+    body = chunk if type(chunk) is dict else _plain(chunk)
+    if not isinstance(body, dict):
+        return False
+    if first or body.get("usage") is not None:
+        return True
+    return body.get("type") in _USAGE_EVENTS
 
 
 def normalized_request(request: LlmRequest, codec: Any | None) -> JsonObject:

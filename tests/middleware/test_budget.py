@@ -345,3 +345,21 @@ def test_concurrent_async_sdk_calls_cannot_overspend(run_async: Any) -> None:
     assert budget.spent_tokens <= 1000
     assert admitted == sent == budget.calls
     assert 0 < admitted < 30
+
+
+def test_an_anthropic_stream_is_settled_from_its_start_and_delta_usage(run_async: Any) -> None:
+    from _cost_support import ANTHROPIC, anthropic_events, anthropic_request
+
+    async def main() -> Budget:
+        budget = Budget(max_cost_usd=10.0, max_tokens=100_000).register()
+        provider = FakeProvider(None, chunks=anthropic_events())
+        stream = await llmflow.llm_stream_call_execute(
+            "claude", anthropic_request(), provider.stream, response_codec=ANTHROPIC
+        )
+        await drain(stream)
+        return budget
+
+    budget = run_async(main())
+    assert budget.spent_tokens == 300 + 600 + 100 + 150
+    # claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 cache write, $15 output per M
+    assert budget.spent_usd == pytest.approx((300 * 3 + 600 * 0.3 + 100 * 3.75 + 150 * 15) / 1e6)

@@ -363,3 +363,31 @@ def test_an_anthropic_stream_is_settled_from_its_start_and_delta_usage(run_async
     assert budget.spent_tokens == 300 + 600 + 100 + 150
     # claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 cache write, $15 output per M
     assert budget.spent_usd == pytest.approx((300 * 3 + 600 * 0.3 + 100 * 3.75 + 150 * 15) / 1e6)
+
+
+def test_answers_from_a_cache_or_a_replay_cost_the_budget_nothing(tmp_path: Any) -> None:
+    from llmflow.exporters import AtofFileExporter
+    from llmflow.middleware import ResponseCache, replay
+
+    runtime = llmflow.get_runtime()
+    path = tmp_path / "log.jsonl"
+    name = AtofFileExporter(path).register()
+    budget = Budget(max_tokens=100_000).register()
+    cache = ResponseCache().register()
+    provider = FakeProvider(chat_response(prompt=60, completion=40))
+    for _ in range(3):
+        llmflow.llm_call_execute_sync("chat", small_request(), provider, response_codec=CHAT)
+    assert (provider.calls, budget.spent_tokens, budget.calls) == (1, 100, 3)
+    runtime.remove_exporter(name)
+    cache.deregister()
+    replay(path, match="order").register()
+    llmflow.llm_call_execute_sync("chat", small_request(), provider, response_codec=CHAT)
+    assert (provider.calls, budget.spent_tokens, budget.reserved_tokens) == (1, 100, 0)
+
+
+def test_a_rejecting_guardrail_registered_after_the_budget_reserves_nothing() -> None:
+    budget = Budget(max_tokens=100_000).register()
+    guardrails.register_llm_conditional_execution("deny", 10, lambda r: "no")
+    with pytest.raises(GuardrailRejected, match="no"):
+        llmflow.llm_call_execute_sync("chat", small_request(), FakeProvider(chat_response()))
+    assert budget.reserved_tokens == 0

@@ -402,3 +402,29 @@ def test_openai_sdk_calls_are_answered_from_the_cache_plain_and_streamed() -> No
     assert answers[1].choices[0].message.tool_calls[0].function.name == "get_weather"
     assert texts == ["Rain in Oslo all week"] * 2
     assert [e.metadata["cache.hit"] for e in ends(events)] == [False, True, False, True]
+
+
+def test_the_sync_stream_twin_is_cached_metered_and_replayed_too(tmp_path: Path) -> None:
+    from llmflow.middleware import Budget
+
+    def provider(request: LlmRequest) -> Any:
+        provider.calls += 1  # type: ignore[attr-defined]
+        return iter(chat_chunks(prompt=60, completion=40))
+
+    provider.calls = 0  # type: ignore[attr-defined]
+    budget = Budget(max_tokens=100_000).register()
+    ResponseCache().register()
+    with testing.capture() as events:
+        runs = [
+            list(
+                llmflow.llm_stream_call_execute_sync(
+                    "s", chat_request(stream=True), provider, codec=CHAT, response_codec=CHAT
+                )
+            )
+            for _ in range(2)
+        ]
+    assert provider.calls == 1  # type: ignore[attr-defined]
+    assert _fold(CHAT, runs[1]) == _fold(CHAT, runs[0])
+    assert [e.metadata["cache.hit"] for e in ends(events)] == [False, True]
+    assert budget.spent_tokens == 100  # the hit cost nothing
+    assert budget.calls == 2

@@ -16,6 +16,7 @@ from llmflow import guardrails, intercepts
 from llmflow._runtime import get_runtime
 from llmflow._scope import Span
 from llmflow._types import Json, LlmRequest
+from llmflow.middleware._calls import current_call
 from llmflow.middleware._cost import price
 from llmflow.middleware._prices import PriceTable
 from llmflow.middleware._shapes import (
@@ -29,6 +30,10 @@ from llmflow.middleware._shapes import (
 
 __all__ = ["Budget"]
 
+LAST = 1_000_000
+"""Default priority of the budget guardrail: after the others."""
+OUTERMOST = -1_000_000
+"""Default priority of the budget intercepts: around every other intercept."""
 _OUTPUT_LIMIT_KEYS = ("max_completion_tokens", "max_output_tokens", "max_tokens")
 
 
@@ -114,11 +119,19 @@ class Budget:
 
     # -- registration ------------------------------------------------------------------
 
-    def register(self, *, scope: Span | None = None, priority: int = 0) -> Budget:
-        """Register the guardrail and both intercepts, globally or on ``scope``."""
-        guardrails.register_llm_conditional_execution(self.name, priority, self._admit, scope=scope)
-        intercepts.register_llm_execution(self.name, priority, self._execute, scope=scope)
-        intercepts.register_llm_stream_execution(self.name, priority, self._stream, scope=scope)
+    def register(self, *, scope: Span | None = None, priority: int | None = None) -> Budget:
+        """Register the guardrail and both intercepts, globally or on ``scope``.
+
+        By default the guardrail runs after every other guardrail (nothing is
+        reserved for a call another guardrail rejects) and the intercepts are
+        outermost (they see the answer of a cache or a replay, which costs
+        nothing). ``priority`` puts all three at that priority instead.
+        """
+        admit = LAST if priority is None else priority
+        around = OUTERMOST if priority is None else priority
+        guardrails.register_llm_conditional_execution(self.name, admit, self._admit, scope=scope)
+        intercepts.register_llm_execution(self.name, around, self._execute, scope=scope)
+        intercepts.register_llm_stream_execution(self.name, around, self._stream, scope=scope)
         self._scope = scope
         return self
 
@@ -254,8 +267,16 @@ class Budget:
 
     # -- the intercepts ----------------------------------------------------------------
 
+    def _charge(self, reservation: _Reservation, call: Any, response: Json, model: Any) -> None:
+        if _answered_for_free(call):
+            self._settle(reservation, 0.0, 0)
+        else:
+            codec = self.codec or codec_for_response(response)
+            self._settle_response(reservation, response, codec, model)
+
     def _execute(self, request: LlmRequest, next_: Callable[..., Any]) -> Any:
         reservation = self._take()
+        call = current_call()
         model = request.content.get("model") if isinstance(request.content, dict) else None
         try:
             result = next_(request)
@@ -263,30 +284,40 @@ class Budget:
             self._settle(reservation, 0.0, 0, ran=False)
             raise
         if inspect.isawaitable(result):
-            return self._settle_later(reservation, result, model)
-        self._settle_response(reservation, result, self.codec or codec_for_response(result), model)
+            return self._settle_later(reservation, call, result, model)
+        self._charge(reservation, call, result, model)
         return result
 
     async def _settle_later(
-        self, reservation: _Reservation, pending: Awaitable[Any], model: Any
+        self, reservation: _Reservation, call: Any, pending: Awaitable[Any], model: Any
     ) -> Any:
         try:
             result = await pending
         except BaseException:
             self._settle(reservation, 0.0, 0, ran=False)
             raise
-        self._settle_response(reservation, result, self.codec or codec_for_response(result), model)
+        self._charge(reservation, call, result, model)
         return result
 
     def _stream(self, request: LlmRequest, next_: Callable[..., Any]) -> Any:
         reservation = self._take()
+        call = current_call()
         model = request.content.get("model") if isinstance(request.content, dict) else None
         try:
             source = next_(request)
         except BaseException:
             self._settle(reservation, 0.0, 0, ran=False)
             raise
+        if _answered_for_free(call):
+            self._settle(reservation, 0.0, 0)
+            return source
         return tap(source, _Meter(self, reservation, model))
+
+
+def _answered_for_free(call: Any) -> bool:
+    """Whether an inner intercept answered ``call`` without the provider (cache, replay)."""
+    metadata = getattr(call, "metadata", None) or {}
+    return metadata.get("cache.hit") is True or "replay.source" in metadata
 
 
 class _Meter(StreamTap):

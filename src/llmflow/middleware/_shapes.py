@@ -343,10 +343,14 @@ class ReplayedStream:
             raise StopAsyncIteration from None
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Stop early (tells a :func:`tap` listener wrapped inside)."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
     async def aclose(self) -> None:
-        """Nothing to release."""
+        """Stop early (tells a :func:`tap` listener wrapped inside)."""
+        self.close()
 
 
 class StreamTap:
@@ -372,6 +376,8 @@ def tap(source: Any, listener: StreamTap) -> Any:
     iterator a sync generator, so the intercept works under both stream entry
     points. The source is closed when the caller stops early.
     """
+    if isinstance(source, ReplayedStream):  # stays usable by both stream entry points
+        return ReplayedStream(_tap_sync(source, listener))
     if hasattr(source, "__anext__") or hasattr(source, "__aiter__") or inspect.isawaitable(source):
         return _tap_async(source, listener)
     if hasattr(source, "__next__") or hasattr(source, "__iter__"):

@@ -510,3 +510,31 @@ def test_an_openai_sdk_run_replays_offline_once_the_provider_is_gone(
     llm_ends = ends(events)
     assert len(llm_ends) == 3
     assert all("replay.source" in e.metadata for e in llm_ends)
+
+
+def test_the_sync_stream_twin_replays_chunk_by_chunk(
+    tmp_path: Path, runtime: llmflow.Runtime
+) -> None:
+    path = tmp_path / "sync.jsonl"
+    name = AtofFileExporter(path).register(runtime=runtime)
+
+    def live(request: LlmRequest) -> Any:
+        return iter(anthropic_events())
+
+    def run(func: Any) -> list[Any]:
+        return list(
+            llmflow.llm_stream_call_execute_sync(
+                "claude", anthropic_request(), func, codec=ANTHROPIC, response_codec=ANTHROPIC
+            )
+        )
+
+    recorded = run(live)
+    runtime.remove_exporter(name)
+    replay(path).register()
+
+    def gone(request: LlmRequest) -> Any:
+        raise ConnectionError("offline")
+
+    replayed = run(gone)
+    assert len(replayed) > 5
+    assert fold(replayed) == fold(recorded)

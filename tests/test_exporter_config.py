@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from _collector import Collector
-from llmflow.exporters._config import ExporterConfigError, parse_headers
+from llmflow._environment import ExporterConfigError, parse_headers
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -630,7 +630,7 @@ def _create_default() -> Runtime:
                 "events are not written to a file"
             )
     if os.environ.get("LLMFLOW_EXPORTERS"):
-        from .exporters._config import install_from_environment
+        from ._environment import install_from_environment
 
         install_from_environment(runtime)
     return runtime

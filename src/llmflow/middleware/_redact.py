@@ -104,6 +104,61 @@ PRESETS: Final[dict[str, tuple[str, Callable[[str], bool] | None]]] = {
 """Preset name → (regular expression, validator of a match or ``None``)."""
 
 
+_DIGIT: Final = re.compile(r"\d")
+_KEY_PREFIXES: Final = ("sk-", "AIza", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "AKIA", "ASIA")
+_TRIGGERS: Final[dict[str, Callable[[str, int], bool]]] = {
+    "api_key": lambda text, digits: any(prefix in text for prefix in _KEY_PREFIXES),
+    "email": lambda text, digits: "@" in text,
+    "iban": lambda text, digits: digits >= 2,
+    "credit_card": lambda text, digits: digits >= 13,
+    "ipv6": lambda text, digits: text.count(":") >= 2,
+    "ipv4": lambda text, digits: digits >= 4 and text.count(".") >= 3,
+    "phone": lambda text, digits: digits >= 7,
+}
+"""Per preset, a necessary condition for a match: ``(text, number of digits) -> bool``."""
+
+# The characters a finding of each preset can start with. A pattern that begins
+# with a lookahead on them lets the regex engine skip every other position
+# quickly; one that begins with a lookbehind is tried at every position.
+_FIRST: Final = {
+    "api_key": "sAg",
+    "email": r"\w.%+-",
+    "iban": "A-Z",
+    "credit_card": r"\d",
+    "ipv6": "0-9A-Fa-f:",
+    "ipv4": r"\d",
+    "phone": r"+(\d",
+}
+
+
+def _digit_count(text: str) -> int:
+    if _DIGIT.search(text) is None:
+        return 0
+    return sum(map(text.count, "0123456789"))
+
+
+class _Combined:
+    """One alternation of presets and its replacement function (the group tells the preset)."""
+
+    __slots__ = ("labels", "pattern", "replacement", "validators")
+
+    def __init__(self, labels: tuple[str, ...], replacement: Callable[[str, str], str]) -> None:
+        self.labels = labels
+        self.validators = tuple(PRESETS[label][1] for label in labels)
+        first = "".join(_FIRST[label] for label in labels)
+        alternatives = "|".join(f"({PRESETS[label][0]})" for label in labels)
+        self.pattern = re.compile(f"(?=[{first}])(?:{alternatives})")
+        self.replacement = replacement
+
+    def replace(self, match: re.Match[str]) -> str:
+        index = match.lastindex or 1  # every alternative is exactly one group
+        value = match.group(0)
+        validator = self.validators[index - 1]
+        if validator is not None and not validator(value):
+            return value
+        return self.replacement(self.labels[index - 1], value)
+
+
 class Redactor:
     """Finds PII in text and JSON and replaces it; pure, thread-safe, never mutates its input.
 
@@ -116,7 +171,7 @@ class Redactor:
     the mod-97 check to be redacted.
     """
 
-    __slots__ = ("_custom", "_labels", "_pattern", "_salt", "_validators", "strategy")
+    __slots__ = ("_combined", "_custom", "_labels", "_salt", "strategy")
 
     def __init__(
         self,
@@ -135,13 +190,8 @@ class Redactor:
         if salt is None:
             salt = secrets.token_bytes(16)
         self._salt = salt.encode() if isinstance(salt, str) else salt
-        self._labels = [name for name in PRESETS if name in names]
-        self._validators = [PRESETS[name][1] for name in self._labels]
-        self._pattern = (
-            re.compile("|".join(f"({PRESETS[name][0]})" for name in self._labels))
-            if self._labels
-            else None
-        )
+        self._labels = tuple(name for name in PRESETS if name in names)
+        self._combined: dict[tuple[str, ...], _Combined] = {}
         self._custom = _user_patterns(patterns)
 
     def replacement(self, label: str, value: str) -> str:
@@ -153,20 +203,29 @@ class Redactor:
         digest = hmac.new(self._salt, value.encode(), hashlib.sha256).hexdigest()[:12]
         return f"[{label}:{digest}]"
 
-    def _preset(self, match: re.Match[str]) -> str:
-        index = match.lastindex
-        if index is None:  # pragma: no cover - every alternative is one group
-            return match.group(0)
-        value = match.group(0)
-        validator = self._validators[index - 1]
-        if validator is not None and not validator(value):
-            return value
-        return self.replacement(self._labels[index - 1], value)
+    def _presets_for(self, value: str) -> _Combined | None:
+        """The alternation of the presets that can occur in ``value``, compiled once per set.
+
+        Each preset has a cheap necessary condition (an ``@`` for an email, a
+        digit for card, IBAN and phone numbers, ...): scanning a text with one
+        alternative per position is what costs, so presets that cannot match
+        are left out of the scan.
+        """
+        digits = _digit_count(value)
+        active = tuple(label for label in self._labels if _TRIGGERS[label](value, digits))
+        if not active:
+            return None
+        combined = self._combined.get(active)
+        if combined is None:
+            combined = self._combined[active] = _Combined(active, self.replacement)
+        return combined
 
     def text(self, value: str) -> str:
         """``value`` with every finding replaced (the same object when there is none)."""
-        if self._pattern is not None:
-            value = self._pattern.sub(self._preset, value)
+        if self._labels and len(value) > 2:
+            combined = self._presets_for(value)
+            if combined is not None:
+                value = combined.pattern.sub(combined.replace, value)
         for label, pattern in self._custom:
             value = pattern.sub(self._custom_replacer(label), value)
         return value

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os as _os
 
-from . import events, exporters, guardrails, intercepts, subscribers, testing
+from . import events, exporters, guardrails, http, intercepts, subscribers, testing
 from ._errors import (
     AtofParseError,
     CodecError,
@@ -21,6 +21,7 @@ from ._errors import (
     SyncCallbackError,
 )
 from ._event import Event, LineParts
+from ._instrument import instrument
 from ._llm import (
     CreateLlmHandleParams,
     EndLlmHandleParams,
@@ -41,9 +42,9 @@ from ._llm import (
     llm_stream_call_execute,
 )
 from ._pipeline import RequestContext, SanitizeContext
-from ._runtime import Diagnostics, Exporter, LineExporter, Runtime, get_runtime
+from ._runtime import Diagnostics, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
-from ._stream import LlmStream
+from ._stream import LlmStream, LlmStreamSync, llm_stream_call_execute_sync
 from ._tool import (
     ToolExecutionResult,
     ToolHandle,
@@ -53,6 +54,7 @@ from ._tool import (
     tool_call_execute_sync,
 )
 from ._types import DataSchema, Json, LlmRequest
+from .exporters._base import Exporter, LineExporter
 
 __version__ = "0.1.0"
 
@@ -99,6 +101,7 @@ __all__ = [
     "LlmHandle",
     "LlmRequest",
     "LlmStream",
+    "LlmStreamSync",
     "LlmStreamCallExecuteParams",
     "RequestContext",
     "Runtime",
@@ -117,6 +120,8 @@ __all__ = [
     "flush",
     "get_runtime",
     "guardrails",
+    "http",
+    "instrument",
     "intercepts",
     "llm_call",
     "llm_call_end",
@@ -127,6 +132,7 @@ __all__ = [
     "llm_request_intercepts",
     "llm_request_intercepts_sync",
     "llm_stream_call_execute",
+    "llm_stream_call_execute_sync",
     "mark",
     "pop_scope",
     "push_scope",

@@ -67,14 +67,15 @@ _Item = Event | LineParts | _Control
 
 
 class Dispatcher:
-    """Queue plus worker. ``deliver(batch)`` and ``flush_sinks()`` must not raise."""
+    """Queue plus worker. ``deliver(batch)`` returns how many events of ``batch``
+    failed; it and ``flush_sinks()`` must not raise."""
 
     def __init__(
         self,
         *,
         capacity: int,
         overflow: OverflowPolicy,
-        deliver: Callable[[list[Event | LineParts]], None],
+        deliver: Callable[[list[Event | LineParts]], int],
         flush_sinks: Callable[[], None],
         report_drops: Callable[[int], None],
     ) -> None:
@@ -85,6 +86,7 @@ class Dispatcher:
         self._report_drops = report_drops
         self.dropped = 0
         self.delivered = 0
+        self.failed = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -234,6 +236,7 @@ class Dispatcher:
                 dropped, self._unreported_drops = self._unreported_drops, 0
             self._report_drops(dropped)
         if batch:
-            self._deliver(batch)
-            self.delivered += len(batch)
+            failed = self._deliver(batch)
+            self.failed += failed
+            self.delivered += len(batch) - failed
             batch.clear()

@@ -286,6 +286,14 @@ def _new_handle(
     )
 
 
+def default_model_name(handle: LlmHandle, request: LlmRequest) -> None:
+    """Name the model of a codec call from the (intercepted) request body's ``model``."""
+    model = request.content.get("model")
+    if isinstance(model, str) and model:
+        handle.profile = {"model_name": model}
+        handle.profile_raw = profile_bytes("model_name", model)
+
+
 def _request_snapshot(value: object) -> bytes:
     """Snapshot a sanitized request copy; anything but a JSON ``LlmRequest`` raises."""
     if not isinstance(value, LlmRequest):
@@ -575,6 +583,8 @@ def _execute(
     dumps_request(request.headers, request.content)  # bad input fails before any middleware
     check_callable(func, "func")
     request = yield from _prepare(runtime, name, request, codec)
+    if model_name is None and codec is not None:
+        default_model_name(handle, request)
     handle.started_us = now_us()
     _start(handle, request, codec)
 
@@ -737,7 +747,7 @@ async def llm_stream_call_execute(
     """
     if isinstance(name, LlmStreamCallExecuteParams):
         return await llm_stream_call_execute(**unpack_params(name, locals()))
-    from ._stream import LlmStream  # after locals() above: a local would count as an argument
+    from ._stream import LlmStream, stream_callbacks  # after locals(): would count as arguments
 
     runtime = get_runtime()
     runtime.check_open()
@@ -748,14 +758,10 @@ async def llm_stream_call_execute(
     dumps_request(request.headers, request.content)  # bad input fails before any middleware
     check_callable(func, "func")
     func = cast("Callable[[LlmRequest], Any]", func)
-    if collector is None and finalizer is None and response_codec is not None:
-        accumulator = response_codec.stream_accumulator()
-        collector, finalizer = accumulator.collect, accumulator.finalize
-    check_callable(collector, "collector")
-    check_callable(finalizer, "finalizer")
-    collector = cast("Callable[[Json], object]", collector)
-    finalizer = cast("Callable[[], Json]", finalizer)
+    collector, finalizer = stream_callbacks(runtime, collector, finalizer, response_codec)
     prepared = await drive_async(_prepare(runtime, name, request, codec))
+    if model_name is None and codec is not None:
+        default_model_name(handle, prepared)
     handle.started_us = now_us()
     _start(handle, prepared, codec)
     return LlmStream(

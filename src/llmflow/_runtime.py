@@ -7,15 +7,17 @@ installed as the default. A runtime that was shut down refuses further use.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
 import threading
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from ._clock import new_uuid7, now_us
 from ._dispatch import Dispatcher, OverflowPolicy
@@ -24,12 +26,12 @@ from ._event import Event, LineParts, Origin, line
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Registry
 from ._types import DataSchema, Json
+from .exporters._base import Exporter, set_default_runtime
+from .exporters._worker import ExporterSlot
 
 __all__ = [
     "Diagnostics",
     "EventHook",
-    "Exporter",
-    "LineExporter",
     "Runtime",
     "SanitizerKind",
     "get_runtime",
@@ -56,42 +58,18 @@ Recorder = Callable[
 _SANITIZABLE = frozenset({"data", "category_profile", "metadata"})
 
 
-@runtime_checkable
-class Exporter(Protocol):
-    """Where delivered events go. Called only from the delivery thread.
-
-    ``export`` receives each batch in emission order and must not keep the list;
-    ``flush`` makes everything exported so far durable; ``shutdown`` releases
-    resources. Exceptions are caught and counted by the runtime.
-    """
-
-    def export(self, events: Sequence[Event]) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def shutdown(self) -> None: ...
-
-
-@runtime_checkable
-class LineExporter(Exporter, Protocol):
-    """An exporter that writes ATOF lines and can take them already serialized.
-
-    While every exporter of a runtime is a line exporter and no subscriber,
-    event sanitizer or metadata injector is registered, events are queued as
-    their serialized lines and only :meth:`export_lines` is called.
-    """
-
-    def export_lines(self, lines: Sequence[LineParts]) -> None: ...
-
-
 @dataclass(frozen=True)
 class Diagnostics:
     """A snapshot of a runtime's health counters.
 
-    ``failures`` counts isolated failures by source, e.g.
+    ``delivered`` events were written by every exporter on the delivery
+    thread; ``failed`` ones were not (a failed write, an unserializable event);
+    ``dropped`` ones overflowed the queue. ``emitted`` is derived:
+    ``delivered + failed + queued + dropped``. ``exporters[name]`` holds one
+    exporter's ``received``/``exported``/``failed``/``dropped`` counters and
+    its ``stats()``. ``failures`` counts isolated failures by source, e.g.
     ``{"subscriber:audit": 2, "sanitize_request:pii": 1}``; ``last_errors``
-    keeps the last message per source. ``emitted`` is derived:
-    ``delivered + queued + dropped``.
+    keeps the last message per source.
     """
 
     delivered: int
@@ -99,11 +77,13 @@ class Diagnostics:
     dropped: int
     failures: Mapping[str, int] = field(default_factory=dict)
     last_errors: Mapping[str, str] = field(default_factory=dict)
+    failed: int = 0
+    exporters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def emitted(self) -> int:
-        """Events handed to the runtime (delivered, queued or dropped)."""
-        return self.delivered + self.queued + self.dropped
+        """Events handed to the runtime (delivered, failed, queued or dropped)."""
+        return self.delivered + self.failed + self.queued + self.dropped
 
     def failure_count(self, prefix: str = "") -> int:
         """Total failures whose source starts with ``prefix`` (all when empty)."""
@@ -114,8 +94,10 @@ class Diagnostics:
         return {
             "emitted": self.emitted,
             "delivered": self.delivered,
+            "failed": self.failed,
             "queued": self.queued,
             "dropped": self.dropped,
+            "exporters": {name: dict(counts) for name, counts in self.exporters.items()},
             "failures": dict(self.failures),
             "last_errors": dict(self.last_errors),
         }
@@ -162,8 +144,8 @@ class Runtime:
         }
         self.injectors: Registry[EventHook] = Registry("metadata injector", self._reconfigure)
         self.middleware: dict[str, Registry[Callable[..., Any]]] = {}
-        self._exporters: dict[str, Exporter] = {}
-        self._sinks: tuple[tuple[str, Exporter, LineExporter | None], ...] = ()
+        self._exporters: dict[str, ExporterSlot] = {}
+        self._sinks: tuple[ExporterSlot, ...] = ()
         self._config_lock = threading.Lock()
         self._failures: Counter[str] = Counter()
         self._last_errors: dict[str, str] = {}
@@ -214,12 +196,11 @@ class Runtime:
         with self._config_lock:
             self.closed = True
             self.emit = self.record = self._emit_after_shutdown
+        deadline = _deadline(timeout)
         self._dispatcher.stop(timeout)
-        for name, exporter in list(self._exporters.items()):
-            try:
-                exporter.shutdown()
-            except Exception as exc:
-                self.record_failure(f"exporter:{name}", exc)
+        for slot in list(self._exporters.values()):
+            _detach(slot.exporter)
+            slot.shutdown(deadline)
         with _default_lock:
             if _default is self:
                 _default = None
@@ -248,13 +229,10 @@ class Runtime:
             if self.closed:
                 return
             exporters = self._exporters
-            self._sinks = tuple(
-                (name, exporter, exporter if isinstance(exporter, LineExporter) else None)
-                for name, exporter in exporters.items()
-            )
+            self._sinks = tuple(exporters.values())
             lines_only = (
                 bool(exporters)
-                and all(line_sink is not None for _, _, line_sink in self._sinks)
+                and all(slot.line_sink is not None for slot in self._sinks)
                 and not self.subscribers.entries
                 and not self.injectors.entries
                 and not any(registry.entries for registry in self.sanitizers.values())
@@ -264,42 +242,91 @@ class Runtime:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted before the call is delivered and exported.
 
-        Returns ``False`` if ``timeout`` (seconds) ran out first.
+        Background exporters are waited for too. Returns ``False`` if
+        ``timeout`` (seconds) ran out first or an exporter reported that it
+        could not flush everything.
         """
         self.check_open()
-        return self._dispatcher.flush(timeout)
+        deadline = _deadline(timeout)
+        if not self._dispatcher.flush(timeout):
+            return False
+        return self._flush_background(deadline)
+
+    def _flush_background(self, deadline: float | None, only: str | None = None) -> bool:
+        ok = True
+        for slot in self._sinks:
+            if slot.background and (only is None or slot.name == only):
+                ok = slot.flush_background(deadline) and ok
+        return ok
 
     async def aflush(self) -> None:
-        """Async :meth:`flush`: never blocks the event loop."""
+        """Async :meth:`flush`: never blocks the event loop.
+
+        Background exporters are awaited on a helper thread, without a timeout.
+        """
         self.check_open()
         await self._dispatcher.aflush()
+        if any(slot.background for slot in self._sinks):
+            await asyncio.to_thread(self._flush_background, None)
 
     def on_delivery_thread(self) -> bool:
         """Whether the caller is this runtime's delivery thread (subscriber code)."""
         return self._dispatcher.on_worker_thread()
 
+    def on_runtime_thread(self) -> bool:
+        """Whether the caller is the delivery thread or a background exporter's worker."""
+        return self._dispatcher.on_worker_thread() or any(
+            slot.on_export_thread() for slot in self._sinks
+        )
+
     # -- exporters -----------------------------------------------------------------
 
     def add_exporter(self, name: str, exporter: Exporter) -> None:
-        """Register ``exporter`` under ``name`` (duplicate names raise)."""
+        """Register ``exporter`` under ``name`` (duplicate names raise).
+
+        An exporter with ``background = True`` gets its own worker thread and
+        bounded buffer. A :class:`~llmflow.exporters.BaseExporter` is handed a
+        registration, through which its own ``flush()``/``shutdown()`` called
+        by the user ask this runtime to act.
+        """
         self.check_open()
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name: expected a non-empty str, got {name!r}")
         if not isinstance(exporter, Exporter):
             raise TypeError("exporter: expected an object with export(), flush() and shutdown()")
         if name in self._exporters:
             raise DuplicateRegistrationError(f"name: exporter {name!r} is already registered")
-        self._exporters = {**self._exporters, name: exporter}
+        slot = ExporterSlot(name, exporter, self.record_failure)
+        self._exporters = {**self._exporters, name: slot}
+        attach = getattr(exporter, "attach", None)
+        if callable(attach):
+            attach(_Registration(self, name))
         self._reconfigure()
 
-    def remove_exporter(self, name: str, *, timeout: float | None = 5.0) -> bool:
-        """Flush what is queued to ``name``, then unregister it; return whether it existed."""
-        if name not in self._exporters:
+    def remove_exporter(
+        self, name: str, *, timeout: float | None = 5.0, shutdown: bool = False
+    ) -> bool:
+        """Flush what is queued to ``name``, then unregister it; return whether it existed.
+
+        A background exporter's worker is stopped. With ``shutdown=True`` the
+        exporter's ``shutdown()`` is called too (its own ``shutdown()`` does this).
+        """
+        slot = self._exporters.get(name)
+        if slot is None:
             return False
+        deadline = _deadline(timeout)
         if not self.closed:
             self._dispatcher.flush(timeout)
+            self._flush_background(deadline, only=name)
         exporters = dict(self._exporters)
         del exporters[name]
         self._exporters = exporters
         self._reconfigure()
+        _detach(slot.exporter)
+        if shutdown:
+            slot.shutdown(deadline)
+        else:
+            slot.stop_worker(deadline)
         return True
 
     # -- diagnostics ---------------------------------------------------------------
@@ -314,6 +341,7 @@ class Runtime:
     def diagnostics(self) -> Diagnostics:
         """A consistent-enough snapshot of the counters (cheap; lock-free reads)."""
         dispatcher = self._dispatcher
+        exporters = {name: slot.counters() for name, slot in self._exporters.items()}
         with self._failure_lock:
             failures = dict(self._failures)
             last = dict(self._last_errors)
@@ -323,51 +351,80 @@ class Runtime:
             dropped=dispatcher.dropped,
             failures=failures,
             last_errors=last,
+            failed=dispatcher.failed,
+            exporters=exporters,
         )
 
     # -- delivery (worker thread only) ---------------------------------------------
 
-    def _deliver(self, batch: list[Event | LineParts]) -> None:
+    def _deliver(self, batch: list[Event | LineParts]) -> int:
+        """Hand ``batch`` to subscribers and exporters; return how many events failed.
+
+        An event fails when its line cannot be built (it is then shown to no
+        subscriber, so the file and the subscribers agree) or when an exporter
+        on this thread did not write it (the largest count over exporters).
+        """
+        sinks = self._sinks
         injectors = self.injectors.entries
         sanitizers = self.sanitizers
         subscribers = self.subscribers.entries
         hooked = injectors or subscribers or any(sanitizers.values())
-        for event in batch if hooked else ():
-            if not isinstance(event, Event):
-                continue  # queued as a line before these consumers were added
-            if injectors:
-                self._inject(event, injectors)
-            kind: SanitizerKind = (
-                "mark"
-                if event.scope_category is None
-                else "scope_start"
-                if event.scope_category == "start"
-                else "scope_end"
+        line_sinks = [slot for slot in sinks if slot.line_sink is not None]
+        bad = 0
+        if hooked or (line_sinks and any(type(item) is Event for item in batch)):
+            lines: list[LineParts] | None = [] if line_sinks else None
+            events: list[Event] = []
+            for event in batch:
+                if not isinstance(event, Event):
+                    if lines is not None:
+                        lines.append(event)  # queued as a line before these consumers came
+                    continue
+                if hooked:
+                    self._publish_hooks(event, injectors)
+                if lines is not None:
+                    try:
+                        lines.append(event.line_parts())
+                    except Exception as exc:  # one bad event never costs its batch
+                        bad += 1
+                        self.record_failure("delivery:serialize", exc)
+                        continue
+                events.append(event)
+                for sub in subscribers:
+                    try:
+                        sub.fn(event)
+                    except BaseException as exc:  # even SystemExit: isolate, count
+                        self.record_failure(f"subscriber:{sub.name}", exc)
+        else:
+            lines = batch if line_sinks else None  # type: ignore[assignment]
+            events = (
+                [item for item in batch if isinstance(item, Event)]
+                if len(line_sinks) < len(sinks)
+                else []
             )
-            chain = sanitizers[kind].entries
-            if chain:
-                self._sanitize(event, kind, chain)
-            for sub in subscribers:
-                try:
-                    sub.fn(event)
-                except Exception as exc:
-                    self.record_failure(f"subscriber:{sub.name}", exc)
-        lines: list[LineParts] | None = None
-        events: list[Event] | None = None
-        for name, exporter, line_sink in self._sinks:
-            try:
-                if line_sink is not None:
-                    if lines is None:
-                        lines = [
-                            item.line_parts() if isinstance(item, Event) else item for item in batch
-                        ]
-                    line_sink.export_lines(lines)
-                else:
-                    if events is None:
-                        events = [item for item in batch if isinstance(item, Event)]
-                    exporter.export(events)
-            except Exception as exc:
-                self.record_failure(f"exporter:{name}", exc)
+        failed = 0
+        for slot in sinks:
+            if slot.line_sink is not None:
+                assert lines is not None
+                if bad:
+                    slot.count_unserializable(bad)
+                failed = max(failed, slot.deliver_lines(lines))
+            else:
+                failed = max(failed, slot.deliver_events(events))
+        return failed + bad
+
+    def _publish_hooks(self, event: Event, injectors: Sequence[Any]) -> None:
+        if injectors:
+            self._inject(event, injectors)
+        kind: SanitizerKind = (
+            "mark"
+            if event.scope_category is None
+            else "scope_start"
+            if event.scope_category == "start"
+            else "scope_end"
+        )
+        chain = self.sanitizers[kind].entries
+        if chain:
+            self._sanitize(event, kind, chain)
 
     def _inject(self, event: Event, injectors: Sequence[Any]) -> None:
         metadata = dict(event.metadata or {})
@@ -414,11 +471,8 @@ class Runtime:
                 event._replace_payload("profile" if key == "category_profile" else key, raw)
 
     def _flush_exporters(self) -> None:
-        for name, exporter in self._exporters.items():
-            try:
-                exporter.flush()
-            except Exception as exc:
-                self.record_failure(f"exporter:{name}", exc)
+        for slot in self._sinks:
+            slot.flush_foreground()
 
     def _report_drops(self, count: int) -> None:
         us = now_us()
@@ -434,8 +488,9 @@ class Runtime:
     def _after_fork_in_child(self) -> None:
         self._dispatcher.after_fork_in_child()
         self._failure_lock = threading.Lock()
-        for name, exporter in self._exporters.items():
-            reopen = getattr(exporter, "after_fork_in_child", None)
+        for name, slot in self._exporters.items():
+            slot.after_fork_in_child()
+            reopen = getattr(slot.exporter, "after_fork_in_child", None)
             if reopen is not None:
                 try:
                     reopen()
@@ -470,7 +525,7 @@ def _create_default() -> Runtime:
         _default = runtime
     path = os.environ.get(ATOF_PATH_ENV)
     if path:
-        from .exporters import AtofFileExporter
+        from .exporters.jsonl import AtofFileExporter
 
         AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
     return runtime
@@ -490,5 +545,35 @@ def _flush_at_exit() -> None:
                 runtime.flush(timeout=10.0)
 
 
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _detach(exporter: object) -> None:
+    attach = getattr(exporter, "attach", None)
+    if callable(attach):
+        attach(None)
+
+
+class _Registration:
+    """What a registered :class:`~llmflow.exporters.BaseExporter` holds of its runtime."""
+
+    __slots__ = ("name", "runtime")
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self.runtime = runtime
+        self.name = name
+
+    def runtime_is_calling(self) -> bool:
+        return self.runtime.closed or self.runtime.on_runtime_thread()
+
+    def flush(self, timeout: float | None) -> bool:
+        return self.runtime.flush(timeout)
+
+    def close(self, timeout: float | None) -> None:
+        self.runtime.remove_exporter(self.name, timeout=timeout, shutdown=True)
+
+
+set_default_runtime(get_runtime)
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_flush_at_exit)

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Literal
 
 from llmflow._event import Event, LineParts
-from llmflow._runtime import LineExporter, Runtime, get_runtime
+from llmflow.exporters._base import BaseExporter, ExportResult, LineExporter
 
 __all__ = ["AtofFileExporter"]
 
 _IOV_MAX = 1023  # buffers per writev(2) call: whole lines (3 pieces each), <= IOV_MAX (1024)
 
 
-class AtofFileExporter:
+class AtofFileExporter(BaseExporter):
     """Writes every event as one line of ATOF JSONL.
 
     ``mode="append"`` (default) keeps what the file holds; ``"overwrite"``
@@ -42,8 +42,6 @@ class AtofFileExporter:
         self.path = Path(path)
         self.mode = mode
         self.fsync = fsync
-        self.name: str | None = None
-        self._runtime: Runtime | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = self._open(truncate=mode == "overwrite")
         if mode == "append":
@@ -62,19 +60,16 @@ class AtofFileExporter:
         if size and os.pread(fd, 1, size - 1) != b"\n":
             os.write(fd, b"\n")
 
-    def register(self, name: str | None = None, *, runtime: Runtime | None = None) -> str:
-        """Attach to ``runtime`` (default: the process default); return the name used."""
-        runtime = runtime or get_runtime()
-        name = name or f"atof-file:{self.path}"
-        runtime.add_exporter(name, self)
-        self.name, self._runtime = name, runtime
-        return name
+    def default_name(self) -> str:
+        """``atof-file:<path>``: the name :meth:`register` uses when none is given."""
+        return f"atof-file:{self.path}"
 
-    def export(self, events: Sequence[Event]) -> None:
+    def export(self, events: Sequence[Event]) -> ExportResult:
         """Write ``events`` as complete lines, up to 341 lines per system call."""
         self.export_lines([event.line_parts() for event in events])
+        return ExportResult.SUCCESS
 
-    def export_lines(self, lines: Sequence[LineParts]) -> None:
+    def export_lines(self, lines: Sequence[LineParts]) -> int | None:
         """Write already serialized lines (see :class:`llmflow.LineExporter`)."""
         fd = self._fd
         if fd is None:
@@ -87,27 +82,35 @@ class AtofFileExporter:
                 rest = memoryview(b"".join(chunk))[written:]
                 while rest:
                     rest = rest[os.write(fd, rest) :]
+        return None
 
-    def flush(self) -> None:
-        """Deliver everything emitted so far to the file, then fsync it (if enabled)."""
-        runtime = self._runtime
-        if runtime is not None and not runtime.closed and not runtime.on_delivery_thread():
-            runtime.flush()  # the delivery thread calls back into flush() to sync
-            return
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver everything emitted so far to the file, then fsync it (if enabled).
+
+        Called by the user on a registered exporter, this asks the runtime to
+        deliver what is queued (which then calls it back to sync); returns
+        whether everything was written within ``timeout``.
+        """
+        registration = self._registration
+        if registration is not None and not registration.runtime_is_calling():
+            return registration.flush(timeout)
         if self._fd is not None and self.fsync:
             os.fsync(self._fd)
+        return True
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float | None = None) -> None:
         """Write what is queued, detach from the runtime and close the file. Idempotent."""
-        runtime, name = self._runtime, self.name
-        if runtime is not None and name is not None and not runtime.on_delivery_thread():
-            self._runtime = None
-            runtime.remove_exporter(name)
+        registration = self._registration
+        if registration is not None and not registration.runtime_is_calling():
+            registration.close(timeout)  # the runtime detaches us, then calls shutdown again
+            return
         fd, self._fd = self._fd, None
         if fd is not None:
-            if self.fsync:
-                os.fsync(fd)
-            os.close(fd)
+            try:
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def after_fork_in_child(self) -> None:
         """Give the child its own descriptor (append mode: never truncates)."""

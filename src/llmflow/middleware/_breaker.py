@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Literal
 
 from llmflow._errors import FlowError
-from llmflow._scope import Span, mark
+from llmflow._pipeline import Call
+from llmflow._scope import mark
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._end_metadata import current_call
 from llmflow.middleware._retry import classify
@@ -39,7 +40,7 @@ class CircuitOpenError(FlowError):
         )
 
 
-def default_key(request: object, call: Span | None) -> str:
+def default_key(request: object, call: Call | None) -> str:
     """``provider/model`` of an LLM request, or the call name (tool calls).
 
     The provider is the call's ``provider.name`` metadata (set by the HTTP
@@ -96,7 +97,7 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         recovery_time: float = 30.0,
         *,
-        key: Callable[[Any, Span | None], str] = default_key,
+        key: Callable[[Any, Call | None], str] = default_key,
         half_open_max_calls: int = 1,
         is_failure: Callable[[BaseException], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -141,7 +142,7 @@ class CircuitBreaker:
 
     # -- the three moments of a call ------------------------------------------------
 
-    def _admit(self, key: str, call: Span | None) -> None:
+    def _admit(self, key: str, call: Call | None) -> None:
         """Let a call through or raise :class:`CircuitOpenError`."""
         transition: _Transition | None = None
         error: CircuitOpenError | None = None
@@ -166,7 +167,7 @@ class CircuitBreaker:
         if error is not None:
             raise error
 
-    def _settle(self, key: str, call: Span | None, error: BaseException | None) -> None:
+    def _settle(self, key: str, call: Call | None, error: BaseException | None) -> None:
         """Record the outcome of an admitted call."""
         failed = error is not None and isinstance(error, Exception) and self._is_failure(error)
         neutral = error is not None and not failed
@@ -209,7 +210,7 @@ class CircuitBreaker:
         self._settle(key, call, None)
         return result
 
-    async def _settle_async(self, key: str, call: Span | None, awaitable: Any) -> Any:
+    async def _settle_async(self, key: str, call: Call | None, awaitable: Any) -> Any:
         try:
             result = await awaitable
         except BaseException as exc:
@@ -251,7 +252,7 @@ class CircuitBreaker:
                 await close()
 
 
-def _record(transition: _Transition | None, call: Span | None) -> None:
+def _record(transition: _Transition | None, call: Call | None) -> None:
     if transition is not None:
         key, before, after, failures = transition
         mark(

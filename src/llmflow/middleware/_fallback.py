@@ -6,7 +6,8 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from llmflow._scope import Span, mark
+from llmflow._pipeline import Call
+from llmflow._scope import mark
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._breaker import CircuitOpenError
 from llmflow.middleware._end_metadata import add_end_metadata, current_call
@@ -36,7 +37,7 @@ class _Models:
 
     __slots__ = ("call", "current", "index", "owner")
 
-    def __init__(self, owner: Fallback, request: Any, call: Span | None) -> None:
+    def __init__(self, owner: Fallback, request: Any, call: Call | None) -> None:
         self.owner = owner
         self.call = call
         self.index = 0

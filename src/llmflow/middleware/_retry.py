@@ -22,7 +22,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from llmflow._scope import Span, mark
+from llmflow._pipeline import Call
+from llmflow._scope import mark
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._end_metadata import add_end_metadata, current_call
 
@@ -160,7 +161,7 @@ class _Attempts:
 
     __slots__ = ("call", "failures", "policy", "started")
 
-    def __init__(self, policy: Retry, call: Span | None) -> None:
+    def __init__(self, policy: Retry, call: Call | None) -> None:
         self.policy = policy
         self.call = call
         self.failures = 0

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from llmflow._errors import FlowError
-from llmflow._scope import Span, mark
+from llmflow._pipeline import Call
+from llmflow._scope import mark
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._end_metadata import current_call
 
@@ -65,7 +66,7 @@ class Timeout:
             return self._bounded(result, call)
         return result
 
-    async def _bounded(self, awaitable: Awaitable[Any], call: Span | None) -> Any:
+    async def _bounded(self, awaitable: Awaitable[Any], call: Call | None) -> Any:
         try:
             async with asyncio.timeout(self.seconds) as bound:
                 return await awaitable
@@ -74,7 +75,7 @@ class Timeout:
                 raise  # the provider's own timeout, not ours
         raise self._error(call)
 
-    def _error(self, call: Span | None) -> CallTimeoutError:
+    def _error(self, call: Call | None) -> CallTimeoutError:
         name = "call" if call is None else f"{call.category} call {call.name!r}"
         mark("llmflow.timeout", data={"seconds": self.seconds}, parent=call)
         return CallTimeoutError(

@@ -375,3 +375,34 @@ class BreakerMachine(RuleBasedStateMachine):
 
 BreakerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 test_breaker_follows_the_closed_open_half_open_state_machine = BreakerMachine.TestCase
+
+
+# -- the real openai SDK against FakeProvider --------------------------------------------
+
+
+def test_with_the_openai_sdk_an_open_circuit_stops_requests_reaching_the_server() -> None:
+    import openai
+
+    from llmflow.testing import ErrorReply, FakeProvider, Reply
+
+    time = FakeTime()
+    breaker = CircuitBreaker(failure_threshold=2, recovery_time=30, clock=time.clock)
+    intercepts.register_llm_execution("breaker", 0, breaker)
+    user = [{"role": "user", "content": "x"}]
+    with FakeProvider() as provider:
+        provider.script(ErrorReply(500), ErrorReply(503), Reply(text="back"))
+        client = llmflow.instrument(
+            openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="k", max_retries=0)
+        )
+        for _ in range(2):
+            with pytest.raises(openai.InternalServerError):  # the SDK's own error
+                client.chat.completions.create(model="gpt-4o", messages=user)
+        with pytest.raises(CircuitOpenError) as raised:
+            client.chat.completions.create(model="gpt-4o", messages=user)
+        assert raised.value.key == "openai/gpt-4o"  # provider from the transport's metadata
+        assert len(provider.requests) == 2
+        time.now += 30
+        answer = client.chat.completions.create(model="gpt-4o", messages=user)
+        assert answer.choices[0].message.content == "back"
+        assert breaker.state("openai/gpt-4o") == "closed"
+        assert len(provider.requests) == 3

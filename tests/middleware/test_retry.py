@@ -462,3 +462,120 @@ def test_a_run_of_failures_never_waits_past_the_cap_or_the_deadline_and_honours_
         wanted = retry_after_seconds(header)
         if wanted is not None:
             assert wait == min(cap, wanted)
+
+
+# -- the real SDKs against FakeProvider, through llmflow.instrument ----------------------
+
+USER = [{"role": "user", "content": "x"}]
+
+
+@pytest.fixture
+def provider() -> Any:
+    from llmflow.testing import FakeProvider
+
+    with FakeProvider() as fake:
+        yield fake
+
+
+def test_the_openai_sdk_with_max_retries_0_is_retried_through_429_a_drop_and_a_500(
+    provider: Any,
+) -> None:
+    import openai
+
+    from llmflow.testing import Drop, ErrorReply, Reply
+
+    time = FakeTime()
+    install(time, base_delay=1.0)
+    provider.script(ErrorReply(429, retry_after="2"), Drop(), ErrorReply(500), Reply(text="ok"))
+    client = llmflow.instrument(
+        openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-test", max_retries=0)
+    )
+    with testing.capture() as events:
+        answer = client.chat.completions.create(model="gpt-4o", messages=USER)
+    assert answer.choices[0].message.content == "ok"
+    assert len(provider.requests) == 4
+    assert time.sleeps == [2.0, 1.0, 2.0]  # Retry-After, then jittered backoff 0.5*(2, 4)
+    assert [m.data["reason"] for m in named(events, "llmflow.retry")] == [
+        "http 429",
+        "RemoteProtocolError",
+        "http 500",
+    ]
+    (end,) = llm_ends(events)  # every attempt inside one managed call
+    assert end.metadata["retry.attempts"] == 4
+    assert end.metadata["http.status_code"] == 200
+
+
+def test_the_async_openai_sdk_is_retried_without_blocking_the_loop(
+    provider: Any, run_async: RunAsync
+) -> None:
+    import openai
+
+    from llmflow.testing import ErrorReply, Reply
+
+    time = FakeTime()
+    install(time)
+    provider.script(ErrorReply(503), ErrorReply(429, retry_after="1"), Reply(text="ok"))
+
+    async def main() -> Any:
+        client = llmflow.instrument(
+            openai.AsyncOpenAI(base_url=f"{provider.base_url}/v1", api_key="k", max_retries=0)
+        )
+        async with client:
+            return await client.chat.completions.create(model="gpt-4o", messages=USER)
+
+    with testing.capture() as events:
+        answer = run_async(main())
+    assert answer.choices[0].message.content == "ok"
+    assert time.sleeps == [0.25, 1.0]
+    assert llm_ends(events)[0].metadata["retry.attempts"] == 3
+
+
+def test_the_anthropic_sdk_is_retried_on_overloaded(provider: Any) -> None:
+    import anthropic
+
+    from llmflow.testing import ErrorReply, Reply
+
+    time = FakeTime()
+    install(time)
+    provider.script(ErrorReply(529, message="Overloaded"), Reply(text="fine"))
+    client = llmflow.instrument(
+        anthropic.Anthropic(base_url=provider.base_url, api_key="k", max_retries=0)
+    )
+    message = client.messages.create(model="claude-x", max_tokens=5, messages=USER)
+    assert message.content[0].text == "fine"  # type: ignore[union-attr]
+    assert len(provider.requests) == 2
+
+
+def test_when_retries_run_out_the_sdk_raises_its_own_typed_error(provider: Any) -> None:
+    import openai
+
+    from llmflow.testing import ErrorReply
+
+    time = FakeTime()
+    install(time, max_attempts=2)
+    provider.script(ErrorReply(500), ErrorReply(502, message="still down"))
+    client = llmflow.instrument(
+        openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="k", max_retries=0)
+    )
+    with pytest.raises(openai.InternalServerError, match="still down"):
+        client.chat.completions.create(model="gpt-4o", messages=USER)
+    assert len(provider.requests) == 2
+
+
+def test_a_retry_after_http_date_from_the_server_is_honoured(provider: Any) -> None:
+    import openai
+
+    from llmflow.testing import ErrorReply, Reply
+
+    time = FakeTime()
+    wall = datetime(2030, 1, 1, tzinfo=UTC)
+    when = email.utils.format_datetime(datetime(2030, 1, 1, 0, 0, 3, tzinfo=UTC), usegmt=True)
+    intercepts.register_llm_execution(
+        "retry", 0, retry(sleep=time.sleep, clock=time.clock, wall_clock=wall.timestamp)
+    )
+    provider.script(ErrorReply(429, retry_after=when), Reply(text="ok"))
+    client = llmflow.instrument(
+        openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="k", max_retries=0)
+    )
+    client.chat.completions.create(model="gpt-4o", messages=USER)
+    assert time.sleeps == [3.0]

@@ -152,6 +152,38 @@ def test_half_open_lets_only_its_probe_through_while_concurrent_calls_fail_fast(
     assert {"ok": True} in results
 
 
+def test_a_cancelled_probe_frees_its_slot_and_leaves_the_state_alone(run_async: RunAsync) -> None:
+    time = FakeTime()
+    breaker = CircuitBreaker(failure_threshold=1, recovery_time=1, clock=time.clock)
+    intercepts.register_llm_execution("breaker", 0, breaker)
+
+    async def main() -> None:
+        with pytest.raises(HTTPFailure):
+            await llmflow.llm_call_execute("chat", llm_request(), always_500)
+        time.now += 1
+        started = asyncio.Event()
+
+        async def hang(request: LlmRequest) -> Any:
+            started.set()
+            await asyncio.sleep(3600)
+
+        probe = asyncio.ensure_future(llmflow.llm_call_execute("chat", llm_request(), hang))
+        await started.wait()
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert breaker.state("chat/gpt-4o") == "half_open"
+        # the slot is free again: the next call is the probe, and it closes the circuit
+        assert await llmflow.llm_call_execute("chat", llm_request(), lambda r: 1) == 1
+        assert breaker.state("chat/gpt-4o") == "closed"
+
+    run_async(main())
+
+
+def always_500(request: LlmRequest) -> Any:
+    raise HTTPFailure(500)
+
+
 def test_circuits_are_per_provider_and_model() -> None:
     time = FakeTime()
     intercepts.register_llm_execution(

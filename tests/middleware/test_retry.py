@@ -110,6 +110,22 @@ def test_the_sync_twin_retries_and_waits_with_the_blocking_sleep() -> None:
     assert llm_ends(events)[0].metadata == {"retry.attempts": 3}
 
 
+def test_the_sync_twin_called_inside_a_running_event_loop_still_retries(
+    run_async: RunAsync,
+) -> None:
+    # a notebook cell or a sync helper called from async code: a loop is running, the entry
+    # point is synchronous; the intercept follows what next() returned, not the loop
+    time = FakeTime()
+    install(time)
+    func = flaky([HTTPFailure(503)])
+
+    async def main() -> Any:
+        return llmflow.llm_call_execute_sync("chat", llm_request(), func)
+
+    assert run_async(main()) == {"answer": 2}
+    assert len(time.sleeps) == 1
+
+
 def test_a_sync_provider_function_in_the_async_entry_point_is_retried(run_async: RunAsync) -> None:
     time = FakeTime()
     install(time)

@@ -595,3 +595,19 @@ def test_a_retry_after_http_date_from_the_server_is_honoured(provider: Any) -> N
     )
     client.chat.completions.create(model="gpt-4o", messages=USER)
     assert time.sleeps == [3.0]
+
+
+def test_a_record_that_cannot_be_written_is_counted_and_never_breaks_the_call(
+    monkeypatch: pytest.MonkeyPatch, runtime: llmflow.Runtime
+) -> None:
+    from llmflow.middleware import _end_metadata
+
+    def broken_mark(*args: Any, **kwargs: Any) -> str:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(_end_metadata, "mark", broken_mark)
+    time = FakeTime()
+    install(time)
+    func = flaky([HTTPFailure(429)])
+    assert llmflow.llm_call_execute_sync("chat", llm_request(), func) == {"answer": 2}
+    assert runtime.diagnostics().failures["middleware:retry"] == 1

@@ -11,9 +11,8 @@ from typing import Any, Final, Literal
 
 from llmflow._errors import FlowError
 from llmflow._pipeline import Call
-from llmflow._scope import mark
 from llmflow._types import Json, LlmRequest
-from llmflow.middleware._end_metadata import current_call
+from llmflow.middleware._end_metadata import current_call, record_mark
 from llmflow.middleware._retry import classify
 
 __all__ = ["CircuitBreaker", "CircuitOpenError", "State", "default_key"]
@@ -255,11 +254,8 @@ class CircuitBreaker:
 def _record(transition: _Transition | None, call: Call | None) -> None:
     if transition is not None:
         key, before, after, failures = transition
-        mark(
-            "llmflow.circuit",
-            data={"key": key, "from": before, "to": after, "failures": failures},
-            parent=call,
-        )
+        data: Json = {"key": key, "from": before, "to": after, "failures": failures}
+        record_mark("circuit_breaker", "llmflow.circuit", data, call)
 
 
 def _check_count(value: object, param: str) -> None:

@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from llmflow._pipeline import Call
-from llmflow._scope import mark
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._breaker import CircuitOpenError
-from llmflow.middleware._end_metadata import add_end_metadata, current_call
+from llmflow.middleware._end_metadata import current_call, record_end, record_mark
 from llmflow.middleware._retry import classify
 
 __all__ = ["Fallback", "fallback", "with_model"]
@@ -53,17 +52,14 @@ class _Models:
             return None
         model = models[self.index]
         self.index += 1
-        mark(
-            "llmflow.fallback",
-            data={"from": self.current, "to": model, "reason": reason},
-            parent=self.call,
-        )
+        data: Json = {"from": self.current, "to": model, "reason": reason}
+        record_mark("fallback", "llmflow.fallback", data, self.call)
         self.current = model
         return self.owner.rewrite(request, model)
 
     def answered(self) -> None:
-        if self.index and self.call is not None and self.current is not None:
-            add_end_metadata(self.call, {"fallback.model": self.current})
+        if self.index and self.current is not None:
+            record_end("fallback", self.call, {"fallback.model": self.current})
 
 
 class Fallback:

@@ -104,18 +104,44 @@ PRESETS: Final[dict[str, tuple[str, Callable[[str], bool] | None]]] = {
 """Preset name → (regular expression, validator of a match or ``None``)."""
 
 
-_DIGIT: Final = re.compile(r"\d")
+# Ruling presets out before the scan, cheapest test first: substring tests and
+# counts (C string search), then per preset a pattern every finding contains,
+# with no lookbehind so the engine skips ahead fast. The full alternation is
+# tried at every position of a text: that is what costs.
 _KEY_PREFIXES: Final = ("sk-", "AIza", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "AKIA", "ASIA")
-_TRIGGERS: Final[dict[str, Callable[[str, int], bool]]] = {
-    "api_key": lambda text, digits: any(prefix in text for prefix in _KEY_PREFIXES),
-    "email": lambda text, digits: "@" in text,
-    "iban": lambda text, digits: digits >= 2,
-    "credit_card": lambda text, digits: digits >= 13,
-    "ipv6": lambda text, digits: text.count(":") >= 2,
-    "ipv4": lambda text, digits: digits >= 4 and text.count(".") >= 3,
-    "phone": lambda text, digits: digits >= 7,
-}
-"""Per preset, a necessary condition for a match: ``(text, number of digits) -> bool``."""
+_DIGIT: Final = re.compile(r"\d")
+_BIT: Final = {name: 1 << index for index, name in enumerate(PRESETS)}
+_DIGIT_HINTS: Final = tuple(
+    (_BIT[name], re.compile(hint).search)
+    for name, hint in (
+        ("iban", r"[A-Z]{2}\d{2}"),
+        ("credit_card", r"\d(?:[ -]?\d){12}"),
+        ("ipv4", r"\d\.\d{1,3}\.\d{1,3}\.\d"),
+        ("phone", r"\+\d|\d{3}[ .-]\d{3}"),
+    )
+)
+_DIGIT_BITS: Final = sum(bit for bit, _ in _DIGIT_HINTS)
+_IPV6_HINT: Final = re.compile(r":[0-9A-Fa-f]{0,4}:")
+
+
+def _candidates(text: str, wanted: int) -> int:
+    """The bits of the ``wanted`` presets that may occur in ``text``."""
+    found = 0
+    if wanted & _BIT["email"] and "@" in text:
+        found |= _BIT["email"]
+    if wanted & _BIT["api_key"]:
+        for prefix in _KEY_PREFIXES:
+            if prefix in text:
+                found |= _BIT["api_key"]
+                break
+    if wanted & _BIT["ipv6"] and text.count(":") >= 2 and _IPV6_HINT.search(text) is not None:
+        found |= _BIT["ipv6"]
+    if wanted & _DIGIT_BITS and _DIGIT.search(text) is not None:
+        for bit, search in _DIGIT_HINTS:
+            if wanted & bit and search(text) is not None:
+                found |= bit
+    return found
+
 
 # The characters a finding of each preset can start with. A pattern that begins
 # with a lookahead on them lets the regex engine skip every other position
@@ -129,12 +155,6 @@ _FIRST: Final = {
     "ipv4": r"\d",
     "phone": r"+(\d",
 }
-
-
-def _digit_count(text: str) -> int:
-    if _DIGIT.search(text) is None:
-        return 0
-    return sum(map(text.count, "0123456789"))
 
 
 class _Combined:
@@ -171,7 +191,7 @@ class Redactor:
     the mod-97 check to be redacted.
     """
 
-    __slots__ = ("_combined", "_custom", "_labels", "_salt", "strategy")
+    __slots__ = ("_combined", "_custom", "_labels", "_mask", "_salt", "strategy")
 
     def __init__(
         self,
@@ -191,7 +211,8 @@ class Redactor:
             salt = secrets.token_bytes(16)
         self._salt = salt.encode() if isinstance(salt, str) else salt
         self._labels = tuple(name for name in PRESETS if name in names)
-        self._combined: dict[tuple[str, ...], _Combined] = {}
+        self._mask = sum(_BIT[label] for label in self._labels)
+        self._combined: dict[int, _Combined] = {}
         self._custom = _user_patterns(patterns)
 
     def replacement(self, label: str, value: str) -> str:
@@ -204,20 +225,14 @@ class Redactor:
         return f"[{label}:{digest}]"
 
     def _presets_for(self, value: str) -> _Combined | None:
-        """The alternation of the presets that can occur in ``value``, compiled once per set.
-
-        Each preset has a cheap necessary condition (an ``@`` for an email, a
-        digit for card, IBAN and phone numbers, ...): scanning a text with one
-        alternative per position is what costs, so presets that cannot match
-        are left out of the scan.
-        """
-        digits = _digit_count(value)
-        active = tuple(label for label in self._labels if _TRIGGERS[label](value, digits))
-        if not active:
+        """The alternation of the presets that can occur in ``value``, compiled once per set."""
+        mask = _candidates(value, self._mask)
+        if not mask:
             return None
-        combined = self._combined.get(active)
+        combined = self._combined.get(mask)
         if combined is None:
-            combined = self._combined[active] = _Combined(active, self.replacement)
+            labels = tuple(label for label in self._labels if mask & _BIT[label])
+            combined = self._combined[mask] = _Combined(labels, self.replacement)
         return combined
 
     def text(self, value: str) -> str:
@@ -270,14 +285,15 @@ class Redactor:
     def event(self, event: Event) -> dict[str, Json] | None:
         """Event sanitizer: ``data``, ``metadata`` and ``category_profile`` of marks and scopes.
 
-        The ``data`` of LLM and tool events is left alone: the family
-        sanitizers registered with it already redacted it (before the codec
-        annotated it); their metadata and profile are redacted here.
+        Of LLM and tool events only ``metadata`` (exception messages) is
+        redacted here: their ``data`` went through the family sanitizers
+        registered with this one, and the codec annotations in their
+        ``category_profile`` are built from that redacted copy.
         """
         update: dict[str, Json] = {}
-        fields: tuple[str, ...] = ("metadata", "category_profile")
+        fields: tuple[str, ...] = _CALL_FIELDS
         if event.category not in ("llm", "tool"):
-            fields = ("data", *fields)
+            fields = _ALL_FIELDS
         for field in fields:
             value = getattr(event, field)
             if value is None:
@@ -324,6 +340,8 @@ def _user_patterns(
     return compiled
 
 
+_CALL_FIELDS: Final = ("metadata",)
+_ALL_FIELDS: Final = ("data", "metadata", "category_profile")
 _LLM_FAMILIES: Final = ("llm_sanitize_request", "llm_sanitize_response")
 _TOOL_FAMILIES: Final = ("tool_sanitize_request", "tool_sanitize_response")
 _EVENT_KINDS: Final = ("mark", "scope_start", "scope_end")

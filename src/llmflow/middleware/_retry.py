@@ -23,9 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from llmflow._pipeline import Call
-from llmflow._scope import mark
 from llmflow._types import Json, LlmRequest
-from llmflow.middleware._end_metadata import add_end_metadata, current_call
+from llmflow.middleware._end_metadata import current_call, record_end, record_mark
 
 __all__ = [
     "Retry",
@@ -201,12 +200,11 @@ class _Attempts:
         self.finish()
 
     def _mark(self, name: str, data: Json) -> None:
-        mark(name, data=data, parent=self.call)
+        record_mark("retry", name, data, self.call)
 
     def finish(self, succeeded: bool = False) -> None:
         attempts = self.failures + (1 if succeeded else 0)
-        if self.call is not None:
-            add_end_metadata(self.call, {"retry.attempts": attempts})
+        record_end("retry", self.call, {"retry.attempts": attempts})
 
 
 class Retry:

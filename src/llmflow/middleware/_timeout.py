@@ -11,9 +11,8 @@ from typing import Any
 
 from llmflow._errors import FlowError
 from llmflow._pipeline import Call
-from llmflow._scope import mark
 from llmflow._types import Json, LlmRequest
-from llmflow.middleware._end_metadata import current_call
+from llmflow.middleware._end_metadata import current_call, record_mark
 
 __all__ = ["CallTimeoutError", "Timeout", "timeout"]
 
@@ -57,11 +56,8 @@ class Timeout:
         result = call_next()
         elapsed = self.clock() - started
         if elapsed > self.seconds:  # ran synchronously past the bound: nothing could stop it
-            mark(
-                "llmflow.timeout_overrun",
-                data={"seconds": self.seconds, "elapsed": elapsed},
-                parent=call,
-            )
+            data: Json = {"seconds": self.seconds, "elapsed": elapsed}
+            record_mark("timeout", "llmflow.timeout_overrun", data, call)
         if inspect.isawaitable(result):
             return self._bounded(result, call)
         return result
@@ -77,7 +73,7 @@ class Timeout:
 
     def _error(self, call: Call | None) -> CallTimeoutError:
         name = "call" if call is None else f"{call.category} call {call.name!r}"
-        mark("llmflow.timeout", data={"seconds": self.seconds}, parent=call)
+        record_mark("timeout", "llmflow.timeout", {"seconds": self.seconds}, call)
         return CallTimeoutError(
             f"{name} did not finish within {self.seconds} s (llmflow.middleware.timeout)",
             seconds=self.seconds,

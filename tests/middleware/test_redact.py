@@ -337,3 +337,26 @@ def _emails_in(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [e for item in value.values() for e in _emails_in(item)]
     return []
+
+
+def test_through_an_instrumented_sdk_client_the_wire_record_is_redacted() -> None:
+    import openai
+
+    from llmflow.testing import FakeProvider, Reply
+
+    redact("email", "api_key")
+    with FakeProvider() as provider:
+        provider.script(Reply(text=f"I wrote to {EMAIL}"))
+        client = llmflow.instrument(
+            openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key=KEY, max_retries=0)
+        )
+        with testing.capture() as events:
+            answer = client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": f"contact {EMAIL}"}]
+            )
+        assert EMAIL in provider.requests[0].body.decode()  # the provider got the real text
+    assert answer.choices[0].message.content == f"I wrote to {EMAIL}"
+    recorded = wire(events)
+    assert EMAIL not in recorded and KEY not in recorded
+    end = next(e for e in events if e.category == "llm" and e.scope_category == "end")
+    assert "[REDACTED:email]" in json.dumps(end.category_profile["annotated_response"])

@@ -309,3 +309,40 @@ def test_a_single_string_is_not_a_list_of_models() -> None:
 def test_circuit_open_error_is_importable_for_callers() -> None:
     assert issubclass(CircuitOpenError, llmflow.FlowError)
     assert issubclass(CallTimeoutError, llmflow.FlowError)
+
+
+# -- through llmflow.instrument with the real async openai SDK -----------------------------
+
+
+def test_with_the_async_openai_sdk_fallback_resends_to_the_next_model_and_timeout_bounds_it(
+    run_async: RunAsync,
+) -> None:
+    import openai
+
+    from llmflow.testing import ErrorReply, FakeProvider, Reply
+
+    intercepts.register_llm_execution("fallback", 0, fallback(["backup"]))
+    intercepts.register_llm_execution("timeout", 10, timeout(0.3))
+    user = [{"role": "user", "content": "x"}]
+
+    async def main(provider: FakeProvider) -> None:
+        client = llmflow.instrument(
+            openai.AsyncOpenAI(base_url=f"{provider.base_url}/v1", api_key="k", max_retries=0)
+        )
+        async with client:
+            answer = await client.chat.completions.create(model="primary", messages=user)
+            assert answer.choices[0].message.content == "from backup"
+            with pytest.raises(CallTimeoutError):  # both models too slow: the last error
+                await client.chat.completions.create(model="primary", messages=user)
+
+    with FakeProvider() as provider, testing.capture() as events:
+        provider.script(
+            ErrorReply(503), Reply(text="from backup"), Reply(delay=3.0), Reply(delay=3.0)
+        )
+        run_async(main(provider))
+        sent = [request.json()["model"] for request in provider.requests]
+    assert sent == ["primary", "backup", "primary", "backup"]  # the body was re-encoded
+    first, second = llm_ends(events)
+    assert first.metadata["fallback.model"] == "backup"
+    assert second.metadata["exception.type"] == "llmflow.middleware.CallTimeoutError"
+    assert len(named(events, "llmflow.timeout")) == 2

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 from llmflow._errors import FlowError
@@ -14,6 +15,7 @@ from llmflow._pipeline import Call
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._end_metadata import current_call, record_mark
 from llmflow.middleware._retry import classify
+from llmflow.middleware._streams import before_first_chunk
 
 __all__ = ["CircuitBreaker", "CircuitOpenError", "State", "default_key"]
 
@@ -218,37 +220,23 @@ class CircuitBreaker:
         self._settle(key, call, None)
         return result
 
-    async def stream(
-        self, request: LlmRequest, call_next: Callable[..., AsyncIterator[Json]]
-    ) -> AsyncIterator[Json]:
-        """Stream intercept: the outcome is the first chunk (success) or the error before it."""
+    def stream(self, request: LlmRequest, call_next: Callable[..., Any]) -> Any:
+        """Stream intercept: the outcome is the first chunk (success) or the error before it.
+
+        Serves the async and the ``_sync`` stream entry points alike; a stream
+        closed before its first chunk says nothing about the provider.
+        """
         key = self._key(request, None)
         self._admit(key, None)
-        settled = False
-        iterator: AsyncIterator[Json] | None = None
-        try:
-            try:
-                iterator = call_next()
-                first = await iterator.__anext__()
-            except StopAsyncIteration:
-                settled = True
-                self._settle(key, None, None)
-                return
-            except BaseException as exc:
-                settled = True
-                self._settle(key, None, exc)
-                raise
-            settled = True
-            self._settle(key, None, None)
-            yield first
-            async for chunk in iterator:
-                yield chunk
-        finally:
-            if not settled:  # closed before the first chunk: no verdict on the provider
-                self._settle(key, None, GeneratorExit())
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
+
+        def outcome(error: BaseException | None) -> None:
+            self._settle(key, None, error)
+
+        return before_first_chunk(call_next, _fail, outcome, time.sleep, asyncio.sleep)
+
+
+def _fail(exc: BaseException) -> None:
+    return None
 
 
 def _record(transition: _Transition | None, call: Call | None) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from llmflow._pipeline import Call
@@ -11,6 +13,7 @@ from llmflow._types import Json, LlmRequest
 from llmflow.middleware._breaker import CircuitOpenError
 from llmflow.middleware._end_metadata import current_call, record_end, record_mark
 from llmflow.middleware._retry import classify
+from llmflow.middleware._streams import before_first_chunk
 
 __all__ = ["Fallback", "fallback", "with_model"]
 
@@ -119,35 +122,22 @@ class Fallback:
             state.answered()
             return result
 
-    async def stream(
-        self, request: LlmRequest, call_next: Callable[..., AsyncIterator[Json]]
-    ) -> AsyncIterator[Json]:
-        """Stream intercept: move to the next model when a stream fails before its first chunk."""
+    def stream(self, request: LlmRequest, call_next: Callable[..., Any]) -> Any:
+        """Stream intercept: the next model when a stream fails before its first chunk.
+
+        Serves the async and the ``_sync`` stream entry points alike.
+        """
         state = _Models(self, request, None)
-        current: Any = request
-        while True:
-            iterator = call_next(current)
-            try:
-                first = await iterator.__anext__()
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                close = getattr(iterator, "aclose", None)
-                if close is not None:
-                    await close()
-                current = state.next_request(request, exc)
-                if current is None:
-                    raise
-                continue
-            break
-        try:
-            yield first
-            async for chunk in iterator:
-                yield chunk
-        finally:
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
+
+        def decide(exc: BaseException) -> tuple[float, Any] | None:
+            following = state.next_request(request, exc)
+            return None if following is None else (0.0, following)
+
+        return before_first_chunk(call_next, decide, _ignore, time.sleep, asyncio.sleep)
+
+
+def _ignore(error: BaseException | None) -> None:
+    return None
 
 
 async def _raise(exc: BaseException) -> Any:

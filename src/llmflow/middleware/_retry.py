@@ -19,12 +19,13 @@ import inspect
 import math
 import random as _random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from llmflow._pipeline import Call
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._end_metadata import current_call, record_end, record_mark
+from llmflow.middleware._streams import before_first_chunk
 
 __all__ = [
     "Retry",
@@ -295,44 +296,27 @@ class Retry:
             attempts.finish(succeeded=True)
             return result
 
-    async def stream(
-        self, request: LlmRequest, call_next: Callable[..., AsyncIterator[Json]]
-    ) -> AsyncIterator[Json]:
+    def stream(self, request: LlmRequest, call_next: Callable[..., Any]) -> Any:
         """Stream execution intercept: retry a stream that fails before its first chunk.
 
-        Once a chunk has been yielded a failure propagates (the caller has
-        seen part of the answer). Stream intercepts do not run inside the call
-        span, so the ``llmflow.retry`` marks go under the caller's scope and
-        no ``retry.attempts`` is written.
+        Serves ``llm_stream_call_execute`` (async iterator, ``async_sleep``)
+        and ``llm_stream_call_execute_sync`` (iterator, ``sleep``) alike. Once
+        a chunk has been yielded a failure propagates (the caller has seen part
+        of the answer). Stream intercepts do not run inside the call span, so
+        the ``llmflow.retry`` marks go under the caller's scope and no
+        ``retry.attempts`` is written.
         """
         attempts = _Attempts(self, None)
-        while True:
-            iterator = call_next()
-            try:
-                first = await iterator.__anext__()
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                await _close(iterator)
-                delay = attempts.after_failure(exc)
-                if delay is None:
-                    raise
-                await self.async_sleep(delay)
-                continue
-            attempts.finish(succeeded=True)
-            break
-        try:
-            yield first
-            async for chunk in iterator:
-                yield chunk
-        finally:
-            await _close(iterator)
+
+        def decide(exc: BaseException) -> tuple[float, Any] | None:
+            delay = attempts.after_failure(exc)
+            return None if delay is None else (delay, request)
+
+        return before_first_chunk(call_next, decide, _ignore, self.sleep, self.async_sleep)
 
 
-async def _close(iterator: AsyncIterator[Json]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
+def _ignore(error: BaseException | None) -> None:
+    return None
 
 
 def retry(

@@ -6,13 +6,14 @@ import asyncio
 import inspect
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from llmflow._errors import FlowError
 from llmflow._pipeline import Call
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._end_metadata import current_call, record_mark
+from llmflow.middleware._streams import is_async_iterator
 
 __all__ = ["CallTimeoutError", "Timeout", "timeout"]
 
@@ -79,11 +80,22 @@ class Timeout:
             seconds=self.seconds,
         )
 
-    async def stream(
-        self, request: LlmRequest, call_next: Callable[..., AsyncIterator[Json]]
-    ) -> AsyncIterator[Json]:
-        """Stream intercept: the first chunk must arrive within ``seconds``."""
+    def stream(self, request: LlmRequest, call_next: Callable[..., Any]) -> Any:
+        """Stream intercept: the first chunk must arrive within ``seconds``.
+
+        In ``llm_stream_call_execute`` a later first chunk raises
+        :class:`CallTimeoutError`; a synchronous stream cannot be interrupted,
+        so there a late first chunk only leaves an ``llmflow.timeout_overrun``
+        mark.
+        """
         iterator = call_next()
+        if is_async_iterator(iterator):
+            return self._first_chunk_async(iterator)
+        return self._first_chunk_sync(iter(iterator))
+
+    async def _first_chunk_async(self, iterator: Any) -> AsyncIterator[Json]:
+        if not hasattr(iterator, "__anext__"):
+            iterator = iterator.__aiter__()
         try:
             try:
                 async with asyncio.timeout(self.seconds) as bound:
@@ -101,6 +113,24 @@ class Timeout:
             close = getattr(iterator, "aclose", None)
             if close is not None:
                 await close()
+
+    def _first_chunk_sync(self, iterator: Iterator[Json]) -> Iterator[Json]:
+        try:
+            started = self.clock()
+            try:
+                first = next(iterator)
+            except StopIteration:
+                return
+            elapsed = self.clock() - started
+            if elapsed > self.seconds:
+                data: Json = {"seconds": self.seconds, "elapsed": elapsed}
+                record_mark("timeout", "llmflow.timeout_overrun", data, None)
+            yield first
+            yield from iterator
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
 
 
 def timeout(seconds: float, *, clock: Callable[[], float] = time.monotonic) -> Timeout:

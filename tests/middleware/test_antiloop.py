@@ -160,3 +160,20 @@ def test_wrong_types_are_a_type_error_naming_the_parameter() -> None:
         AntiLoop(codec=object())
     with pytest.raises(TypeError, match=r"^key: "):
         AntiLoop(key="q")  # type: ignore[arg-type]
+
+
+def test_streamed_llm_requests_count_like_plain_ones(run_async: RunAsync) -> None:
+    AntiLoop(max_repeats=2).register()
+
+    async def chunks(request: LlmRequest) -> Any:
+        yield {"delta": "x"}
+
+    async def main() -> None:
+        async with llmflow.scope("agent", "agent"):
+            await llmflow.llm_call_execute("chat", llm_request(), answer)
+            with pytest.raises(GuardrailRejected):
+                await llmflow.llm_stream_call_execute(
+                    "chat", llm_request(), chunks, lambda c: None, lambda: None
+                )
+
+    run_async(main())

@@ -401,6 +401,7 @@ def test_events_are_queued_as_lines_only_while_line_exporters_alone_consume_them
             pass
 
     mark("no-consumer")
+    llmflow.flush()  # delivered (to nobody) before the file joins
     AtofFileExporter(tmp_path / "a.jsonl").register("file")
     mark("file-only")
     subscribers.register("sub", lambda event: None)

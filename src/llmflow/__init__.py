@@ -146,5 +146,5 @@ __all__ = [
     "tool_call_execute_sync",
 ]
 
-if _os.environ.get("LLMFLOW_ATOF_PATH"):
-    get_runtime()  # installs the LLMFLOW_ATOF_PATH exporter at import
+if _os.environ.get("LLMFLOW_ATOF_PATH") or _os.environ.get("LLMFLOW_EXPORTERS"):
+    get_runtime()  # installs the LLMFLOW_ATOF_PATH / LLMFLOW_EXPORTERS exporters at import

@@ -11,6 +11,8 @@ import asyncio
 import atexit
 import contextlib
 import os
+import signal
+import sys
 import threading
 import time
 import weakref
@@ -22,6 +24,7 @@ from typing import Any, Literal
 from ._clock import new_uuid7, now_us
 from ._dispatch import Dispatcher, OverflowPolicy
 from ._errors import DuplicateRegistrationError, RuntimeShutdownError
+from ._event import _UNSET as UNSET
 from ._event import Event, LineParts, Origin, line
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Registry
@@ -108,7 +111,11 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
     cls = type(exc)
     module = cls.__module__
     qualname = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-    return qualname, str(exc)
+    try:
+        message = str(exc)
+    except BaseException:  # a __str__ that raises must not take the caller down with it
+        message = f"<unprintable {qualname}>"
+    return qualname, message
 
 
 class Runtime:
@@ -124,11 +131,14 @@ class Runtime:
         self,
         *,
         queue_capacity: int = 4_096,
+        queue_max_bytes: int = 64 * 1024 * 1024,
         overflow: OverflowPolicy = "block",
         timestamp_format: Literal["rfc3339", "epoch_us"] = "rfc3339",
     ) -> None:
-        if not isinstance(queue_capacity, int) or queue_capacity < 1:
+        if type(queue_capacity) is not int or queue_capacity < 1:
             raise ValueError(f"queue_capacity: expected an int >= 1, got {queue_capacity!r}")
+        if type(queue_max_bytes) is not int or queue_max_bytes < 1:
+            raise ValueError(f"queue_max_bytes: expected an int >= 1, got {queue_max_bytes!r}")
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow: expected 'block' or 'drop', got {overflow!r}")
         if timestamp_format not in ("rfc3339", "epoch_us"):
@@ -150,12 +160,16 @@ class Runtime:
         self._failures: Counter[str] = Counter()
         self._last_errors: dict[str, str] = {}
         self._failure_lock = threading.Lock()
+        self._open_spans: dict[Origin, bytes | None] = {}
+        """Spans started and not yet ended, with their start's profile (see ``end_abandoned``)."""
         self._dispatcher = Dispatcher(
             capacity=queue_capacity,
+            max_bytes=queue_max_bytes,
             overflow=overflow,
             deliver=self._deliver,
             flush_sinks=self._flush_exporters,
             report_drops=self._report_drops,
+            on_error=lambda exc: self.record_failure("delivery:worker", exc),
         )
         self.emit: Callable[[Event | LineParts], None] = self._dispatcher.put
         """Queue an event (or its line); never waits for delivery. After
@@ -187,20 +201,32 @@ class Runtime:
     def shutdown(self, timeout: float | None = 5.0) -> None:
         """Deliver what is queued, flush and shut down exporters, refuse further use.
 
-        Idempotent. If this is the default runtime, the next :func:`get_runtime`
-        call creates a fresh one.
+        When the queue is not delivered within ``timeout``, exporters on the
+        delivery thread are left open for the worker to finish (counted under
+        ``delivery:shutdown``). Idempotent. If this is the default runtime, the
+        next :func:`get_runtime` call creates a fresh one.
         """
         global _default
         if self.closed:
             return
+        _check_timeout(timeout)
         with self._config_lock:
             self.closed = True
             self.emit = self.record = self._emit_after_shutdown
         deadline = _deadline(timeout)
-        self._dispatcher.stop(timeout)
+        finished = self._dispatcher.stop(timeout)
+        if not finished:
+            # The worker still writes: closing its exporters under it would turn
+            # queued events into failures (or, with a reused descriptor, write them
+            # elsewhere). They stay open; the worker ends after the queue.
+            self.record_failure(
+                "delivery:shutdown",
+                TimeoutError(f"shutdown timed out with {self._dispatcher.depth} items queued"),
+            )
         for slot in list(self._exporters.values()):
             _detach(slot.exporter)
-            slot.shutdown(deadline)
+            if finished or slot.background:
+                slot.shutdown(deadline)
         with _default_lock:
             if _default is self:
                 _default = None
@@ -212,11 +238,67 @@ class Runtime:
 
     # ``record`` is one of these two; callers are type-checked against ``Recorder``.
 
-    def _record_event(self, *fields: Any) -> None:
-        self.emit(Event(*fields))
+    def _record_event(
+        self,
+        origin: Origin,
+        phase: Literal["start", "end"] | None,
+        timestamp_us: int,
+        data_raw: bytes | None,
+        data_schema: DataSchema | None,
+        metadata_raw: bytes | None,
+        profile_raw: bytes | None,
+    ) -> None:
+        event = Event(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
+        if phase is not None:
+            if phase == "start":
+                self._open_spans[origin] = profile_raw
+            else:
+                self._open_spans.pop(origin, None)
+        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
+            self._dispatcher.put_big(event, len(data_raw))
+        else:
+            self.emit(event)
 
-    def _record_line(self, *fields: Any) -> None:
-        self.emit(line(*fields))
+    def _record_line(
+        self,
+        origin: Origin,
+        phase: Literal["start", "end"] | None,
+        timestamp_us: int,
+        data_raw: bytes | None,
+        data_schema: DataSchema | None,
+        metadata_raw: bytes | None,
+        profile_raw: bytes | None,
+    ) -> None:
+        parts = line(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
+        if phase is not None:
+            if phase == "start":
+                self._open_spans[origin] = profile_raw
+            else:
+                self._open_spans.pop(origin, None)
+        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
+            self._dispatcher.put_big(parts, len(data_raw))
+        else:
+            self.emit(parts)
+
+    def end_abandoned(self) -> int:
+        """Write an end for every span that was started and never ended; return how many.
+
+        The end carries ``metadata = {"llmflow.abandoned": true}`` and the
+        start's ``category_profile``. Called at interpreter exit and on SIGTERM
+        (before the process dies by it); never raises.
+        """
+        if self.closed:
+            return 0
+        abandoned = list(self._open_spans.items())
+        marker = dumps({"llmflow.abandoned": True})
+        count = 0
+        for origin, profile in abandoned:
+            try:
+                self.record(origin, "end", now_us(), None, None, marker, profile)
+                count += 1
+            except Exception as exc:
+                self.record_failure("delivery:abandoned", exc)
+        return count
 
     def _reconfigure(self) -> None:
         """Decide how events are queued; called after every change of a consumer.
@@ -247,6 +329,7 @@ class Runtime:
         could not flush everything.
         """
         self.check_open()
+        _check_timeout(timeout)
         deadline = _deadline(timeout)
         if not self._dispatcher.flush(timeout):
             return False
@@ -438,7 +521,7 @@ class Runtime:
                     raise TypeError(f"expected a mapping or None, got {type(extra).__name__}")
                 additions = {k: v for k, v in extra.items() if k not in metadata}
                 check_metadata(additions, "metadata")
-            except Exception as exc:  # fail open: skip this injector only
+            except BaseException as exc:  # fail open: skip this injector only
                 self.record_failure(f"metadata_injector:{entry.name}", exc)
                 continue
             if additions:
@@ -452,7 +535,10 @@ class Runtime:
             try:
                 update = entry.fn(event)
                 if update is None:
-                    continue
+                    # Edited in place? The file must carry what subscribers will see.
+                    update = _decoded_payloads(event)
+                    if not update:
+                        continue
                 if not isinstance(update, Mapping) or not _SANITIZABLE.issuperset(update):
                     raise TypeError(
                         "an event sanitizer returns None or a mapping with keys among "
@@ -462,7 +548,7 @@ class Runtime:
                     key: check_metadata(value) if key == "metadata" else snapshot(value, key)
                     for key, value in update.items()
                 }
-            except Exception as exc:  # fail closed: drop every field it may touch
+            except BaseException as exc:  # fail closed: drop every field it may touch
                 self.record_failure(f"{kind}_sanitizer:{entry.name}", exc)
                 for key in ("data", "profile", "metadata"):
                     event._replace_payload(key, None)
@@ -487,6 +573,7 @@ class Runtime:
 
     def _after_fork_in_child(self) -> None:
         self._dispatcher.after_fork_in_child()
+        self._open_spans = {}  # the parent ends its own spans
         self._failure_lock = threading.Lock()
         for name, slot in self._exporters.items():
             slot.after_fork_in_child()
@@ -502,6 +589,13 @@ _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _default: Runtime | None = None
 _default_lock = threading.Lock()
 ATOF_PATH_ENV = "LLMFLOW_ATOF_PATH"
+EXIT_TIMEOUT_ENV = "LLMFLOW_EXIT_TIMEOUT"
+EXIT_TIMEOUT = 5.0
+"""Seconds the exit flush (interpreter exit, SIGTERM) waits per runtime, unless
+``LLMFLOW_EXIT_TIMEOUT`` says otherwise."""
+BIG_PAYLOAD = 16 * 1024
+"""Events whose ``data`` snapshot has at least this many bytes count against
+``Runtime(queue_max_bytes=...)``; smaller ones are bounded by the event count."""
 
 
 def get_runtime() -> Runtime:
@@ -527,8 +621,32 @@ def _create_default() -> Runtime:
     if path:
         from .exporters.jsonl import AtofFileExporter
 
-        AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
+        try:
+            AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
+        except Exception as exc:  # configuration must never crash the application
+            runtime.record_failure(f"config:{ATOF_PATH_ENV}", exc)
+            _warn_once(
+                f"{ATOF_PATH_ENV}={path!r} cannot be used ({describe_exception(exc)[1]}); "
+                "events are not written to a file"
+            )
+    if os.environ.get("LLMFLOW_EXPORTERS"):
+        from ._environment import install_from_environment
+
+        install_from_environment(runtime)
     return runtime
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """One line on stderr per distinct message (configuration problems, exit reports)."""
+    if message in _warned:
+        return
+    _warned.add(message)
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"llmflow: {message}\n")
+        sys.stderr.flush()
 
 
 def _after_fork_in_child() -> None:
@@ -538,11 +656,117 @@ def _after_fork_in_child() -> None:
         runtime._after_fork_in_child()
 
 
-def _flush_at_exit() -> None:
+def exit_timeout() -> float:
+    """The exit flush's bound in seconds: ``LLMFLOW_EXIT_TIMEOUT`` or :data:`EXIT_TIMEOUT`."""
+    raw = os.environ.get(EXIT_TIMEOUT_ENV)
+    if raw:
+        try:
+            value = float(raw)
+            if value >= 0:
+                return value
+        except ValueError:
+            pass
+        _warn_once(f"{EXIT_TIMEOUT_ENV}={raw!r} is not a number of seconds; using {EXIT_TIMEOUT}")
+    return EXIT_TIMEOUT
+
+
+def _flush_at_exit(reason: str = "exit") -> None:
+    """End abandoned spans, flush every open runtime (bounded), report what was not delivered.
+
+    Runs at interpreter exit and on SIGTERM; never raises.
+    """
+    timeout = exit_timeout()
     for runtime in list(_RUNTIMES):
-        if not runtime.closed:
-            with contextlib.suppress(Exception):  # interpreter teardown: never raise
-                runtime.flush(timeout=10.0)
+        if runtime.closed:
+            continue
+        try:
+            runtime.end_abandoned()
+            complete = runtime.flush(timeout=timeout)
+            _report_undelivered(runtime, reason, complete, timeout)
+        except BaseException:  # interpreter teardown: never raise
+            pass
+
+
+def _report_undelivered(runtime: Runtime, reason: str, complete: bool, timeout: float) -> None:
+    diagnostics = runtime.diagnostics()
+    lost = {
+        "queued": diagnostics.queued,
+        "dropped": diagnostics.dropped,
+        "failed": diagnostics.failed,
+    }
+    for name, counts in diagnostics.exporters.items():
+        for key in ("queued", "dropped", "failed"):
+            if counts.get(key):
+                lost[f"{name}.{key}"] = counts[key]
+    lost = {key: n for key, n in lost.items() if n}
+    if complete and not lost:
+        return
+    status = "complete" if complete else f"timed out after {timeout:g} s"
+    detail = ", ".join(f"{key} {n}" for key, n in lost.items()) or "nothing counted"
+    _warn_once(f"{reason} flush {status}; events not delivered: {detail}")
+
+
+_previous_sigterm: Any = None
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Flush on SIGTERM, then do what would have happened without llmflow."""
+    previous = _previous_sigterm
+    if callable(previous):
+        # The application handles SIGTERM: flush what was emitted, let it decide.
+        for runtime in list(_RUNTIMES):
+            if not runtime.closed:
+                with contextlib.suppress(BaseException):
+                    runtime.flush(timeout=exit_timeout())
+        previous(signum, frame)
+        return
+    _flush_at_exit("SIGTERM")
+    # The default action: die by the signal, so the exit status says SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def install_sigterm_handler() -> bool:
+    """Chain llmflow's SIGTERM flush in front of the current handler; return whether it did.
+
+    Only from the main thread, and never over ``SIG_IGN`` (the process ignores
+    SIGTERM on purpose). Done once when llmflow is imported; an application
+    that installs its own handler later replaces it (its ``sys.exit`` still
+    runs the exit flush). ``LLMFLOW_SIGTERM=0`` disables it.
+    """
+    global _previous_sigterm
+    if os.environ.get("LLMFLOW_SIGTERM", "1") == "0":
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is signal.SIG_IGN or current is _on_sigterm or current is None:
+            return False
+        _previous_sigterm = current if callable(current) else None
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _decoded_payloads(event: Event) -> dict[str, Any]:
+    """The payload fields a hook has decoded (and so may have edited in place)."""
+    decoded: dict[str, Any] = {}
+    if event._data is not UNSET:
+        decoded["data"] = event._data
+    if event._metadata is not UNSET:
+        decoded["metadata"] = event._metadata
+    if event._profile is not UNSET:
+        decoded["category_profile"] = event._profile
+    return decoded
+
+
+def _check_timeout(timeout: object) -> None:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
+    ):
+        raise TypeError(f"timeout: expected None or a number of seconds >= 0, got {timeout!r}")
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -577,3 +801,4 @@ class _Registration:
 set_default_runtime(get_runtime)
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_flush_at_exit)
+install_sigterm_handler()

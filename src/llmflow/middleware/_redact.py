@@ -117,7 +117,8 @@ _DIGIT_HINTS: Final = tuple(
         ("iban", r"[A-Z]{2}\d{2}"),
         ("credit_card", r"\d(?:[ -]?\d){12}"),
         ("ipv4", r"\d\.\d{1,3}\.\d{1,3}\.\d"),
-        ("phone", r"\+\d|\d{3}[ .-]\d{3}"),
+        # a digit after "+", or two groups of three; one leading \d lets the engine skip
+        ("phone", r"\d(?:(?<=\+\d)|\d\d[ .-]\d{3})"),
     )
 )
 _DIGIT_BITS: Final = sum(bit for bit, _ in _DIGIT_HINTS)

@@ -20,6 +20,10 @@ Two measurements, one run (median of ``--runs`` runs each):
    exporter's bounded buffer overflows: those events are dropped and counted
    (``diagnostics().exporters["otel"]["dropped"]``), and the figure is reported.
 
+3. **Paced.** The same pairs with ``--pause-us`` (default 1 ms) of sleep
+   between them, standing for the provider's latency: only the time inside
+   the two calls is counted. This is the cost an agent actually pays.
+
 Run: ``python benchmarks/bench_otel.py [--quick] [--json PATH]``. The report is
 printed as a table and as one JSON object on the last stdout line.
 """
@@ -159,12 +163,49 @@ def _app_thread(pairs: int, runs: int, directory: Path) -> dict[str, dict[str, f
     return report
 
 
+def _paced(pairs: int, runs: int, pause_us: int, directory: Path) -> dict[str, float]:
+    """Application-thread time inside ``llm_call`` + ``llm_call_end`` when calls are paced.
+
+    A real agent waits for the provider between calls; ``pause_us`` of sleep
+    between pairs stands for that wait. Only the two calls are timed.
+    """
+    request = llmflow.LlmRequest(w.request_headers(), w.request_body())
+    response = w.response()
+    results: dict[str, list[float]] = {"off": [], "on": []}
+    for run in range(runs):
+        for mode in ("off", "on") if run % 2 == 0 else ("on", "off"):
+            runtime = llmflow.Runtime()
+            runtime.install()
+            AtofFileExporter(
+                directory / f"paced-{mode}.jsonl", mode="overwrite", fsync=False
+            ).register(runtime=runtime)
+            if mode == "on":
+                provider, _memory = _memory_provider(batch=True)
+                OpenTelemetryExporter(provider).register("otel", runtime=runtime)
+            llm_call, llm_call_end = llmflow.llm_call, llmflow.llm_call_end
+            clock, pause = time.perf_counter_ns, pause_us / 1_000_000
+            spent = 0
+            for _ in range(pairs):
+                began = clock()
+                handle = llm_call(w.CALL_NAME, request, model_name=w.MODEL)
+                llm_call_end(handle, response)
+                spent += clock() - began
+                time.sleep(pause)
+            runtime.flush()
+            if mode == "on":
+                assert runtime.diagnostics().exporters["otel"]["dropped"] == 0
+            runtime.shutdown()
+            results[mode].append(spent / pairs / 1000)
+    return {mode: statistics.median(values) for mode, values in results.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="fewer spans, pairs and runs")
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--spans", type=int, default=None)
     parser.add_argument("--pairs", type=int, default=None)
+    parser.add_argument("--pause-us", type=int, default=1_000, help="wait between paced pairs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 5)
@@ -174,10 +215,13 @@ def main() -> int:
     per_span = _per_span(spans, runs)
     with tempfile.TemporaryDirectory() as directory:
         app = _app_thread(pairs, runs, Path(directory))
+        paced = _paced(pairs // 5, runs, args.pause_us, Path(directory))
     report = {
         "per_span_us": per_span,
         "exporter_vs_direct": per_span["exporter"] / per_span["direct"],
         "app_thread_us_per_pair": app,
+        "paced_app_thread_us_per_pair": paced,
+        "pause_us": args.pause_us,
         "spans": spans,
         "pairs": pairs,
         "runs": runs,
@@ -198,6 +242,8 @@ def main() -> int:
         f"  with the exporter on: {app['on']['spans']:.0f} spans of {pairs} pairs;"
         f" {app['on']['dropped_events']:.0f} events dropped by its buffer (median)"
     )
+    print(f"paced: {args.pause_us} us of provider wait between pairs ({pairs // 5} pairs):")
+    print(f"  exporter off {paced['off']:7.2f} us   exporter on {paced['on']:7.2f} us")
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))
     print(json.dumps(report))

@@ -615,3 +615,11 @@ def test_a_failed_tool_is_an_observation_saying_what_failed():
     assert result["content"] == "PermissionError: no access to /etc"
     assert result["extra"]["error"] == {"type": "PermissionError", "message": "no access to /etc"}
     assert document["final_metrics"]["extra"]["errors"] == 1
+
+
+def test_a_dict_that_is_not_atof_is_reported_with_its_position():
+    events = [event.to_dict() for event in record_agent_run()]
+    del events[3]["timestamp"]
+    with pytest.raises(AtofParseError) as caught:
+        to_atif(events)
+    assert caught.value.line == 4

@@ -743,3 +743,52 @@ def test_without_opentelemetry_the_import_error_names_the_extra():
     )
     assert result.returncode == 0, result.stderr
     assert "pip install 'llmflow[otel]'" in result.stdout
+
+
+def test_spans_still_open_at_interpreter_exit_are_exported_as_errored_spans():
+    code = (
+        "import atexit, json\n"
+        "import llmflow\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "memory = InMemorySpanExporter()\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(memory))\n"
+        "def report():  # registered first, so it runs after the exporter's exit hook\n"
+        "    spans = memory.get_finished_spans()\n"
+        "    print(json.dumps(sorted([s.name, s.status.status_code.name,\n"
+        "                             s.attributes.get('error.type')] for s in spans)))\n"
+        "atexit.register(report)\n"
+        "from llmflow.exporters import OpenTelemetryExporter\n"
+        "OpenTelemetryExporter(provider).register()\n"
+        "llmflow.push_scope('never-closed', 'agent')\n"
+        "with llmflow.scope('closed', 'function'):\n"
+        "    pass\n"
+    )
+    src = str(Path(llmflow.__file__).parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": src},
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        ["closed", "UNSET", None],
+        ["invoke_agent never-closed", "ERROR", "llmflow.abandoned"],
+    ]
+
+
+def test_export_log_rejects_a_malformed_event_before_sending_anything():
+    memory = Memory()
+    with capture() as events:
+        with llmflow.scope("fine", "function"):
+            pass
+    broken = [event.to_dict() for event in events] + [{"kind": "scope", "name": "x"}]
+    with pytest.raises(llmflow.AtofParseError) as caught:
+        export_log(broken, memory.provider)
+    assert caught.value.line == 3
+    assert memory.spans() == []

@@ -146,7 +146,6 @@ class _Totals:
     cached: int = 0
     reasoning: int = 0
     cost: float = 0.0
-    seen: set[str] = field(default_factory=set)
     llm_calls: int = 0
     tool_calls: int = 0
     errors: int = 0
@@ -157,7 +156,6 @@ class _Totals:
         self.cached += other.cached
         self.reasoning += other.reasoning
         self.cost += other.cost
-        self.seen |= other.seen
         self.llm_calls += other.llm_calls
         self.tool_calls += other.tool_calls
         self.errors += other.errors
@@ -203,9 +201,10 @@ class _Trajectory:
                 self._mark(node)
             elif node.category == "agent":
                 self._subagent(node)
-            elif node.category in ("llm", "embedder"):
-                if node.category == "llm":
-                    self._llm(node)
+            elif node.category == "llm":
+                self._llm(node)
+            elif node.category == "embedder":
+                continue  # an embedding is no step of the conversation
             elif node.category == "tool":
                 self._tool(node)
             else:
@@ -301,14 +300,14 @@ class _Trajectory:
             model_name=facts.model,
             reasoning_content=_reasoning(parts),
             tool_calls=tool_calls or None,
-            metrics=self._metrics(node.uuid, facts),
+            metrics=self._metrics(facts),
             llm_call_count=1,
             extra=self._ancestry(node),
         )
         for made in tool_calls:
             self.calls[made["tool_call_id"]] = step
 
-    def _metrics(self, uuid: str, facts: SpanFacts) -> dict[str, Any] | None:
+    def _metrics(self, facts: SpanFacts) -> dict[str, Any] | None:
         metrics: dict[str, Any] = {}
         for key, value in (
             ("prompt_tokens", facts.input_tokens),
@@ -326,7 +325,6 @@ class _Trajectory:
         if extra:
             metrics["extra"] = extra
         totals = self.totals
-        totals.seen.add(uuid)
         totals.prompt += facts.input_tokens or 0
         totals.completion += facts.output_tokens or 0
         totals.cached += facts.cached_tokens or 0

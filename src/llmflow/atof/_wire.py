@@ -18,7 +18,7 @@ from llmflow._clock import parse_timestamp
 from llmflow._errors import CodecError
 from llmflow._event import Event
 from llmflow._types import LlmRequest
-from llmflow.atof._models import MarkEvent, ScopeEvent
+from llmflow.atof._models import MarkEvent, ScopeEvent, parse_event
 from llmflow.atof._reader import read_events
 from llmflow.codecs import AnthropicMessagesCodec, OpenAIChatCodec, OpenAIResponsesCodec
 from llmflow.codecs._codec import ProviderCodec
@@ -52,8 +52,9 @@ def wire_events(source: EventSource) -> list[dict[str, Any]]:
     """Every event of ``source`` (a JSONL path or an iterable of events) in timestamp order.
 
     The sort is stable, so events with equal timestamps keep their order in the
-    source (emission order for an llmflow log). A malformed line raises
-    :class:`~llmflow.AtofParseError` with its line number.
+    source (emission order for an llmflow log). A malformed line or dict raises
+    :class:`~llmflow.AtofParseError` with its line number (1-based position in
+    an iterable); ``llmflow.Event`` objects are trusted as they are.
     """
     if isinstance(source, (str, os.PathLike)):
         events = [event.model_dump(mode="json") for event in read_events(source)]
@@ -63,7 +64,11 @@ def wire_events(source: EventSource) -> list[dict[str, Any]]:
             f"got {type(source).__name__}"
         )
     else:
-        events = [wire_dict(event) for event in source]
+        events = []
+        for position, event in enumerate(source, 1):
+            if isinstance(event, Mapping):
+                parse_event(dict(event), line_number=position)  # a clear error, not a KeyError
+            events.append(wire_dict(event))
     events.sort(key=lambda event: parse_timestamp(event["timestamp"]))
     return events
 

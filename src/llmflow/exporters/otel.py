@@ -7,9 +7,12 @@ the deprecated ``gen_ai.system``); ``docs/exporters.md`` has the table.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,6 +48,7 @@ __all__ = ["OpenTelemetryExporter", "export_log"]
 _INSTRUMENTATION = "llmflow"
 _ENDED_CONTEXTS = 4096  # parents remembered after they ended (late marks, explicit parents)
 _ABANDONED = "llmflow.abandoned"
+_EXIT_TIMEOUT = 5.0  # seconds each live exporter gets at interpreter exit
 _TTFC = "stream.time_to_first_chunk_us"
 
 
@@ -522,6 +526,7 @@ class OpenTelemetryExporter(BaseExporter):
         self._lock = threading.Lock()
         self._builder = _SpanBuilder(tracer_provider.get_tracer(_INSTRUMENTATION), capture_content)
         self._closed = False
+        _LIVE.add(self)
 
     def default_name(self) -> str:
         """``"otel"``: the name :meth:`register` uses when none is given."""
@@ -636,12 +641,14 @@ def export_log(
     errored spans ending at the last timestamp of the log. With no
     ``tracer_provider`` the spans go to OTLP/HTTP as configured by the
     ``OTEL_EXPORTER_OTLP_*`` variables. Raises :class:`~llmflow.AtofParseError`
-    for a malformed line and ``RuntimeError`` when delivery did not finish
-    within ``timeout``.
+    for an event that is not ATOF (with its line number, or its 1-based position
+    in a list) before anything is sent, and ``RuntimeError`` when delivery did
+    not finish within ``timeout``.
     """
+    ordered = wire_events(events)  # parse everything before a provider is built
     exporter = OpenTelemetryExporter(tracer_provider, capture_content=capture_content)
     builder = exporter._builder
-    for event in _sorted(events):
+    for event in ordered:
         builder.consume(event)
     builder.end_open(builder.last_us)
     delivered = exporter.flush(timeout)
@@ -653,5 +660,17 @@ def export_log(
     return builder.spans
 
 
-def _sorted(events: EventSource) -> Iterable[Mapping[str, Any]]:
-    return wire_events(events)
+_LIVE: weakref.WeakSet[OpenTelemetryExporter] = weakref.WeakSet()
+
+
+def _shutdown_at_exit() -> None:
+    # Registered when this module is first imported, after llmflow's own exit
+    # flush, so it runs first (atexit is LIFO): a registered exporter detaches
+    # from its runtime (which delivers what is queued for it, the ends of
+    # finished spans included), then ends what is still open as errored spans.
+    for exporter in list(_LIVE):
+        with contextlib.suppress(Exception):
+            exporter.shutdown(_EXIT_TIMEOUT)
+
+
+atexit.register(_shutdown_at_exit)

@@ -346,3 +346,33 @@ def test_with_the_async_openai_sdk_fallback_resends_to_the_next_model_and_timeou
     assert first.metadata["fallback.model"] == "backup"
     assert second.metadata["exception.type"] == "llmflow.middleware.CallTimeoutError"
     assert len(named(events, "llmflow.timeout")) == 2
+
+
+def test_with_a_codec_the_model_is_changed_in_the_annotated_request_and_encoded_back() -> None:
+    from llmflow.codecs import AnthropicMessagesCodec
+
+    intercepts.register_llm_execution(
+        "fallback", 0, fallback(["claude-haiku"], codec=AnthropicMessagesCodec())
+    )
+    body = {
+        "model": "claude-opus",
+        "max_tokens": 64,
+        "system": "be brief",
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"user_id": "u1"},
+    }
+    sent: list[dict[str, Any]] = []
+
+    def provider(request: LlmRequest) -> Any:
+        sent.append(request.content)
+        if len(sent) == 1:
+            raise HTTPFailure(529)
+        return {}
+
+    llmflow.llm_call_execute_sync("messages", LlmRequest({}, body), provider)
+    assert sent[1] == {**body, "model": "claude-haiku"}  # every other field kept
+
+
+def test_a_codec_without_decode_and_encode_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"^codec: "):
+        fallback(["b"], codec=object())

@@ -144,13 +144,20 @@ async def _raise(exc: BaseException) -> Any:
     raise exc
 
 
-def fallback(models: Iterable[str], *, rewrite: Callable[[Any, str], Any] = with_model) -> Fallback:
+def fallback(
+    models: Iterable[str],
+    *,
+    codec: Any = None,
+    rewrite: Callable[[Any, str], Any] | None = None,
+) -> Fallback:
     """Build a fallback execution intercept trying ``models`` in order after the request's own.
 
-    ``rewrite(request, model)`` builds the request for another model (default:
-    replace the body's ``model`` key, which is where the OpenAI Chat,
-    Responses and Anthropic Messages APIs take it). Raises ``ValueError``
-    naming ``models`` when it is empty or holds anything but non-empty strings.
+    The request for another model is built by ``rewrite(request, model)`` when
+    given, else through ``codec`` (decode, change the annotated model, encode
+    back: every other field kept), else by replacing the body's ``model`` key,
+    which is where the OpenAI Chat, Responses and Anthropic Messages APIs take
+    it. Raises ``ValueError`` naming ``models`` when it is empty or holds
+    anything but non-empty strings.
     """
     if isinstance(models, str):
         raise TypeError(f"models: expected a list of model names, got the str {models!r}")
@@ -160,6 +167,20 @@ def fallback(models: Iterable[str], *, rewrite: Callable[[Any, str], Any] = with
     for name in names:
         if not isinstance(name, str) or not name:
             raise ValueError(f"models: expected non-empty model names, got {name!r}")
-    if not callable(rewrite):
+    if rewrite is not None and not callable(rewrite):
         raise TypeError(f"rewrite: expected a callable, got {type(rewrite).__name__}")
+    if codec is not None and not all(
+        callable(getattr(codec, method, None)) for method in ("decode", "encode")
+    ):
+        raise TypeError(f"codec: expected a request codec (decode, encode), got {codec!r}")
+    if rewrite is None:
+        rewrite = with_model if codec is None else _through(codec)
     return Fallback(names, rewrite)
+
+
+def _through(codec: Any) -> Callable[[Any, str], Any]:
+    def rewrite(request: LlmRequest, model: str) -> LlmRequest:
+        annotated = codec.decode(request)
+        return codec.encode(annotated.model_copy(update={"model": model}), request)  # type: ignore[no-any-return]
+
+    return rewrite

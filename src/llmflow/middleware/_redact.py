@@ -149,7 +149,7 @@ def _candidates(text: str, wanted: int) -> int:
 # quickly; one that begins with a lookbehind is tried at every position.
 _FIRST: Final = {
     "api_key": "sAg",
-    "email": r"\w.%+-",
+    "email": r"\w.%+\-",
     "iban": "A-Z",
     "credit_card": r"\d",
     "ipv6": "0-9A-Fa-f:",

@@ -5,9 +5,10 @@
    to local disk, next to ``AtofFileExporter`` as the reference, on the same
    events: the §8 workload's manual pairs (about 2 KB request and response).
 2. The application thread's cost per manual pair (``llm_call`` + ``llm_call_end``)
-   with the JSONL file only ("off") and with each exporter added ("on"), in the
-   same run: ``emit`` is the time of the calling loop alone, ``end to end``
-   includes ``llmflow.flush()`` (every event delivered and exported).
+   with the JSONL file only ("off"), with a background exporter that does
+   nothing ("queue_only": the queueing cost alone) and with each exporter added,
+   in the same run: ``emit`` is the time of the calling loop alone, ``end to
+   end`` includes ``llmflow.flush()`` (every event delivered and exported).
 
     python benchmarks/bench_exporters.py [--pairs N] [--runs N] [--json PATH]
 
@@ -24,16 +25,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _workload as w
 import llmflow
 from llmflow import Event, LlmRequest
-from llmflow.exporters import AtofFileExporter, HttpExporter, ParquetExporter
+from llmflow.exporters import (
+    AtofFileExporter,
+    BaseExporter,
+    ExportResult,
+    HttpExporter,
+    ParquetExporter,
+)
 from llmflow.testing import capture
 
 RECEIVER = r"""
@@ -92,6 +99,16 @@ def _throughput(
     }
 
 
+class _QueueOnly(BaseExporter):
+    """A background exporter that does nothing: what queueing alone costs the application."""
+
+    background: ClassVar[bool] = True
+    buffer_capacity: ClassVar[int] = 16_384
+
+    def export(self, events: Sequence[Event]) -> ExportResult:
+        return ExportResult.SUCCESS
+
+
 def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[str, float]:
     runtime = llmflow.Runtime(queue_capacity=65_536)
     runtime.install()
@@ -114,10 +131,13 @@ def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[s
     flushed = time.perf_counter()
     diagnostics = runtime.diagnostics()
     runtime.shutdown()
+    counters = diagnostics.exporters.get("extra", {})
     return {
         "emit_us": (emitted - started) / pairs * 1e6,
         "end_to_end_us": (flushed - started) / pairs * 1e6,
-        "dropped": float(diagnostics.dropped),
+        "queue_dropped": float(diagnostics.dropped),
+        "exporter_dropped": float(counters.get("dropped", 0)),
+        "exporter_failed": float(counters.get("failed", 0)),
         "failures": float(sum(diagnostics.failures.values())),
     }
 
@@ -160,9 +180,15 @@ def main() -> int:
                     report["throughput"].append(result)
                     _log(f"throughput {name:8} run {run}: {result['events_per_s']:>10,.0f} ev/s")
 
-            app: dict[str, list[dict[str, float]]] = {"off": [], "http": [], "parquet": []}
+            app: dict[str, list[dict[str, float]]] = {
+                "off": [],
+                "queue_only": [],
+                "http": [],
+                "parquet": [],
+            }
             extras: dict[str, Callable[[], Any] | None] = {
                 "off": None,
+                "queue_only": _QueueOnly,
                 "http": lambda: HttpExporter(url, batch_size=options.batch),
                 "parquet": lambda: ParquetExporter(root / f"a{time.perf_counter_ns()}"),
             }
@@ -171,8 +197,9 @@ def main() -> int:
                     cost = _app_cost(options.pairs, extra, str(root / "app.jsonl"))
                     app[name].append(cost)
                     _log(
-                        f"app cost {name:8} run {run}: emit {cost['emit_us']:6.2f} us/pair, "
-                        f"end to end {cost['end_to_end_us']:6.2f} us/pair"
+                        f"app cost {name:10} run {run}: emit {cost['emit_us']:6.2f} us/pair, "
+                        f"end to end {cost['end_to_end_us']:6.2f} us/pair, "
+                        f"dropped {cost['queue_dropped'] + cost['exporter_dropped']:.0f}"
                     )
             report["app_cost"] = app
     finally:
@@ -186,6 +213,9 @@ def main() -> int:
     for name, runs in report["app_cost"].items():
         summary[f"app_{name}_emit_us"] = statistics.median(r["emit_us"] for r in runs)
         summary[f"app_{name}_end_to_end_us"] = statistics.median(r["end_to_end_us"] for r in runs)
+        summary[f"app_{name}_dropped_total"] = sum(
+            r["queue_dropped"] + r["exporter_dropped"] + r["exporter_failed"] for r in runs
+        )
     report["summary"] = summary
     _log("")
     _log(f"median of {options.runs} runs, {options.pairs:,} pairs ({2 * options.pairs:,} events)")

@@ -4,7 +4,10 @@
 ``stop()``/``start()`` so the exporter's URL stays valid). It decompresses gzip
 bodies and records every line; ``script`` queues answers (status, headers) for
 the next requests, ``sticky`` answers every request with one status, and
-``hang`` makes it accept requests and never answer until released.
+``hang`` makes it accept requests and never answer until released;
+``lose_answers`` stores that many batches and closes the connection instead
+of answering (the sender resends: at-least-once). OTLP
+protobuf bodies are kept as sent in ``protobuf``.
 """
 
 from __future__ import annotations
@@ -52,10 +55,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
+        if headers.get("content-type", "").startswith("application/x-protobuf"):
+            with collector.lock:  # an OTLP export: kept as sent
+                collector.protobuf.append((self.path, body))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         lines = [orjson.loads(line) for line in body.splitlines() if line.strip()]
         with collector.lock:
             collector.received.extend(lines)
             collector.batches.append(len(lines))
+            lose_answer = collector.lose_answers > 0
+            collector.lose_answers -= lose_answer
+        if lose_answer:  # stored, but the answer never reaches the sender
+            self.close_connection = True
+            return
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
@@ -69,8 +84,10 @@ class Collector:
         self.received: list[dict[str, Any]] = []
         self.batches: list[int] = []
         self.requests: list[dict[str, str]] = []
+        self.protobuf: list[tuple[str, bytes]] = []
         self.script: deque[tuple[int, dict[str, str]]] = deque()
         self.sticky: tuple[int, dict[str, str]] | None = None
+        self.lose_answers = 0
         self.hang = threading.Event()
         self.release = threading.Event()
         self.port = 0

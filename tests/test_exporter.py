@@ -11,6 +11,7 @@ import textwrap
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -608,3 +609,32 @@ def test_the_exporters_package_never_imports_the_runtime() -> None:
             for alias in node.names
         }
         assert not {"llmflow._runtime", "llmflow"} & imported, source.name
+
+
+def test_aflush_awaits_background_exporters(runtime: Runtime, run_async: Any) -> None:
+    stalled = Stalled()
+    stalled.release.set()  # exports at once, but on its own thread
+    stalled.register("background")
+
+    async def main() -> list[str]:
+        mark("m")
+        await llmflow.aflush()
+        return list(stalled.names)
+
+    assert run_async(main()) == ["m"]
+
+
+def test_a_registered_file_exporters_own_flush_reports_whether_it_finished(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    release = threading.Event()
+    exporter = AtofFileExporter(tmp_path / "a.jsonl", fsync=False)
+    exporter.register("file")
+    subscribers.register("slow", lambda event: release.wait(WAIT))
+    mark("m")
+    try:
+        assert exporter.flush(timeout=0.05) is False  # the runtime could not deliver in time
+    finally:
+        release.set()
+    assert exporter.flush(timeout=WAIT) is True
+    assert names_in(tmp_path / "a.jsonl") == ["m"]

@@ -138,6 +138,20 @@ def test_otlp_without_the_opentelemetry_module_warns_and_counts(tmp_path: Path) 
     assert "llmflow[otel]" in stderr
 
 
+def test_otlp_sends_spans_to_the_standard_otel_endpoint(
+    tmp_path: Path, collector: Collector
+) -> None:
+    env = {
+        "LLMFLOW_EXPORTERS": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    result, stderr = run_with(env, tmp_path)
+    assert result == {"exporters": ["LLMFLOW_EXPORTERS:otlp"], "failures": {}}
+    paths = {path for path, _ in collector.protobuf}
+    assert paths == {"/v1/traces"}, stderr
+
+
 def test_without_llmflow_exporters_nothing_is_installed(tmp_path: Path) -> None:
     result, stderr = run_with({}, tmp_path)
     assert result == {"exporters": [], "failures": {}}

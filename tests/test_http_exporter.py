@@ -498,6 +498,7 @@ def test_counts_add_up_and_order_is_kept_whatever_the_receiver_answers(
         lines += [event.to_json() for event in events]
         exporter.export(events)
     exporter.flush(timeout=5.0)
+    exporter.shutdown(timeout=0.0)
     stats = exporter.stats()
     assert stats["delivered"] + stats["lost"] + stats["pending"] == len(lines)
     assert stats["delivered"] == len(received) and stats["pending"] == 0
@@ -658,3 +659,59 @@ def test_register_names_the_exporter_after_its_url_without_the_query() -> None:
     exporter = HttpExporter("http://127.0.0.1:9/v1?token=sk-secret")
     assert exporter.register() == "http:http://127.0.0.1:9/v1"
     assert "http:http://127.0.0.1:9/v1" in llmflow.diagnostics().exporters
+
+
+def test_the_spool_is_resent_when_the_receiver_is_back_even_without_new_events(
+    tmp_path: Path,
+) -> None:
+    receiver = Collector().reserve_port()
+    exporter = quick(receiver.url, spool_dir=tmp_path, max_attempts=1)
+    events = make_events(6)
+    exporter.export(events)
+    assert exporter.stats()["pending"] == 6
+    receiver.start()
+    try:
+        deadline = time.monotonic() + 10.0
+        while len(receiver.received) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert receiver.uuids() == keys(events)  # no export, no flush: the resender did it
+        assert exporter.stats()["pending"] == 0
+    finally:
+        exporter.shutdown()
+        receiver.stop()
+
+
+def test_an_exporter_started_on_an_earlier_spool_sends_it_without_waiting_for_events(
+    tmp_path: Path,
+) -> None:
+    receiver = Collector().reserve_port()
+    before = quick(receiver.url, spool_dir=tmp_path, max_attempts=1)
+    events = make_events(5)
+    before.export(events)
+    before.shutdown(timeout=0.0)
+    receiver.start()
+    after = quick(receiver.url, spool_dir=tmp_path)
+    try:
+        deadline = time.monotonic() + 10.0
+        while len(receiver.received) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert receiver.uuids() == keys(events)
+        assert spool_files(tmp_path) == []
+    finally:
+        after.shutdown()
+        receiver.stop()
+
+
+def test_a_lost_answer_means_a_resent_batch_and_the_key_removes_the_duplicates(
+    collector: Collector,
+) -> None:
+    collector.lose_answers = 2
+    exporter = quick(collector.url, batch_size=4, max_attempts=3)
+    events = make_events(10)
+    assert exporter.export(events).name == "SUCCESS"
+    received = collector.uuids()
+    assert len(received) > 10  # at-least-once: the receiver saw batches twice
+    first_seen = list(dict.fromkeys(received))  # what a receiver keeping one line per key has
+    assert first_seen == keys(events)
+    assert exporter.stats()["delivered"] == 10 and exporter.stats()["retried"] == 2
+    exporter.shutdown()

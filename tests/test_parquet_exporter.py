@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import llmflow
 from llmflow import LlmRequest, Runtime, mark, scope
@@ -427,3 +429,116 @@ def test_a_forked_child_writes_its_own_files_and_never_touches_the_parents(
     assert exporter.stats()["rows"] == 2
     assert len(list(tmp_path.glob("date=*/part-*.parquet"))) == 2
     assert ds.dataset(tmp_path, partitioning="hive").count_rows() == 3
+
+
+def test_an_instrumented_sdk_run_gives_the_same_aggregates_in_duckdb_as_in_the_jsonl_log(
+    logged_run: tuple[Path, Path, ParquetExporter],
+) -> None:
+    import anthropic
+    import openai
+
+    from llmflow.testing import ErrorReply, FakeProvider, Reply
+
+    jsonl, directory, exporter = logged_run
+    with FakeProvider() as provider:
+        provider.script(
+            Reply(usage={"input_tokens": 120, "output_tokens": 30, "cached_tokens": 100}),
+            ErrorReply(status=500),
+            Reply(usage={"input_tokens": 80, "output_tokens": 20}),
+            Reply(text="hi", usage={"input_tokens": 50, "output_tokens": 5}),
+        )
+        chat = llmflow.instrument(
+            openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-test", max_retries=1)
+        )
+        claude = llmflow.instrument(
+            anthropic.Anthropic(base_url=provider.base_url, api_key="sk-ant-test")
+        )
+        with scope("agent", category="agent"):
+            for _ in range(2):
+                chat.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
+                )
+            claude.messages.create(
+                model="claude-fake-1",
+                max_tokens=64,
+                messages=[{"role": "user", "content": "hello"}],
+            )
+    llmflow.flush()
+    assert exporter.flush(timeout=10.0) is True
+    expected = expected_from_jsonl(jsonl)
+    assert expected["errors"] == 1  # the 500 the SDK retried
+    assert expected["input_tokens"] == 250 and expected["cached_tokens"] == 100
+    assert duckdb_aggregates(directory) == expected
+    assert pyarrow_aggregates(directory) == expected
+    by_provider = duckdb.sql(
+        f"select provider, count(*) from read_parquet('{directory}/**/*.parquet') "
+        "where category = 'llm' and scope_category = 'end' group by provider order by provider"
+    ).fetchall()
+    assert by_provider == [("anthropic", 1), ("openai", 3)]
+    ((status,),) = duckdb.sql(
+        f"select http_status from read_parquet('{directory}/**/*.parquet') where status = 'error'"
+    ).fetchall()
+    assert status == 500
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    count=st.integers(1, 120),
+    max_rows=st.integers(1, 50),
+    batch=st.integers(1, 40),
+)
+def test_rolling_keeps_every_row_once_in_order_in_files_of_at_most_max_rows(
+    tmp_path_factory: pytest.TempPathFactory, count: int, max_rows: int, batch: int
+) -> None:
+    directory = tmp_path_factory.mktemp("roll")
+    with capture() as events:
+        for index in range(count):
+            mark("m", data=index)
+    exporter = ParquetExporter(directory, max_rows_per_file=max_rows)
+    for start in range(0, count, batch):
+        exporter.export(events[start : start + batch])
+    exporter.shutdown()
+    files = sorted(directory.glob("date=*/part-*.parquet"))
+    sizes = [pq.ParquetFile(file).metadata.num_rows for file in files]
+    assert all(size <= max_rows for size in sizes) and sum(sizes) == count
+    assert len(files) == -(-count // max_rows)
+    uuids = [
+        uuid for file in files for uuid in pq.read_table(file, columns=["uuid"])["uuid"].to_pylist()
+    ]
+    assert uuids == [event.uuid for event in events]
+
+
+def polars_aggregates(directory: Path) -> dict[str, Any]:
+    import polars as pl
+
+    frame = pl.scan_parquet(f"{directory}/**/*.parquet", hive_partitioning=True).collect()
+    ends = frame.filter(pl.col("scope_category") == "end")
+    return {
+        "rows": frame.height,
+        "ends": ends.height,
+        "marks": frame.filter(pl.col("kind") == "mark").height,
+        "errors": frame.filter(pl.col("status") == "error").height,
+        "input_tokens": int(frame["input_tokens"].sum()),
+        "output_tokens": int(frame["output_tokens"].sum()),
+        "cached_tokens": int(frame["cached_tokens"].sum()),
+        "cost_usd": round(float(frame["cost_usd"].sum()), 9),
+        "duration_us": int(frame["duration_us"].sum()),
+        "tool_calls": frame["tool_call_id"].drop_nulls().len(),
+        "dates": frame["date"].n_unique(),
+    }
+
+
+def test_polars_reads_the_directory_as_one_hive_dataset_with_the_same_aggregates(
+    logged_run: tuple[Path, Path, ParquetExporter],
+) -> None:
+    pytest.importorskip("polars")
+    jsonl, directory, exporter = logged_run
+    run_agent(20)
+    llmflow.flush()
+    assert exporter.flush(timeout=10.0) is True
+    assert len(list(directory.glob("date=*/part-*.parquet"))) >= 2
+    got = polars_aggregates(directory)
+    assert got.pop("dates") == 1
+    assert got == expected_from_jsonl(jsonl)

@@ -427,6 +427,33 @@ def test_sigterm_chains_to_the_applications_own_handler(tmp_path: Path) -> None:
     assert len(ticks) >= 20_000
 
 
+HANDLER_CHECK = """
+import signal, sys
+if sys.argv[1] == "ignored":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+import llmflow
+handler = signal.getsignal(signal.SIGTERM)
+print("ignored" if handler is signal.SIG_IGN else "default" if handler is signal.SIG_DFL
+      else handler.__module__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("setting", "env", "expected"),
+    [
+        ("default", {}, "llmflow._runtime"),
+        ("ignored", {}, "ignored"),  # a process that ignores SIGTERM keeps ignoring it
+        ("default", {"LLMFLOW_SIGTERM": "0"}, "default"),  # opt out
+    ],
+)
+def test_the_sigterm_handler_respects_sig_ign_and_can_be_disabled(
+    setting: str, env: dict[str, str], expected: str
+) -> None:
+    result = run_child(HANDLER_CHECK, setting, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
 SLOW_AT_EXIT = """
 import threading, time
 import llmflow
@@ -700,6 +727,14 @@ names = st.text(min_size=1, max_size=12) | st.sampled_from(["bad\udcff", "\ud800
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("mark"), names, json_values | bad_values),
+        st.tuples(
+            st.just("timed"),
+            names,
+            # Valid years, plus one that overflows the formatter. Years before 0001
+            # are the entry point's to refuse (issue 12, item 2: not the writer's).
+            st.integers(0, 253402300799999999) | st.just(10**25),
+        ),
+        st.tuples(st.just("metadata"), names, st.dictionaries(st.text(max_size=6), json_values)),
         st.tuples(st.just("push"), names, json_values),
         st.tuples(st.just("pop"), st.none(), st.none()),
         st.tuples(st.just("unserializable"), st.none(), st.none()),
@@ -741,6 +776,10 @@ def test_fuzzed_emission_keeps_file_and_subscribers_in_agreement_and_counts_exac
             try:
                 if op == "mark":
                     mark(first, data=second)  # type: ignore[arg-type]
+                elif op == "timed":
+                    mark(first, timestamp=second)  # type: ignore[arg-type]
+                elif op == "metadata":
+                    mark(first, metadata=second)  # type: ignore[arg-type]
                 elif op == "push":
                     open_scopes.append(push_scope(first, data=second))  # type: ignore[arg-type]
                 elif op == "pop" and open_scopes:

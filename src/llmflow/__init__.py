@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os as _os
 
-from . import events, exporters, guardrails, http, intercepts, subscribers, testing
+from . import events, exporters, guardrails, http, intercepts, middleware, subscribers, testing
 from ._errors import (
     AtofParseError,
     CodecError,
@@ -134,6 +134,7 @@ __all__ = [
     "llm_stream_call_execute",
     "llm_stream_call_execute_sync",
     "mark",
+    "middleware",
     "pop_scope",
     "push_scope",
     "scope",

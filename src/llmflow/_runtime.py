@@ -737,7 +737,7 @@ def install_sigterm_handler() -> bool:
     global _previous_sigterm
     if os.environ.get("LLMFLOW_SIGTERM", "1") == "0":
         return False
-    if threading.current_thread() is not threading.main_thread():
+    if threading.get_ident() != threading.main_thread().ident:
         return False
     try:
         current = signal.getsignal(signal.SIGTERM)

@@ -19,6 +19,7 @@ was shut down. Once a flush returned ``True``:
 
 from __future__ import annotations
 
+import _thread
 import inspect
 import threading
 import time
@@ -175,7 +176,7 @@ class ExporterSlot:
             "received": self.received,
             "exported": self.exported,
             "failed": self.failed,
-            "dropped": self.dropped,
+            "dropped": self.dropped + (self._worker.lost_at_stop if self._worker else 0),
         }
         if self._worker is not None:
             counts["queued"] = self._worker.depth
@@ -193,8 +194,31 @@ class _ExportFailed(Exception):
     """The reason recorded when an exporter reports failure without raising."""
 
 
+def _signal(lock: _thread.LockType) -> None:
+    # A plain lock as a one-shot signal, as in llmflow._dispatch: release() is one
+    # C call that a KeyboardInterrupt in the waiting main thread cannot split.
+    try:  # noqa: SIM105 - contextlib.suppress would add Python-level steps
+        lock.release()
+    except RuntimeError:
+        pass
+
+
+def _new_signal() -> _thread.LockType:
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    return lock
+
+
+_POLL = 0.1
+
+
 class _BackgroundWorker:
-    """The bounded buffer and worker thread of one background exporter."""
+    """The bounded buffer and worker thread of one background exporter.
+
+    Each counter has one writer: ``_accepted`` and the slot's ``dropped`` the
+    delivery thread (``offer``), ``_finished``/``_flushed`` the worker, so
+    neither side ever waits for a lock the other holds.
+    """
 
     def __init__(self, slot: ExporterSlot) -> None:
         exporter = slot.exporter
@@ -202,13 +226,15 @@ class _BackgroundWorker:
         self._capacity = max(1, int(getattr(exporter, "buffer_capacity", 2_048)))
         self._batch_size = max(1, int(getattr(exporter, "batch_size", 512)))
         self._buffer: deque[Event] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._wake = _new_signal()  # released to wake the worker
+        self._progress = _new_signal()  # released by the worker after each flush
+        self._start_lock = threading.Lock()
         self._accepted = 0  # events ever put in the buffer
-        self._finished = 0  # of those, exported or failed
-        self._flush_wanted = 0  # flush requested through this accepted count
+        self._flush_wanted = 0  # a flush is requested through this accepted count
         self._flushed = 0  # flushed through this accepted count
         self._flush_ok = True
         self._stopping = False
+        self.lost_at_stop = 0
         self._thread: threading.Thread | None = None
 
     @property
@@ -216,92 +242,95 @@ class _BackgroundWorker:
         return len(self._buffer)
 
     def is_current(self) -> bool:
-        return threading.current_thread() is self._thread
+        # By ident: current_thread() would register a dummy Thread for the delivery
+        # worker, which is not a threading.Thread.
+        thread = self._thread
+        return thread is not None and thread.ident == threading.get_ident()
 
     def offer(self, events: Sequence[Event]) -> None:
-        with self._cond:
-            if self._stopping:
-                self._slot.dropped += len(events)
-                return
-            room = self._capacity - len(self._buffer)
-            if room < len(events):
-                self._slot.dropped += len(events) - max(room, 0)
-                events = events[: max(room, 0)]
-            self._buffer.extend(events)
-            self._accepted += len(events)
-            self._cond.notify_all()
-        if self._thread is None:
-            self._start()
+        if self._stopping:
+            self._slot.dropped += len(events)
+            return
+        room = max(0, self._capacity - len(self._buffer))
+        if room < len(events):
+            self._slot.dropped += len(events) - room
+            events = events[:room]
+        self._buffer.extend(events)
+        self._accepted += len(events)
+        self._start()
+        _signal(self._wake)
 
     def _start(self) -> None:
-        with self._cond:
+        if self._thread is not None:
+            return
+        with self._start_lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(
+            thread = threading.Thread(
                 target=self._run, name=f"llmflow-export:{self._slot.name}", daemon=True
             )
-        self._thread.start()
+            thread.start()
+            self._thread = thread
 
     def flush(self, deadline: float | None) -> bool:
-        with self._cond:
-            target = self._accepted
-            if self._flushed >= target and self._flush_ok:
-                return True
-            self._flush_wanted = max(self._flush_wanted, target)
-            self._cond.notify_all()
-        if self._thread is None:
-            self._start()
-        with self._cond:
-            while self._flushed < target:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return self._flush_ok
+        target = self._accepted
+        if self._flushed >= target and self._flush_ok:
+            return True
+        self._flush_wanted = max(self._flush_wanted, target)
+        self._start()
+        _signal(self._wake)
+        while self._flushed < target:
+            remaining = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+            self._progress.acquire(timeout=remaining)
+        return self._flush_ok
 
     def stop(self, deadline: float | None) -> bool:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-            thread = self._thread
+        self._stopping = True
+        _signal(self._wake)
+        thread = self._thread
         done = True
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and thread.ident != threading.get_ident():
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             done = not thread.is_alive()
-        with self._cond:
-            # What the worker could not take before the deadline is lost: count it.
-            left = len(self._buffer)
-            self._buffer.clear()
-            self._slot.dropped += left
-            self._accepted -= left
+        # What the worker could not take before the deadline is lost: count it.
+        left = 0
+        while self._buffer:
+            try:
+                self._buffer.popleft()
+            except IndexError:
+                break
+            left += 1
+        self.lost_at_stop += left
         return done
 
     def _run(self) -> None:
-        cond, buffer, slot = self._cond, self._buffer, self._slot
+        buffer, slot = self._buffer, self._slot
         while True:
-            with cond:
-                while not buffer and not self._stopping and self._flush_wanted <= self._flushed:
-                    cond.wait()
-                batch = [buffer.popleft() for _ in range(min(self._batch_size, len(buffer)))]
-                flush_through = self._flush_wanted if not buffer else 0
-                stop = self._stopping and not buffer
-            if batch:
-                slot._export(batch)
-                with cond:
-                    self._finished += len(batch)
-                    cond.notify_all()
-            if flush_through > self._flushed:
+            if buffer:
+                batch: list[Event] = []
+                try:
+                    for _ in range(self._batch_size):
+                        batch.append(buffer.popleft())
+                except IndexError:
+                    pass
+                if batch:
+                    slot._export(batch)
+                continue
+            wanted = self._flush_wanted
+            if wanted > self._flushed:
                 try:
                     ok = slot.call_flush(None)
                 except BaseException as exc:
                     slot._on_failure(slot.source, exc)
                     ok = False
-                with cond:
-                    self._flush_ok = ok
-                    self._flushed = flush_through
-                    cond.notify_all()
-            if stop:
-                with cond:
-                    self._flushed = self._accepted
-                    cond.notify_all()
+                self._flush_ok = ok
+                self._flushed = wanted
+                _signal(self._progress)
+                continue
+            if self._stopping:
+                self._flushed = self._accepted
+                _signal(self._progress)
                 return
+            self._wake.acquire()  # a release is never lost: it stays until taken

@@ -288,7 +288,9 @@ class HttpExporter(BaseExporter):
 
     The spool holds up to ``max_spool_bytes`` of compressed batches, on disk
     under ``spool_dir`` (kept across restarts) or in memory when it is
-    ``None`` (lost at shutdown, counted as dropped). A batch that does not fit,
+    ``None`` (lost at shutdown, counted). A helper thread resends the spool
+    as soon as the wait is over, also when no new event comes, and at start
+    when ``spool_dir`` holds an earlier run's batches. A batch that does not fit,
     or that the disk refuses (full, read-only), is dropped and counted;
     nothing here raises into the application. A spool file damaged by a crash
     keeps its whole records and counts the broken ones (``corrupt``).
@@ -369,6 +371,10 @@ class HttpExporter(BaseExporter):
         self._failures_in_row = 0
         self._delivered = self._resent = self._spooled = self._retried = self._lost = 0
         self._rejected = 0
+        self._resender: threading.Thread | None = None
+        if self.spool_dir is not None and any(self.spool_dir.glob("*.ndjson.gz*")):
+            with self._lock:
+                self._start_resender()  # an earlier run left a spool: send it without waiting
 
     # -- the exporter protocol -------------------------------------------------------
 
@@ -470,6 +476,7 @@ class HttpExporter(BaseExporter):
         """
         self._client = None
         self._lock = threading.Lock()
+        self._resender = None  # threads do not survive fork
         self._spool = _Spool(None, self._spool.max_bytes, self.compresslevel)
         self._delivered = self._resent = self._spooled = self._retried = self._lost = 0
         self._rejected = 0
@@ -503,7 +510,35 @@ class HttpExporter(BaseExporter):
             self._lost += batch.count
             return False
         self._spooled += batch.count
+        self._start_resender()
         return True
+
+    def _start_resender(self) -> None:
+        # Caller holds the lock. Without it, a spool would wait for the next event,
+        # flush or exit; an application that went quiet would never deliver it.
+        if self._resender is None and not self._closing.is_set():
+            self._resender = threading.Thread(
+                target=self._resend, name="llmflow-http-resend", daemon=True
+            )
+            self._resender.start()
+
+    def _resend(self) -> None:
+        """Resend the spool once the wait is over, until it is empty or the exporter closes."""
+        while not self._closing.wait(max(self._retry_at - time.monotonic(), 0.05)):
+            if not self._lock.acquire(timeout=0.1):
+                continue  # export or flush is sending: it drains the spool itself
+            try:
+                done = self._closed or self._drain(None)
+            except Exception:
+                # the spool stays; the next export or flush meets the error on the
+                # runtime's worker, where it is counted in diagnostics
+                done = True
+            finally:
+                if done:
+                    self._resender = None  # under the lock: the next spooled batch starts one
+                self._lock.release()
+            if done:
+                return
 
     def _drain(self, deadline: float | None) -> bool:
         """Send spooled batches in order, one try each; whether the spool is now empty."""

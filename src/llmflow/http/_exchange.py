@@ -215,8 +215,15 @@ class Exchange:
             if call is not None:
                 call.data = parsed
             raise ProviderHTTPError(response.status_code, response.headers, raw, sdk)
+        self.check_shape(parsed)
         self.result, self.sdk_response = parsed, sdk
         return parsed
+
+    def check_shape(self, parsed: Json) -> None:
+        """Count an answer that is JSON but not the provider's shape (lenient codecs accept it)."""
+        key = self.route.response_key
+        if key is not None and isinstance(parsed, dict) and key not in parsed:
+            self.codec_failure(CodecError(f"the response has no {key!r}; not this API's shape"))
 
     def response_for(self, result: Json) -> httpx2.Response:
         """What the SDK gets for the pipeline's result."""

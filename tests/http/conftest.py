@@ -10,7 +10,6 @@ import openai
 import pytest
 
 import llmflow
-from llmflow import Event
 from llmflow.testing import FakeProvider
 
 
@@ -47,15 +46,3 @@ def make_anthropic(provider: FakeProvider) -> Factory:
         return llmflow.instrument(client) if instrumented else client
 
     return make
-
-
-def pairs(events: list[Event], category: str = "llm") -> list[tuple[Event, Event]]:
-    """(start, end) of every scope of ``category``, in start order."""
-    starts = [e for e in events if e.scope_category == "start" and e.category == category]
-    ends = {e.uuid: e for e in events if e.scope_category == "end"}
-    return [(s, ends[s.uuid]) for s in starts]
-
-
-def only_pair(events: list[Event], category: str = "llm") -> tuple[Event, Event]:
-    (pair,) = pairs(events, category)
-    return pair

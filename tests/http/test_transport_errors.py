@@ -9,7 +9,7 @@ import anthropic
 import httpx2
 import openai
 import pytest
-from conftest import Factory, only_pair, pairs
+from _http_support import Factory, only_pair, pairs
 
 import llmflow
 from llmflow import guardrails, intercepts

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import Factory, only_pair, pairs
+from _http_support import Factory, only_pair, pairs
 
 import llmflow
 from llmflow.atof import span_facts

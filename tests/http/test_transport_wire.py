@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from conftest import Factory, only_pair, pairs
+from _http_support import Factory, only_pair, pairs
 
 import llmflow
 from llmflow import LlmRequest, intercepts
@@ -54,7 +54,7 @@ def test_a_request_intercept_rewriting_the_model_reaches_the_server_and_the_reco
     (received,) = provider.requests
     assert received.json()["model"] == "gpt-4o-mini"
     assert received.headers["content-length"] == str(len(received.body))
-    start, end = only_pair(events)
+    start, _ = only_pair(events)
     assert start.category_profile["model_name"] == "gpt-4o-mini"
     assert start.data["content"]["model"] == "gpt-4o-mini"
 
@@ -216,11 +216,13 @@ def test_a_stream_intercept_replacing_chunks_is_encoded_for_the_sdk(
 ) -> None:
     def shout(request: LlmRequest, next_: Any) -> Any:
         for chunk in next_():
-            for choice in chunk.get("choices", []):
-                if choice["delta"].get("content"):
-                    choice = {**choice, "delta": {"content": choice["delta"]["content"].upper()}}
-                    chunk = {**chunk, "choices": [choice]}
-            yield chunk
+            choices = [
+                {**c, "delta": {"content": c["delta"]["content"].upper()}}
+                if c["delta"].get("content")
+                else c
+                for c in chunk.get("choices", [])
+            ]
+            yield {**chunk, "choices": choices}
 
     intercepts.register_llm_stream_execution("shout", 0, shout)
     provider.script(Reply(text="quiet words"))

@@ -37,7 +37,8 @@ def test_sdk_retries_on_429_and_500_are_separate_attempts_with_retry_after(
     assert rate_limited.metadata["http.retry_after"] == "0"
     assert rate_limited.metadata["provider.error_code"] == "rate_limit_exceeded"
     assert rate_limited.metadata["exception.type"] == "llmflow.http.ProviderHTTPError"
-    assert rate_limited.data["error"]["type"] == "rate_limit_error"  # the error body
+    assert rate_limited.metadata["http.error_body"]["error"]["type"] == "rate_limit_error"
+    assert rate_limited.data is None  # a failed call has no response
     assert "http.retry_after" not in failed.metadata
     sent = [r.headers["x-stainless-retry-count"] for r in provider.requests]
     assert sent == ["0", "1", "2"]

@@ -309,3 +309,34 @@ def test_logs_of_every_route_pass_validate_stream(
     runtime.flush()
     assert validate_stream(path) == []
     assert len(re.findall(r'"scope_category":"start"', path.read_text())) == 6
+
+
+def test_an_instrumented_openai_agent_turn_converts_with_nats_atof_to_atif_converter(
+    tmp_path: Path, provider: FakeProvider, make_openai: Factory, runtime: llmflow.Runtime
+) -> None:
+    converter = pytest.importorskip("nat.atof.scripts.atof_to_atif_converter")
+    path = tmp_path / "turn.atof.jsonl"
+    AtofFileExporter(path, mode="overwrite").register(runtime=runtime)
+    client = make_openai()
+    provider.script(
+        Reply(text=None, tool_calls=[ToolCall("get_weather", {"city": "Porto"}, id="call_p")]),
+        Reply(text="Porto: 17°C."),
+    )
+    messages: list[Any] = [{"role": "user", "content": "Weather in Porto?"}]
+    with llmflow.scope("weather-agent", category="agent"):
+        first = client.chat.completions.create(model="gpt-4o", messages=messages)
+        call = first.choices[0].message.tool_calls[0]
+        result = llmflow.tool_call_execute_sync(
+            "get_weather", {"city": "Porto"}, lambda args: "17°C", tool_call_id=call.id
+        )
+        messages += [
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": result},
+        ]
+        client.chat.completions.create(model="gpt-4o", messages=messages)
+    runtime.flush()
+    assert validate_stream(path) == []
+    trajectory = converter.convert_file(path)
+    agent_steps = [s for s in trajectory.steps if s.source == "agent"]
+    assert [c.tool_call_id for c in agent_steps[0].tool_calls] == ["call_p"]
+    assert agent_steps[-1].message == "Porto: 17°C."

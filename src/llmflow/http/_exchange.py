@@ -38,6 +38,7 @@ _UNSET: Final[Any] = object()
 SKIP: Final[Any] = object()
 _REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "apim-request-id")
 _DONE_FRAME: Final = b"data: [DONE]\n\n"
+_ERROR_BODY_CHARS: Final = 4096
 
 
 def current_call() -> Call | None:
@@ -187,8 +188,13 @@ class Exchange:
         retry_after = headers.get("retry-after") or headers.get("retry-after-ms")
         if retry_after is not None:
             metadata["http.retry_after"] = retry_after
-        if response.status_code >= 400 and isinstance(parsed, dict):
-            error = parsed.get("error")
+        if response.status_code >= 400:
+            # In metadata, not in the end ``data``: readers of LLM outputs (the
+            # ATIF converter) expect a response there, and a failed call has none.
+            metadata["http.error_body"] = (
+                parsed[:_ERROR_BODY_CHARS] if isinstance(parsed, str) else parsed
+            )
+            error = parsed.get("error") if isinstance(parsed, dict) else None
             if isinstance(error, dict):
                 code = error.get("code") or error.get("type")
                 if isinstance(code, str):
@@ -212,8 +218,6 @@ class Exchange:
         if call is not None:
             add_end_metadata(call, self.response_metadata(response, parsed))
         if response.status_code >= 400:
-            if call is not None:
-                call.data = parsed
             raise ProviderHTTPError(response.status_code, response.headers, raw, sdk)
         self.check_shape(parsed)
         self.result, self.sdk_response = parsed, sdk

@@ -32,6 +32,11 @@ class SseSplitter:
         self._buffer = b""
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes | None]]:
+        end = len(chunk) - 2
+        if not self._buffer and chunk.find(b"\n", 0, end) == -1 and chunk.endswith(b"\n\n"):
+            # One single-line event per network chunk, the way providers flush SSE.
+            if chunk.startswith(b"data: ") and b"\r" not in chunk:
+                return [(chunk, chunk[6:end])]
         buffer = self._buffer + chunk if self._buffer else chunk
         events: list[tuple[bytes, bytes | None]] = []
         start = 0

@@ -321,17 +321,22 @@ class LlmStream(_StreamState, AsyncIterator[Json]):
         except RuntimeError:
             loop = None
         closing = close()
-        if loop is not None:
-            task = loop.create_task(closing)
-            task.add_done_callback(self._close_done)
-            return
+        if loop is not None and not loop.is_closed():
+            try:
+                task = loop.create_task(closing)
+            except RuntimeError:  # the loop is shutting down: close it here instead
+                pass
+            else:
+                task.add_done_callback(self._close_done)
+                return
         try:
             closing.send(None)
         except StopIteration:
             return
         except Exception as exc:
             self._record_close_failure(exc)
-        closing.close()
+        with contextlib.suppress(Exception):  # it needed the loop; its own finalizer remains
+            closing.close()
 
     def _close_done(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:

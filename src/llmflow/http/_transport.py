@@ -54,7 +54,8 @@ def _route_of(routes: tuple[Route, ...], request: httpx2.Request) -> Route | Non
         return None  # an outer llmflow transport records this request already
     route = match_route(routes, request.method, request.url.path)
     if route is not None:
-        request.extensions[RECORDED] = True
+        # A new dict: the SDK may share the one it passed with its next attempts.
+        request.extensions = {**request.extensions, RECORDED: True}
     return route
 
 

@@ -5,19 +5,25 @@ Usage::
     /work/venv/bin/python benchmarks/bench_http.py [--quick] [--rounds N] [--json PATH]
 
 The same calls go through a plain ``openai.OpenAI`` client, the same client
-after ``llmflow.instrument`` (events written to a JSONL file, each timed batch
-ending with ``llmflow.flush()``), and a plain client under OpenInference's
-OpenAI instrumentation with an in-memory OpenTelemetry span exporter. Two
-``FakeProvider`` servers run in this (parent) process; each measurement runs in
-a child process of its own (OpenInference patches the SDK module, so it must
-never share a process with the others), and the children alternate, round
-after round. Cases: a non-streaming chat call (~2 KB request and response) and
-a streamed one of 50 SSE text chunks (plus role, finish and ``[DONE]`` frames).
-The same calls also run against ``httpx2.MockTransport`` (no socket, no
-server): that isolates what the client side costs, free of the loopback
-server's noise. A child's figure is its least disturbed batch (on a shared
-machine noise only adds time); the table shows the median over rounds;
-"added" is that minus the plain client's.
+after ``llmflow.instrument`` (events written to a JSONL file by llmflow's
+writer thread, which runs while the batch is timed; the ``llmflow.flush()``
+after each batch, whose fsync costs milliseconds on this disk and which an
+application never calls per call, is not timed), and a plain client
+under OpenInference's OpenAI instrumentation with an in-memory OpenTelemetry
+span exporter (instrumented before its batch, uninstrumented after it, outside
+the timing). Batches of the three alternate, round after round, in one
+process, each going first in turn, so a change of machine load hits all three
+alike; each figure is the batch's wall time per call in its least disturbed
+round (noise on a shared machine only ever adds time), "added" is that minus
+the plain client's.
+
+Three settings: ``FakeProvider`` on 127.0.0.1 (real sockets; the servers run in
+a child process so they never compete with the client for the GIL),
+``httpx2.MockTransport`` (the SDK without a socket), and the bare httpx2 layer
+(an ``httpx2.Client`` on a MockTransport, no SDK: llmflow's own cost, where
+OpenInference, which patches the SDK, does not apply). Cases: a non-streaming
+chat call (~2 KB request and response) and a streamed one of 50 SSE text
+chunks (plus role, finish and ``[DONE]`` frames).
 """
 
 from __future__ import annotations
@@ -25,16 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("plain", "llmflow", "openinference")
-CASES = ("json", "sse")
 CHUNKS = 50
 TEXT = " ".join(f"word{i}" for i in range(300))  # ~2 KB of response text
 MESSAGES = [
@@ -44,10 +48,24 @@ MESSAGES = [
         for i in range(9)
     ),
 ]
+URL = "http://127.0.0.1:9/v1"  # never connected to: the mock settings answer in-process
+
+
+def _serve() -> int:
+    """Child: run the two FakeProviders until stdin closes; print their URLs first."""
+    from llmflow.testing import FakeProvider, Reply
+
+    with (
+        FakeProvider(default=Reply(text=TEXT), record=False) as json_server,
+        FakeProvider(default=Reply(text=TEXT, chunks=CHUNKS), record=False) as sse_server,
+    ):
+        print(json.dumps({"json": json_server.base_url, "sse": sse_server.base_url}), flush=True)
+        sys.stdin.read()
+    return 0
 
 
 def _mock_client(case: str) -> Any:
-    """An httpx2 client whose transport answers in-process: no socket, no server thread."""
+    """An httpx2 client whose transport answers in-process: no socket, no server."""
     import httpx2
 
     from llmflow.testing import Reply
@@ -71,39 +89,36 @@ def _mock_client(case: str) -> Any:
     return httpx2.Client(transport=httpx2.MockTransport(handler))
 
 
-def _child(variant: str, case: str, base_url: str, calls: int, batches: int) -> dict[str, Any]:
-    import openai
+class OpenInference:
+    """OpenInference's OpenAI instrumentation, switched on only around its batches."""
 
-    flush = lambda: None  # noqa: E731
-    if base_url == "transport":  # the httpx2 layer alone: no SDK, no socket
-        return _transport_child(variant, case, calls, batches)
-    mock = base_url == "mock"
-    client: Any = openai.OpenAI(
-        base_url="http://127.0.0.1:9/v1" if mock else base_url + "/v1",
-        api_key="sk-bench",
-        max_retries=0,
-        http_client=_mock_client(case) if mock else None,
-    )
-    if variant == "llmflow":
-        import llmflow
-        from llmflow.exporters import AtofFileExporter
-
-        log = Path(tempfile.mkdtemp()) / "bench.atof.jsonl"
-        AtofFileExporter(log, mode="overwrite").register()
-        client = llmflow.instrument(client)
-        flush = llmflow.flush
-    elif variant == "openinference":
+    def __init__(self) -> None:
         from openinference.instrumentation.openai import OpenAIInstrumentor
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-        exporter = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        OpenAIInstrumentor().instrument(tracer_provider=provider)
-        flush = exporter.clear  # keeps memory flat; spans are already exported
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.instrumentor = OpenAIInstrumentor()
 
+    def on(self) -> None:
+        self.instrumentor.instrument(tracer_provider=self.provider)
+
+    def off(self) -> None:
+        self.instrumentor.uninstrument()
+        self.exporter.clear()
+
+
+def _peer() -> OpenInference | None:
+    try:
+        return OpenInference()
+    except ImportError:
+        return None
+
+
+def _sdk_call(client: Any, case: str) -> Callable[[], None]:
     def one() -> None:
         if case == "json":
             client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -111,67 +126,30 @@ def _child(variant: str, case: str, base_url: str, calls: int, batches: int) -> 
         for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
             pass
 
-    for _ in range(max(calls // 4, 5)):  # warm up connections, caches, imports
-        one()
-    flush()
-    per_call: list[float] = []
-    for _ in range(batches):
-        began = time.perf_counter()
-        for _ in range(calls):
-            one()
-        flush()
-        per_call.append((time.perf_counter() - began) / calls * 1e6)
-    # The least disturbed batch: on a shared machine the noise only ever adds time.
-    return {"variant": variant, "case": case, "us_per_call": min(per_call)}
+    return one
 
 
-def _transport_child(variant: str, case: str, calls: int, batches: int) -> dict[str, Any]:
-    flush = lambda: None  # noqa: E731
-    client = _mock_client(case)
-    if variant == "llmflow":
-        import llmflow
-        from llmflow.exporters import AtofFileExporter
-
-        log = Path(tempfile.mkdtemp()) / "bench.atof.jsonl"
-        AtofFileExporter(log, mode="overwrite").register()
-        client = llmflow.instrument(client)
-        flush = llmflow.flush
-    body = {"model": "gpt-4o", "messages": MESSAGES, "stream": case == "sse"}
-    content = json.dumps(body).encode()
-    url = "http://127.0.0.1:9/v1/chat/completions"
+def _http_call(client: Any, case: str) -> Callable[[], None]:
+    content = json.dumps({"model": "gpt-4o", "messages": MESSAGES, "stream": case == "sse"})
     headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
 
     def one() -> None:
-        with client.stream("POST", url, content=content, headers=headers) as response:
-            for _ in response.iter_bytes():
+        with client.stream(
+            "POST", URL + "/chat/completions", content=content, headers=headers
+        ) as r:
+            for _ in r.iter_bytes():
                 pass
 
-    for _ in range(max(calls // 4, 5)):
+    return one
+
+
+def _batch(one: Callable[[], None], calls: int, flush: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    for _ in range(calls):
         one()
-    flush()
-    per_call: list[float] = []
-    for _ in range(batches):
-        began = time.perf_counter()
-        for _ in range(calls):
-            one()
-        flush()
-        per_call.append((time.perf_counter() - began) / calls * 1e6)
-    return {"variant": variant, "case": case, "us_per_call": min(per_call)}
-
-
-def _run_child(variant: str, case: str, url: str, calls: int, batches: int) -> float:
-    args = [sys.executable, __file__, "--child", variant, case, url, str(calls), str(batches)]
-    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600)
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["us_per_call"])
-
-
-def _peer_available() -> bool:
-    try:
-        import openinference.instrumentation.openai  # noqa: F401
-        import opentelemetry.sdk  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    elapsed = time.perf_counter() - began
+    flush()  # untimed: its fsync is per flush, and an application does not flush per call
+    return elapsed / calls * 1e6
 
 
 def main() -> int:
@@ -179,79 +157,125 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--child", nargs=5, metavar=("VARIANT", "CASE", "URL", "CALLS", "BATCHES"))
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        variant, case, url, calls, batches = args.child
-        print(json.dumps(_child(variant, case, url, int(calls), int(batches))))
-        return 0
+    if args.serve:
+        return _serve()
 
-    from llmflow.testing import FakeProvider, Reply
+    import openai
 
-    rounds = args.rounds or (1 if args.quick else 3)
-    calls = {"json": 40 if args.quick else 100, "sse": 10 if args.quick else 30}
-    batches = 3 if args.quick else 5
-    variants = [v for v in VARIANTS if v != "openinference" or _peer_available()]
-    figures: dict[tuple[str, str], list[float]] = {}
-    with (
-        FakeProvider(default=Reply(text=TEXT), record=False) as json_server,
-        FakeProvider(default=Reply(text=TEXT, chunks=CHUNKS), record=False) as sse_server,
-    ):
-        urls = {
-            ("loopback", "json"): json_server.base_url,
-            ("loopback", "sse"): sse_server.base_url,
-            ("mock", "json"): "mock",
-            ("mock", "sse"): "mock",
-            ("transport", "json"): "transport",
-            ("transport", "sse"): "transport",
-        }
-        for _ in range(rounds):
-            for (server, case), url in urls.items():
-                for variant in variants:
-                    if server == "transport" and variant == "openinference":
-                        continue  # it instruments the SDK, not the HTTP layer
-                    value = _run_child(variant, case, url, calls[case], batches)
-                    figures.setdefault((server, variant, case), []).append(value)
-    median = {key: statistics.median(values) for key, values in figures.items()}
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"load average while measuring: {load} ({os.cpu_count()} CPUs)")
-    print()
-    results: dict[str, Any] = {}
-    for server, title in (
-        ("loopback", "FakeProvider on 127.0.0.1 (real sockets, server in the parent process)"),
-        ("mock", "httpx2.MockTransport (no socket: the client side's own cost)"),
-        ("transport", "httpx2 client + MockTransport, no SDK (llmflow's own cost)"),
-    ):
-        print(f"{title}; {rounds} round(s), µs per call")
-        print()
-        print(
-            "| client | non-streaming call | added | 50-chunk SSE call | added | added per chunk |"
+    import llmflow
+    from llmflow.exporters import AtofFileExporter
+
+    rounds = args.rounds or (3 if args.quick else 9)
+    calls = {"json": 20 if args.quick else 100, "sse": 6 if args.quick else 30}
+    log = Path(tempfile.mkdtemp()) / "bench_http.atof.jsonl"
+    AtofFileExporter(log, mode="overwrite").register()
+    peer = _peer()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert server.stdout is not None
+    urls = json.loads(server.stdout.readline())
+
+    def sdk(base_url: str | None, case: str) -> Any:
+        http_client = _mock_client(case) if base_url is None else None
+        return openai.OpenAI(
+            base_url=(base_url + "/v1") if base_url else URL,
+            api_key="sk-bench",
+            max_retries=0,
+            http_client=http_client,
         )
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for variant in variants:
-            if (server, variant, "json") not in median:
-                continue
-            j, sse = median[server, variant, "json"], median[server, variant, "sse"]
-            added_j = j - median[server, "plain", "json"]
-            added_s = sse - median[server, "plain", "sse"]
-            pct = added_j / median[server, "plain", "json"] * 100
-            print(
-                f"| {variant} | {j:,.0f} µs | {added_j:+,.0f} µs ({pct:+.1f} %) | "
-                f"{sse:,.0f} µs | {added_s:+,.0f} µs | {added_s / CHUNKS:+.2f} µs |"
-            )
-            results[f"{server}/{variant}"] = {
-                "json_us": j,
-                "json_added_us": added_j,
-                "json_added_pct": pct,
-                "sse_us": sse,
-                "sse_added_us": added_s,
-                "sse_added_per_chunk_us": added_s / CHUNKS,
-            }
+
+    settings: dict[str, dict[str, dict[str, Callable[[], None]]]] = {}
+    for case in ("json", "sse"):
+        loop_client, mock_client, http_client = (
+            sdk(urls[case], case),
+            sdk(None, case),
+            _mock_client(case),
+        )
+        settings.setdefault("loopback", {})[case] = {
+            "plain": _sdk_call(loop_client, case),
+            "llmflow": _sdk_call(llmflow.instrument(sdk(urls[case], case)), case),
+        }
+        settings.setdefault("mock", {})[case] = {
+            "plain": _sdk_call(mock_client, case),
+            "llmflow": _sdk_call(llmflow.instrument(sdk(None, case)), case),
+        }
+        settings.setdefault("transport", {})[case] = {
+            "plain": _http_call(http_client, case),
+            "llmflow": _http_call(llmflow.instrument(_mock_client(case)), case),
+        }
+    figures: dict[tuple[str, str, str], list[float]] = {}
+    noop = lambda: None  # noqa: E731
+    try:
+        for round_ in range(rounds + 1):  # round 0 warms up and is not counted
+            for setting, cases in settings.items():
+                for case, variants in cases.items():
+                    n = calls[case]
+                    order = ["plain", "llmflow"]
+                    if peer is not None and setting != "transport":
+                        order.append("openinference")
+                    shift = round_ % len(order)  # each variant goes first in turn
+                    got: dict[str, float] = {}
+                    for variant in order[shift:] + order[:shift]:
+                        if variant == "plain":
+                            got[variant] = _batch(variants["plain"], n, noop)
+                        elif variant == "llmflow":
+                            got[variant] = _batch(variants["llmflow"], n, llmflow.flush)
+                        else:
+                            assert peer is not None
+                            peer.on()
+                            try:
+                                got[variant] = _batch(variants["plain"], n, noop)
+                            finally:
+                                peer.off()
+                    if round_:
+                        for variant, value in got.items():
+                            figures.setdefault((setting, case, variant), []).append(value)
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+
+    # The least disturbed round: on a shared machine noise only ever adds time.
+    median = {key: min(values) for key, values in figures.items()}
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"bench_http: {rounds} rounds; load average {load} on {os.cpu_count()} CPUs")
+    results: dict[str, Any] = {}
+    titles = {
+        "loopback": "openai SDK -> FakeProvider on 127.0.0.1 (real sockets)",
+        "mock": "openai SDK -> httpx2.MockTransport (no socket)",
+        "transport": "httpx2.Client -> MockTransport, no SDK (llmflow's own cost)",
+    }
+    for setting, title in titles.items():
         print()
-    if "openinference" not in variants:
+        print(f"{title}: µs per call")
+        print()
+        print("| client | call | added | 50-chunk SSE call | added | added per chunk |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        base_j, base_s = median[setting, "json", "plain"], median[setting, "sse", "plain"]
+        for variant in ("plain", "llmflow", "openinference"):
+            if (setting, "json", variant) not in median:
+                continue
+            j, s = median[setting, "json", variant], median[setting, "sse", variant]
+            pct = (j - base_j) / base_j * 100
+            print(
+                f"| {variant} | {j:,.0f} | {j - base_j:+,.0f} ({pct:+.1f} %) | {s:,.0f} | "
+                f"{s - base_s:+,.0f} | {(s - base_s) / CHUNKS:+.2f} |"
+            )
+            results[f"{setting}/{variant}"] = {
+                "json_us": j,
+                "json_added_us": j - base_j,
+                "json_added_pct": pct,
+                "sse_us": s,
+                "sse_added_us": s - base_s,
+                "sse_added_per_chunk_us": (s - base_s) / CHUNKS,
+            }
+    if peer is None:
         print("\nopeninference-instrumentation-openai is not installed: no peer figures.")
     if args.json is not None:
-        args.json.write_text(json.dumps({"rounds": rounds, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"rounds": rounds, "load": load, "results": results}))
     return 0
 
 

@@ -78,14 +78,17 @@ def stream_callbacks(
     source = f"codec:{response_codec.data_schema.name}"
     user = collector
 
-    def collect(chunk: Json) -> None:
-        if user is not None:
-            user(chunk)
+    def fold_only(chunk: Json) -> None:
         try:
             fold(chunk)
         except Exception as exc:  # an unreadable chunk is the codec's failure, not the stream's
             runtime.record_failure(source, exc)
 
+    def both(chunk: Json) -> None:
+        user(chunk)  # type: ignore[misc]
+        fold_only(chunk)
+
+    collect = fold_only if user is None else both
     return collect, finalizer if finalizer is not None else accumulator.finalize
 
 

@@ -25,7 +25,7 @@ from llmflow._types import Json, JsonObject, LlmRequest
 from llmflow.codecs import AnthropicMessagesCodec
 from llmflow.http._errors import ProviderHTTPError
 from llmflow.http._routes import Route, provider_name
-from llmflow.http._sse import SseSplitter, encode_event
+from llmflow.http._sse import encode_event
 
 __all__ = ["RAW_BODY", "RECORDED", "Exchange", "embedding_summary", "is_sse", "parse_body"]
 
@@ -297,18 +297,6 @@ class Exchange:
         except orjson.JSONDecodeError:
             self.codec_failure(CodecError(f"malformed SSE frame: {data[:80]!r}"))
             return SKIP
-
-    def split(self, splitter: SseSplitter, part: bytes, pending: bytes) -> tuple[list[Any], bytes]:
-        """Chunks completed by ``part``; each chunk's own bytes are kept for the relay."""
-        chunks: list[Any] = []
-        for raw, data in splitter.feed(part):
-            pending += raw
-            chunk = self.chunk_of(data)
-            if chunk is SKIP:
-                continue
-            chunks.append((chunk, pending))
-            pending = b""
-        return chunks, pending
 
     def frame(self, chunk: Any) -> bytes:
         """The bytes the SDK gets for a chunk: the provider's own, or an encoding of a new one."""

@@ -22,6 +22,7 @@ from llmflow._types import Json, LlmRequest
 from llmflow.http._errors import ProviderHTTPError
 from llmflow.http._exchange import (
     RECORDED,
+    SKIP,
     Exchange,
     current_call,
     embedding_summary,
@@ -183,9 +184,13 @@ class Transport(httpx2.BaseTransport):
         pending = b""
         try:
             for part in stream:
-                chunks, pending = exchange.split(splitter, part, pending)
-                for chunk, raw in chunks:
-                    exchange.own, exchange.own_raw = chunk, raw
+                for raw, data in splitter.feed(part):
+                    chunk = exchange.chunk_of(data)
+                    if chunk is SKIP:  # its bytes go out with the next chunk
+                        pending += raw
+                        continue
+                    exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
+                    pending = b""
                     yield chunk
             exchange.tail = pending + splitter.rest()
         finally:
@@ -333,9 +338,13 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
         pending = b""
         try:
             async for part in stream:
-                chunks, pending = exchange.split(splitter, part, pending)
-                for chunk, raw in chunks:
-                    exchange.own, exchange.own_raw = chunk, raw
+                for raw, data in splitter.feed(part):
+                    chunk = exchange.chunk_of(data)
+                    if chunk is SKIP:
+                        pending += raw
+                        continue
+                    exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
+                    pending = b""
                     yield chunk
             exchange.tail = pending + splitter.rest()
         finally:

@@ -9,7 +9,7 @@ import os as _os
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from . import events, exporters, guardrails, intercepts, subscribers, testing
+from . import events, exporters, guardrails, intercepts, middleware, subscribers, testing
 from ._errors import (
     AtofParseError,
     CodecError,
@@ -43,7 +43,7 @@ from ._llm import (
     llm_stream_call_execute,
 )
 from ._pipeline import RequestContext, SanitizeContext
-from ._runtime import Diagnostics, Exporter, LineExporter, Runtime, get_runtime
+from ._runtime import Diagnostics, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
 from ._stream import LlmStream, LlmStreamSync, llm_stream_call_execute_sync
 from ._tool import (
@@ -55,6 +55,7 @@ from ._tool import (
     tool_call_execute_sync,
 )
 from ._types import DataSchema, Json, LlmRequest
+from .exporters._base import Exporter, LineExporter
 
 __version__ = "0.1.0"
 
@@ -151,6 +152,7 @@ __all__ = [
     "llm_stream_call_execute",
     "llm_stream_call_execute_sync",
     "mark",
+    "middleware",
     "pop_scope",
     "push_scope",
     "scope",
@@ -162,5 +164,5 @@ __all__ = [
     "tool_call_execute_sync",
 ]
 
-if _os.environ.get("LLMFLOW_ATOF_PATH"):
-    get_runtime()  # installs the LLMFLOW_ATOF_PATH exporter at import
+if _os.environ.get("LLMFLOW_ATOF_PATH") or _os.environ.get("LLMFLOW_EXPORTERS"):
+    get_runtime()  # installs the LLMFLOW_ATOF_PATH / LLMFLOW_EXPORTERS exporters at import

@@ -20,6 +20,7 @@ from llmflow._clock import now_us
 from llmflow._errors import FlowError, SyncCallbackError
 from llmflow._json import check_metadata
 from llmflow._pipeline import Call, chain, check_callable, drive_sync
+from llmflow._scope import _STACK, enter_span
 from llmflow._types import Json, JsonObject, LlmRequest
 
 if TYPE_CHECKING:
@@ -155,7 +156,15 @@ def _opener(
                 )
             return build(index + 1, req if new_request is _SAME else new_request)
 
-        return wrap(entry.fn(req, next_), f"stream execution intercept {entry.name!r}")
+        # The call is the current span while the intercept builds its iterator, as it is
+        # for execution intercepts, so middleware can record on the call's end event.
+        outer = _STACK.get()
+        enter_span(call)
+        try:
+            produced = entry.fn(req, next_)
+        finally:
+            _STACK.set(outer)
+        return wrap(produced, f"stream execution intercept {entry.name!r}")
 
     return lambda request: build(0, request)
 

@@ -67,9 +67,9 @@ if _TYPE_CHECKING:
 def __getattr__(name: str) -> _Any:
     # llmflow.http and llmflow.instrument load httpx2 and the codecs: only on first use.
     if name == "http":
-        from . import http
+        import importlib
 
-        return http
+        return importlib.import_module("llmflow.http")
     if name == "instrument":
         from ._instrument import instrument
 

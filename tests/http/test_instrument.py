@@ -137,3 +137,17 @@ def test_an_execution_intercept_answering_itself_reaches_the_sdk_as_a_200(
     assert isinstance(reply, openai.types.chat.ChatCompletion)
     assert reply.choices[0].message.content == "from cache"
     assert provider.requests == []
+
+
+def test_llmflow_http_loads_on_first_attribute_access_in_a_fresh_process() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, llmflow; assert 'llmflow.http' not in sys.modules; "
+        "print(llmflow.http.Transport.__name__, llmflow.instrument.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.split() == ["Transport", "instrument"], result.stderr

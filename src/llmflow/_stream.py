@@ -79,14 +79,17 @@ def stream_callbacks(
     source = f"codec:{response_codec.data_schema.name}"
     user = collector
 
-    def collect(chunk: Json) -> None:
-        if user is not None:
-            user(chunk)
+    def fold_only(chunk: Json) -> None:
         try:
             fold(chunk)
         except Exception as exc:  # an unreadable chunk is the codec's failure, not the stream's
             runtime.record_failure(source, exc)
 
+    def both(chunk: Json) -> None:
+        user(chunk)  # type: ignore[misc]
+        fold_only(chunk)
+
+    collect = fold_only if user is None else both
     return collect, finalizer if finalizer is not None else accumulator.finalize
 
 
@@ -330,17 +333,22 @@ class LlmStream(_StreamState, AsyncIterator[Json]):
         except RuntimeError:
             loop = None
         closing = close()
-        if loop is not None:
-            task = loop.create_task(closing)
-            task.add_done_callback(self._close_done)
-            return
+        if loop is not None and not loop.is_closed():
+            try:
+                task = loop.create_task(closing)
+            except RuntimeError:  # the loop is shutting down: close it here instead
+                pass
+            else:
+                task.add_done_callback(self._close_done)
+                return
         try:
             closing.send(None)
         except StopIteration:
             return
         except Exception as exc:
             self._record_close_failure(exc)
-        closing.close()
+        with contextlib.suppress(Exception):  # it needed the loop; its own finalizer remains
+            closing.close()
 
     def _close_done(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -1,46 +1,46 @@
-"""The llmflow demo: a small trip-planning agent against a deterministic provider.
+"""The llmflow demo: a small trip-planning agent written with the real provider SDKs.
 
-Run with ``python -m llmflow demo [PATH]``. It registers a guardrail, request
-and execution intercepts and sanitizers, then runs an agent turn (the model
-asks for a tool, the tool answers, the model replies), concurrent streamed
-research calls, a call the guardrail rejects and a call that fails after a
-retry. Everything is recorded as ATOF JSONL at PATH, which the demo then
-validates and prints as a call tree.
+Run with ``python -m llmflow demo [PATH]``. The agent uses an ``openai`` and an
+``anthropic`` client, each instrumented with one line (``llmflow.instrument``),
+against :class:`llmflow.testing.FakeProvider` on 127.0.0.1, so it needs no
+network and no API key. It asks the model, which calls a tool; the second call
+meets a 429 that the SDK retries; a research call streams from Anthropic; a
+prompt asking for a password is refused by a guardrail, which the SDK sees as
+its own ``BadRequestError``. Everything is recorded as ATOF JSONL at PATH,
+which the demo then validates and prints as a call tree.
 
-The provider is an in-process function that returns OpenAI Chat Completions
-shaped bodies, so the demo needs no network and no API key.
+The SDKs come with the ``cli`` extra (``pip install 'llmflow[cli]'``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+import llmflow
 from llmflow import events, guardrails, intercepts
-from llmflow._errors import GuardrailRejected
 from llmflow._event import Event
-from llmflow._llm import llm_call_execute, llm_stream_call_execute
 from llmflow._runtime import Runtime
 from llmflow._scope import mark, scope
 from llmflow._tool import ToolExecutionResult, tool_call_execute
 from llmflow._types import LlmRequest
 from llmflow.atof import validate_stream
-from llmflow.codecs import OpenAIChatCodec
 from llmflow.exporters import AtofFileExporter
+from llmflow.testing import ErrorReply, FakeProvider, Reply, ToolCall
 
 from .show import render_tree
 
 __all__ = ["run_demo"]
 
-MODEL = "demo-gpt-mini"
-CODEC = OpenAIChatCodec()
+MODEL = "gpt-4o-mini"
+CLAUDE = "claude-haiku-demo"
+API_KEY = "sk-demo-not-recorded"
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
-_WEATHER_TOOL = {
+WEATHER_TOOL = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -54,85 +54,24 @@ _WEATHER_TOOL = {
 }
 
 
-# -- a deterministic OpenAI-shaped provider ------------------------------------------
-
-
-def _completion(call_id: int, message: dict[str, Any], finish: str, prompt: int) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-demo-{call_id}",
-        "object": "chat.completion",
-        "created": 1_763_700_000,
-        "model": MODEL,
-        "system_fingerprint": "fp_demo",
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": 12,
-            "total_tokens": prompt + 12,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        },
-    }
-
-
-class DemoProvider:
-    """Answers like a chat model: asks for the weather tool, then replies."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.flaky_failures = 0
-
-    async def chat(self, request: LlmRequest) -> dict[str, Any]:
-        self.calls += 1
-        await asyncio.sleep(0.002)
-        messages = request.content["messages"]
-        last = messages[-1]
-        prompt = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 8
-        if "flaky" in str(last.get("content")):
-            self.flaky_failures += 1
-            raise TimeoutError("upstream timed out after 30 s")
-        if last["role"] == "tool":
-            text = f"It is {last['content']} in Lisbon: pack a light jacket."
-            return _completion(self.calls, {"role": "assistant", "content": text}, "stop", prompt)
-        if request.content.get("tools"):
-            call = {
-                "id": "call_weather_1",
-                "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Lisbon"}'},
-            }
-            message = {"role": "assistant", "content": None, "tool_calls": [call]}
-            return _completion(self.calls, message, "tool_calls", prompt)
-        return _completion(
-            self.calls, {"role": "assistant", "content": "Here is a plan."}, "stop", prompt
-        )
-
-    async def chat_stream(self, request: LlmRequest) -> AsyncIterator[dict[str, Any]]:
-        topic = request.content["messages"][-1]["content"]
-        words = f"Three facts about {topic}: old, sunny, walkable.".split()
-        base = {
-            "id": f"chatcmpl-demo-stream-{topic}",
-            "object": "chat.completion.chunk",
-            "created": 1_763_700_000,
-            "model": MODEL,
-        }
-        yield {
-            **base,
-            "choices": [
-                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-            ],
-        }
-        for word in words:
-            await asyncio.sleep(0)
-            yield {
-                **base,
-                "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}],
-            }
-        yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        yield {
-            **base,
-            "choices": [],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 8, "total_tokens": 17},
-        }
+def _script(provider: FakeProvider) -> None:
+    """What the fake models answer, in the order the agent asks."""
+    provider.script(
+        Reply(
+            text=None,
+            tool_calls=[ToolCall("get_weather", {"city": "Lisbon"}, id="call_weather_1")],
+            usage={"input_tokens": 96, "output_tokens": 18},
+        ),
+        ErrorReply(429, message="Rate limit reached for gpt-4o-mini.", retry_after="0.01"),
+        Reply(
+            text="It is 19°C and sunny in Lisbon: pack a light jacket.",
+            usage={"input_tokens": 131, "output_tokens": 14, "cached_tokens": 64},
+        ),
+        Reply(
+            text="Three facts about Lisbon: it is old, sunny and walkable.",
+            usage={"input_tokens": 22, "output_tokens": 12},
+        ),
+    )
 
 
 # -- middleware ---------------------------------------------------------------------
@@ -144,19 +83,9 @@ def block_secrets(request: LlmRequest) -> str | None:
     return "prompt asks for a password" if "password" in text else None
 
 
-def tag_and_cap(request: LlmRequest, ctx: Any) -> LlmRequest:
-    """Request intercept: tag the call and cap max_tokens at 256."""
-    content = {**request.content, "max_tokens": min(request.content.get("max_tokens", 256), 256)}
-    return LlmRequest({**request.headers, "x-llmflow-demo": ctx.name}, content)
-
-
-async def retry_timeouts(request: LlmRequest, call_next: Any) -> Any:
-    """Execution intercept: retry once on TimeoutError."""
-    try:
-        return await call_next(request)
-    except TimeoutError:
-        mark("retry", data={"reason": "TimeoutError", "attempt": 2})
-        return await call_next(request)
+def tag_call(request: LlmRequest, ctx: Any) -> LlmRequest:
+    """Request intercept: tell the provider which call this is (a header; the body is kept)."""
+    return LlmRequest({**request.headers, "x-llmflow-call": ctx.name}, request.content)
 
 
 def redact_emails(request: LlmRequest, ctx: Any) -> LlmRequest:
@@ -168,13 +97,6 @@ def redact_emails(request: LlmRequest, ctx: Any) -> LlmRequest:
         for m in request.content.get("messages", [])
     ]
     return LlmRequest(request.headers, {**request.content, "messages": messages})
-
-
-def drop_fingerprint(response: Any, ctx: Any) -> Any:
-    """Sanitizer: drop provider-internal fields from the recorded response."""
-    if isinstance(response, dict):
-        return {k: v for k, v in response.items() if k != "system_fingerprint"}
-    return response
 
 
 def redact_event_emails(event: Event) -> dict[str, Any] | None:
@@ -192,18 +114,11 @@ def _register_middleware() -> None:
         events.register_sanitizer(kind, "redact-emails", 10, redact_event_emails)
     events.register_metadata_injector("service", 10, lambda event: {"service": "trip-demo"})
     guardrails.register_llm_conditional_execution("block-secrets", 10, block_secrets)
-    intercepts.register_llm_request("tag-and-cap", 10, tag_and_cap)
-    intercepts.register_llm_execution("retry-timeouts", 10, retry_timeouts)
+    intercepts.register_llm_request("tag-call", 10, tag_call)
     guardrails.register_llm_sanitize_request("redact-emails", 10, redact_emails)
-    guardrails.register_llm_sanitize_response("drop-fingerprint", 10, drop_fingerprint)
 
 
-# -- the workflow -------------------------------------------------------------------
-
-
-def _request(messages: list[dict[str, Any]], **extra: Any) -> LlmRequest:
-    headers = {"authorization": "Bearer sk-demo-not-recorded", "content-type": "application/json"}
-    return LlmRequest(headers, {"model": MODEL, "messages": messages, **extra})
+# -- the agent, written as users write agents ----------------------------------------
 
 
 async def get_weather(args: dict[str, Any]) -> ToolExecutionResult:
@@ -212,94 +127,82 @@ async def get_weather(args: dict[str, Any]) -> ToolExecutionResult:
     return ToolExecutionResult("19°C and sunny", annotation={"source": "demo-forecast"})
 
 
-async def _agent_turn(provider: DemoProvider, question: str) -> str:
-    messages: list[dict[str, Any]] = [
+async def _plan_trip(gpt: Any, question: str) -> str:
+    messages: list[Any] = [
         {"role": "system", "content": "You plan trips. Use tools for live data."},
         {"role": "user", "content": question},
     ]
     mark("user_input", data={"role": "user", "content": question})
-    first = await llm_call_execute(
-        "openai.chat",
-        _request(messages, tools=[_WEATHER_TOOL]),
-        provider.chat,
-        model_name=MODEL,
-        response_codec=CODEC,
-    )
-    assistant = first["choices"][0]["message"]
-    messages.append(assistant)
-    for call in assistant.get("tool_calls") or []:
-        args = orjson.loads(call["function"]["arguments"])
+    first = await gpt.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_TOOL])
+    message = first.choices[0].message
+    messages.append(message.model_dump(exclude_none=True))
+    for call in message.tool_calls or []:
+        args = orjson.loads(call.function.arguments)
         result = await tool_call_execute(
-            call["function"]["name"], args, get_weather, tool_call_id=call["id"]
+            call.function.name, args, get_weather, tool_call_id=call.id
         )
-        messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
-    final = await llm_call_execute(
-        "openai.chat", _request(messages), provider.chat, model_name=MODEL, response_codec=CODEC
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+    final = await gpt.chat.completions.create(model=MODEL, messages=messages)  # 429, retried
+    return str(final.choices[0].message.content)
+
+
+async def _research(claude: Any, topic: str) -> str:
+    async with (
+        scope(f"research:{topic}", "function"),
+        claude.messages.stream(
+            model=CLAUDE,
+            max_tokens=200,
+            messages=[{"role": "user", "content": f"Three facts about {topic}"}],
+        ) as stream,
+    ):
+        return "".join([text async for text in stream.text_stream])
+
+
+async def _workflow(base_url: str) -> list[str]:
+    import anthropic
+    import openai
+
+    gpt = llmflow.instrument(
+        openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=2)
     )
-    return str(final["choices"][0]["message"]["content"])
-
-
-async def _research(provider: DemoProvider, topic: str) -> str:
-    async with scope(f"research:{topic}", "function", attributes=["parallel"]):
-        stream = await llm_stream_call_execute(
-            "openai.chat.stream",
-            _request([{"role": "user", "content": topic}], stream=True),
-            provider.chat_stream,
-            model_name=MODEL,
-            response_codec=CODEC,
-        )
-        return "".join(
-            [
-                choice["delta"].get("content") or ""
-                async for chunk in stream
-                for choice in chunk.get("choices", [])
-            ]
-        )
-
-
-async def _workflow(provider: DemoProvider) -> list[str]:
+    claude = llmflow.instrument(anthropic.AsyncAnthropic(base_url=base_url, api_key=API_KEY))
     notes: list[str] = []
     async with scope("trip-planner", "agent", data={"user": "ana@example.com"}):
-        notes.append(await _agent_turn(provider, "Weather in Lisbon? Mail me at ana@example.com"))
-        facts = await asyncio.gather(
-            *(_research(provider, topic) for topic in ("Lisbon", "Porto", "Sintra"))
-        )
-        notes.extend(facts)
+        notes.append(await _plan_trip(gpt, "Weather in Lisbon? Mail me at ana@example.com"))
+        notes.append(await _research(claude, "Lisbon"))
         try:
-            await llm_call_execute(
-                "openai.chat",
-                _request([{"role": "user", "content": "What is my password?"}]),
-                provider.chat,
-                model_name=MODEL,
+            await gpt.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "What is my password?"}]
             )
-        except GuardrailRejected as exc:
-            notes.append(f"rejected: {exc.reason}")
-        try:
-            await llm_call_execute(
-                "openai.chat",
-                _request([{"role": "user", "content": "a flaky question"}]),
-                provider.chat,
-                model_name=MODEL,
-                response_codec=CODEC,
-            )
-        except TimeoutError as exc:
-            notes.append(f"failed after retry: {exc}")
+        except openai.BadRequestError as exc:
+            notes.append(f"refused by the SDK as {type(exc).__name__}: {exc.message}")
+    await gpt.close()
+    await claude.close()
     return notes
 
 
 def run_demo(path: Path) -> int:
-    """Run the demo workflow, write its ATOF log to ``path``, print a summary.
+    """Run the demo agent, write its ATOF log to ``path``, print the call tree.
 
-    Returns the process exit code: 0 when the log validates.
+    Returns the process exit code: 0 when the log validates. Raises
+    ``ImportError`` naming the ``cli`` extra when the SDKs are missing.
     """
+    try:
+        import anthropic  # noqa: F401
+        import openai  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"the demo uses the openai and anthropic SDKs ({exc.name} is missing): "
+            "pip install 'llmflow[cli]'"
+        ) from exc
     runtime = Runtime()
     previous = runtime.install()
     try:
-        exporter = AtofFileExporter(path, mode="overwrite")
-        exporter.register(runtime=runtime)
+        AtofFileExporter(path, mode="overwrite").register(runtime=runtime)
         _register_middleware()
-        provider = DemoProvider()
-        notes = asyncio.run(_workflow(provider))
+        with FakeProvider() as provider:
+            _script(provider)
+            notes = asyncio.run(_workflow(provider.base_url))
         runtime.flush()
         diagnostics = runtime.diagnostics()
     finally:

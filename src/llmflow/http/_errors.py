@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import orjson
+
 from llmflow._errors import FlowError
 
 if TYPE_CHECKING:
@@ -33,5 +35,16 @@ class ProviderHTTPError(FlowError):
         self.headers = headers
         self.body = body
         self.response = response
-        text = body[:200].decode("utf-8", "replace")
-        super().__init__(f"HTTP {status_code} from the provider: {text}")
+        super().__init__(f"HTTP {status_code} from the provider: {_summary(body)}")
+
+
+def _summary(body: bytes) -> str:
+    """The provider's error message when the body is its error JSON, else the body's start."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        error = None
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str):
+        return message[:200]
+    return body[:200].decode("utf-8", "replace")

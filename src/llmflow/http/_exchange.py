@@ -25,7 +25,7 @@ from llmflow._types import Json, JsonObject, LlmRequest
 from llmflow.codecs import AnthropicMessagesCodec
 from llmflow.http._errors import ProviderHTTPError
 from llmflow.http._routes import Route, provider_name
-from llmflow.http._sse import SseSplitter, encode_event
+from llmflow.http._sse import encode_event
 
 __all__ = ["RAW_BODY", "RECORDED", "Exchange", "embedding_summary", "is_sse", "parse_body"]
 
@@ -38,12 +38,21 @@ _UNSET: Final[Any] = object()
 SKIP: Final[Any] = object()
 _REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "apim-request-id")
 _DONE_FRAME: Final = b"data: [DONE]\n\n"
+_ERROR_BODY_CHARS: Final = 4096
 
 
 def current_call() -> Call | None:
     """The LLM call whose execution chain is running (the transport's send runs in it)."""
     span = current_span()
     return span if isinstance(span, Call) else None
+
+
+def _header_dict(headers: httpx2.Headers) -> dict[str, str]:
+    """``dict(headers)`` (lower-case names, repeated ones joined), at a third of its cost."""
+    result: dict[str, str] = {}
+    for key, value in headers.multi_items():
+        result[key] = f"{result[key]}, {value}" if key in result else value
+    return result
 
 
 def _json_object(body: bytes) -> JsonObject | None:
@@ -108,7 +117,7 @@ class Exchange:
         self.request = request
         self.body = body
         self.runtime = runtime
-        headers = dict(request.headers)
+        headers = _header_dict(request.headers)
         content = _json_object(body)
         self.parsed = content is not None
         if content is None:
@@ -187,8 +196,13 @@ class Exchange:
         retry_after = headers.get("retry-after") or headers.get("retry-after-ms")
         if retry_after is not None:
             metadata["http.retry_after"] = retry_after
-        if response.status_code >= 400 and isinstance(parsed, dict):
-            error = parsed.get("error")
+        if response.status_code >= 400:
+            # In metadata, not in the end ``data``: readers of LLM outputs (the
+            # ATIF converter) expect a response there, and a failed call has none.
+            metadata["http.error_body"] = (
+                parsed[:_ERROR_BODY_CHARS] if isinstance(parsed, str) else parsed
+            )
+            error = parsed.get("error") if isinstance(parsed, dict) else None
             if isinstance(error, dict):
                 code = error.get("code") or error.get("type")
                 if isinstance(code, str):
@@ -212,11 +226,16 @@ class Exchange:
         if call is not None:
             add_end_metadata(call, self.response_metadata(response, parsed))
         if response.status_code >= 400:
-            if call is not None:
-                call.data = parsed
             raise ProviderHTTPError(response.status_code, response.headers, raw, sdk)
+        self.check_shape(parsed)
         self.result, self.sdk_response = parsed, sdk
         return parsed
+
+    def check_shape(self, parsed: Json) -> None:
+        """Count an answer that is JSON but not the provider's shape (lenient codecs accept it)."""
+        key = self.route.response_key
+        if key is not None and isinstance(parsed, dict) and key not in parsed:
+            self.codec_failure(CodecError(f"the response has no {key!r}; not this API's shape"))
 
     def response_for(self, result: Json) -> httpx2.Response:
         """What the SDK gets for the pipeline's result."""
@@ -286,18 +305,6 @@ class Exchange:
         except orjson.JSONDecodeError:
             self.codec_failure(CodecError(f"malformed SSE frame: {data[:80]!r}"))
             return SKIP
-
-    def split(self, splitter: SseSplitter, part: bytes, pending: bytes) -> tuple[list[Any], bytes]:
-        """Chunks completed by ``part``; each chunk's own bytes are kept for the relay."""
-        chunks: list[Any] = []
-        for raw, data in splitter.feed(part):
-            pending += raw
-            chunk = self.chunk_of(data)
-            if chunk is SKIP:
-                continue
-            chunks.append((chunk, pending))
-            pending = b""
-        return chunks, pending
 
     def frame(self, chunk: Any) -> bytes:
         """The bytes the SDK gets for a chunk: the provider's own, or an encoding of a new one."""

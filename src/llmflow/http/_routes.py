@@ -23,6 +23,8 @@ class Route:
     embedder scope). ``provider`` names the provider when neither the host nor
     the headers do; ``named_events`` says whether its SSE frames carry an
     ``event:`` line (Anthropic, OpenAI Responses) or not (OpenAI chat).
+    ``response_key`` is a key every well-formed JSON answer has; an answer
+    without it is counted as a codec failure (and still reaches the SDK).
     """
 
     name: str
@@ -32,6 +34,7 @@ class Route:
     category: Literal["llm", "embedder"] = "llm"
     provider: str | None = None
     named_events: bool = True
+    response_key: str | None = None
     _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -59,15 +62,30 @@ DEFAULT_ROUTES: tuple[Route, ...] = (
         OpenAIChatCodec(),
         provider="openai",
         named_events=False,
+        response_key="choices",
     ),
-    Route("openai.responses", r"/responses$", OpenAIResponsesCodec(), provider="openai"),
+    Route(
+        "openai.responses",
+        r"/responses$",
+        OpenAIResponsesCodec(),
+        provider="openai",
+        response_key="output",
+    ),
     Route(
         "anthropic.messages",
         r"^(?!.*/threads/).*/messages$",  # not OpenAI's /threads/{id}/messages
         AnthropicMessagesCodec(),
         provider="anthropic",
+        response_key="content",
     ),
-    Route("openai.embeddings", r"/embeddings$", None, category="embedder", provider="openai"),
+    Route(
+        "openai.embeddings",
+        r"/embeddings$",
+        None,
+        category="embedder",
+        provider="openai",
+        response_key="data",
+    ),
 )
 """The built-in routes, first match wins; pass ``routes=`` to replace or extend them."""
 

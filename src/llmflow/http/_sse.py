@@ -32,6 +32,15 @@ class SseSplitter:
         self._buffer = b""
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes | None]]:
+        end = len(chunk) - 2
+        if (
+            not self._buffer
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.find(b"\n", 0, end) == -1
+            and b"\r" not in chunk
+        ):
+            return [(chunk, chunk[6:end])]  # one one-line event per chunk: how providers flush
         buffer = self._buffer + chunk if self._buffer else chunk
         events: list[tuple[bytes, bytes | None]] = []
         start = 0

@@ -22,6 +22,7 @@ from llmflow._types import Json, LlmRequest
 from llmflow.http._errors import ProviderHTTPError
 from llmflow.http._exchange import (
     RECORDED,
+    SKIP,
     Exchange,
     current_call,
     embedding_summary,
@@ -54,7 +55,8 @@ def _route_of(routes: tuple[Route, ...], request: httpx2.Request) -> Route | Non
         return None  # an outer llmflow transport records this request already
     route = match_route(routes, request.method, request.url.path)
     if route is not None:
-        request.extensions[RECORDED] = True
+        # A new dict: the SDK may share the one it passed with its next attempts.
+        request.extensions = {**request.extensions, RECORDED: True}
     return route
 
 
@@ -182,9 +184,13 @@ class Transport(httpx2.BaseTransport):
         pending = b""
         try:
             for part in stream:
-                chunks, pending = exchange.split(splitter, part, pending)
-                for chunk, raw in chunks:
-                    exchange.own, exchange.own_raw = chunk, raw
+                for raw, data in splitter.feed(part):
+                    chunk = exchange.chunk_of(data)
+                    if chunk is SKIP:  # its bytes go out with the next chunk
+                        pending += raw
+                        continue
+                    exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
+                    pending = b""
                     yield chunk
             exchange.tail = pending + splitter.rest()
         finally:
@@ -332,9 +338,13 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
         pending = b""
         try:
             async for part in stream:
-                chunks, pending = exchange.split(splitter, part, pending)
-                for chunk, raw in chunks:
-                    exchange.own, exchange.own_raw = chunk, raw
+                for raw, data in splitter.feed(part):
+                    chunk = exchange.chunk_of(data)
+                    if chunk is SKIP:
+                        pending += raw
+                        continue
+                    exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
+                    pending = b""
                     yield chunk
             exchange.tail = pending + splitter.rest()
         finally:

@@ -1,0 +1,283 @@
+"""Benchmark for SPEC §11: what instrumenting an SDK client adds to each call.
+
+Usage::
+
+    /work/venv/bin/python benchmarks/bench_http.py [--quick] [--rounds N] [--json PATH]
+
+The same calls go through a plain ``openai.OpenAI`` client, the same client
+after ``llmflow.instrument`` (events written to a JSONL file by llmflow's
+writer thread, which runs while the batch is timed; the ``llmflow.flush()``
+after each batch, whose fsync costs milliseconds on this disk and which an
+application never calls per call, is not timed), and a plain client
+under OpenInference's OpenAI instrumentation with an in-memory OpenTelemetry
+span exporter (instrumented before its batch, uninstrumented after it, outside
+the timing). Batches of the three alternate, round after round, in one
+process, each going first in turn, so a change of machine load hits all three
+alike; each figure is the batch's wall time per call in its least disturbed
+round (noise on a shared machine only ever adds time), "added" is that minus
+the plain client's.
+
+Three settings: ``FakeProvider`` on 127.0.0.1 (real sockets; the servers run in
+a child process so they never compete with the client for the GIL),
+``httpx2.MockTransport`` (the SDK without a socket), and the bare httpx2 layer
+(an ``httpx2.Client`` on a MockTransport, no SDK: llmflow's own cost, where
+OpenInference, which patches the SDK, does not apply). Cases: a non-streaming
+chat call (~2 KB request and response) and a streamed one of 50 SSE text
+chunks (plus role, finish and ``[DONE]`` frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CHUNKS = 50
+TEXT = " ".join(f"word{i}" for i in range(300))  # ~2 KB of response text
+MESSAGES = [
+    {"role": "system", "content": "You are a careful assistant. " * 20},
+    *(
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}: " + "x" * 150}
+        for i in range(9)
+    ),
+]
+URL = "http://127.0.0.1:9/v1"  # never connected to: the mock settings answer in-process
+
+
+def _serve() -> int:
+    """Child: run the two FakeProviders until stdin closes; print their URLs first."""
+    from llmflow.testing import FakeProvider, Reply
+
+    with (
+        FakeProvider(default=Reply(text=TEXT), record=False) as json_server,
+        FakeProvider(default=Reply(text=TEXT, chunks=CHUNKS), record=False) as sse_server,
+    ):
+        print(json.dumps({"json": json_server.base_url, "sse": sse_server.base_url}), flush=True)
+        sys.stdin.read()
+    return 0
+
+
+def _mock_client(case: str) -> Any:
+    """An httpx2 client whose transport answers in-process: no socket, no server."""
+    import httpx2
+
+    from llmflow.testing import Reply
+    from llmflow.testing._fake_provider import _chat_body, _chat_stream
+
+    reply = Reply(text=TEXT, chunks=CHUNKS)
+    body = json.dumps(_chat_body(reply, "gpt-4o", 1)).encode()
+    frames = list(_chat_stream(reply, "gpt-4o", 1, {}))
+    json_headers = {"content-type": "application/json", "x-request-id": "req_1"}
+    sse_headers = {"content-type": "text/event-stream", "x-request-id": "req_1"}
+
+    class Frames(httpx2.SyncByteStream):
+        def __iter__(self) -> Any:
+            return iter(frames)
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if case == "json":
+            return httpx2.Response(200, headers=json_headers, content=body)
+        return httpx2.Response(200, headers=sse_headers, stream=Frames())
+
+    return httpx2.Client(transport=httpx2.MockTransport(handler))
+
+
+class OpenInference:
+    """OpenInference's OpenAI instrumentation, switched on only around its batches."""
+
+    def __init__(self) -> None:
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.instrumentor = OpenAIInstrumentor()
+
+    def on(self) -> None:
+        self.instrumentor.instrument(tracer_provider=self.provider)
+
+    def off(self) -> None:
+        self.instrumentor.uninstrument()
+        self.exporter.clear()
+
+
+def _peer() -> OpenInference | None:
+    try:
+        return OpenInference()
+    except ImportError:
+        return None
+
+
+def _sdk_call(client: Any, case: str) -> Callable[[], None]:
+    def one() -> None:
+        if case == "json":
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            return
+        for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
+            pass
+
+    return one
+
+
+def _http_call(client: Any, case: str) -> Callable[[], None]:
+    content = json.dumps({"model": "gpt-4o", "messages": MESSAGES, "stream": case == "sse"})
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+
+    def one() -> None:
+        with client.stream(
+            "POST", URL + "/chat/completions", content=content, headers=headers
+        ) as r:
+            for _ in r.iter_bytes():
+                pass
+
+    return one
+
+
+def _batch(one: Callable[[], None], calls: int, flush: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    for _ in range(calls):
+        one()
+    elapsed = time.perf_counter() - began
+    flush()  # untimed: its fsync is per flush, and an application does not flush per call
+    return elapsed / calls * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return _serve()
+
+    import openai
+
+    import llmflow
+    from llmflow.exporters import AtofFileExporter
+
+    rounds = args.rounds or (3 if args.quick else 9)
+    calls = {"json": 20 if args.quick else 100, "sse": 6 if args.quick else 30}
+    log = Path(tempfile.mkdtemp()) / "bench_http.atof.jsonl"
+    AtofFileExporter(log, mode="overwrite").register()
+    peer = _peer()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert server.stdout is not None
+    urls = json.loads(server.stdout.readline())
+
+    def sdk(base_url: str | None, case: str) -> Any:
+        http_client = _mock_client(case) if base_url is None else None
+        return openai.OpenAI(
+            base_url=(base_url + "/v1") if base_url else URL,
+            api_key="sk-bench",
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    settings: dict[str, dict[str, dict[str, Callable[[], None]]]] = {}
+    for case in ("json", "sse"):
+        loop_client, mock_client, http_client = (
+            sdk(urls[case], case),
+            sdk(None, case),
+            _mock_client(case),
+        )
+        settings.setdefault("loopback", {})[case] = {
+            "plain": _sdk_call(loop_client, case),
+            "llmflow": _sdk_call(llmflow.instrument(sdk(urls[case], case)), case),
+        }
+        settings.setdefault("mock", {})[case] = {
+            "plain": _sdk_call(mock_client, case),
+            "llmflow": _sdk_call(llmflow.instrument(sdk(None, case)), case),
+        }
+        settings.setdefault("transport", {})[case] = {
+            "plain": _http_call(http_client, case),
+            "llmflow": _http_call(llmflow.instrument(_mock_client(case)), case),
+        }
+    figures: dict[tuple[str, str, str], list[float]] = {}
+    noop = lambda: None  # noqa: E731
+    try:
+        for round_ in range(rounds + 1):  # round 0 warms up and is not counted
+            for setting, cases in settings.items():
+                for case, variants in cases.items():
+                    n = calls[case]
+                    order = ["plain", "llmflow"]
+                    if peer is not None and setting != "transport":
+                        order.append("openinference")
+                    shift = round_ % len(order)  # each variant goes first in turn
+                    got: dict[str, float] = {}
+                    for variant in order[shift:] + order[:shift]:
+                        if variant == "plain":
+                            got[variant] = _batch(variants["plain"], n, noop)
+                        elif variant == "llmflow":
+                            got[variant] = _batch(variants["llmflow"], n, llmflow.flush)
+                        else:
+                            assert peer is not None
+                            peer.on()
+                            try:
+                                got[variant] = _batch(variants["plain"], n, noop)
+                            finally:
+                                peer.off()
+                    if round_:
+                        for variant, value in got.items():
+                            figures.setdefault((setting, case, variant), []).append(value)
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(timeout=30)
+
+    # The least disturbed round: on a shared machine noise only ever adds time.
+    median = {key: min(values) for key, values in figures.items()}
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"bench_http: {rounds} rounds; load average {load} on {os.cpu_count()} CPUs")
+    results: dict[str, Any] = {}
+    titles = {
+        "loopback": "openai SDK -> FakeProvider on 127.0.0.1 (real sockets)",
+        "mock": "openai SDK -> httpx2.MockTransport (no socket)",
+        "transport": "httpx2.Client -> MockTransport, no SDK (llmflow's own cost)",
+    }
+    for setting, title in titles.items():
+        print()
+        print(f"{title}: µs per call")
+        print()
+        print("| client | call | added | 50-chunk SSE call | added | added per chunk |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        base_j, base_s = median[setting, "json", "plain"], median[setting, "sse", "plain"]
+        for variant in ("plain", "llmflow", "openinference"):
+            if (setting, "json", variant) not in median:
+                continue
+            j, s = median[setting, "json", variant], median[setting, "sse", variant]
+            pct = (j - base_j) / base_j * 100
+            print(
+                f"| {variant} | {j:,.0f} | {j - base_j:+,.0f} ({pct:+.1f} %) | {s:,.0f} | "
+                f"{s - base_s:+,.0f} | {(s - base_s) / CHUNKS:+.2f} |"
+            )
+            results[f"{setting}/{variant}"] = {
+                "json_us": j,
+                "json_added_us": j - base_j,
+                "json_added_pct": pct,
+                "sse_us": s,
+                "sse_added_us": s - base_s,
+                "sse_added_per_chunk_us": (s - base_s) / CHUNKS,
+            }
+    if peer is None:
+        print("\nopeninference-instrumentation-openai is not installed: no peer figures.")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"rounds": rounds, "load": load, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

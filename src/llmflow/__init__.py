@@ -6,6 +6,7 @@ This module only re-exports; each idea lives in its own private module.
 from __future__ import annotations
 
 import os as _os
+import types as _pytypes
 
 from . import events, exporters, guardrails, intercepts, subscribers, testing
 from ._errors import (
@@ -15,12 +16,16 @@ from ._errors import (
     FlowError,
     GuardrailRejected,
     HandleError,
+    InvalidParameterError,
     InvalidPayloadError,
+    MiddlewareProtocolError,
+    ParameterTypeError,
     RuntimeShutdownError,
     ScopeError,
     SyncCallbackError,
 )
 from ._event import Event, LineParts
+from ._families import RequestContext, SanitizeContext
 from ._llm import (
     CreateLlmHandleParams,
     EndLlmHandleParams,
@@ -40,7 +45,6 @@ from ._llm import (
     llm_request_intercepts_sync,
     llm_stream_call_execute,
 )
-from ._pipeline import RequestContext, SanitizeContext
 from ._runtime import Diagnostics, Exporter, LineExporter, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
 from ._stream import LlmStream
@@ -90,7 +94,10 @@ __all__ = [
     "FlowError",
     "GuardrailRejected",
     "HandleError",
+    "InvalidParameterError",
     "InvalidPayloadError",
+    "MiddlewareProtocolError",
+    "ParameterTypeError",
     "Json",
     "LlmAttributes",
     "LlmCallEndParams",
@@ -138,6 +145,14 @@ __all__ = [
     "tool_call_execute",
     "tool_call_execute_sync",
 ]
+
+# Tracebacks, reprs and recorded ``exception.type`` show the public path
+# (``llmflow.GuardrailRejected``), not the private module that defines a name.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, (type, _pytypes.FunctionType)):
+        _obj.__module__ = __name__
+del _name, _obj
 
 if _os.environ.get("LLMFLOW_ATOF_PATH"):
     get_runtime()  # installs the LLMFLOW_ATOF_PATH exporter at import

@@ -1,9 +1,12 @@
 """The llmflow exception hierarchy.
 
-Every error llmflow raises on purpose derives from :class:`FlowError`, so an
-application can catch at the level it cares about. Where an error is also plain
-misuse of a Python value it derives from ``TypeError`` or ``ValueError`` too, so
-generic handlers keep working.
+The rule: every error llmflow raises on purpose derives from :class:`FlowError`,
+so an application can catch at the level it cares about. Where an error is also
+plain misuse of a Python value it derives from the matching builtin too
+(``TypeError``, ``ValueError``, ``RuntimeError``), so generic handlers keep
+working: a wrong type is :class:`ParameterTypeError`, a wrong value
+:class:`InvalidParameterError`, and each message starts with the parameter's
+name. Exceptions raised by the application's own callbacks propagate unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ __all__ = [
     "FlowError",
     "GuardrailRejected",
     "HandleError",
+    "InvalidParameterError",
     "InvalidPayloadError",
+    "MiddlewareProtocolError",
+    "ParameterTypeError",
     "RuntimeShutdownError",
     "ScopeError",
     "SyncCallbackError",
@@ -24,6 +30,25 @@ __all__ = [
 
 class FlowError(Exception):
     """Base class of every error raised by llmflow."""
+
+
+class ParameterTypeError(FlowError, TypeError):
+    """An argument (or a value a callback returned in its place) has the wrong type.
+
+    The message starts with the parameter's name and says what was expected.
+    """
+
+
+class InvalidParameterError(FlowError, ValueError):
+    """An argument has the right type but a value llmflow cannot accept.
+
+    Examples: an unknown category or middleware family, a timestamp outside the
+    years 0001-9999, a name with a lone surrogate. The message names the parameter.
+    """
+
+
+class MiddlewareProtocolError(FlowError, RuntimeError):
+    """A middleware hook broke its family's protocol, e.g. called ``next()`` after it returned."""
 
 
 class SyncCallbackError(FlowError, TypeError):
@@ -87,20 +112,3 @@ class GuardrailRejected(FlowError):
         self.guardrail = guardrail
         self.reason = reason
         super().__init__(f"guardrail {guardrail!r} rejected the call: {reason}")
-
-
-# Report the public import path (``llmflow.GuardrailRejected``), not the private
-# module, in tracebacks and in recorded ``exception.type`` metadata.
-for _cls in (
-    AtofParseError,
-    CodecError,
-    DuplicateRegistrationError,
-    FlowError,
-    GuardrailRejected,
-    HandleError,
-    InvalidPayloadError,
-    RuntimeShutdownError,
-    ScopeError,
-    SyncCallbackError,
-):
-    _cls.__module__ = "llmflow"

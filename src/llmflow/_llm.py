@@ -15,11 +15,18 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._clock import now_us, to_epoch_us
 from ._errors import HandleError, InvalidPayloadError
+from ._families import (
+    LLM_CONDITIONAL_EXECUTION,
+    LLM_EXECUTION,
+    LLM_REQUEST,
+    LLM_SANITIZE_REQUEST,
+    LLM_SANITIZE_RESPONSE,
+    RequestContext,
+    SanitizeContext,
+)
 from ._json import check_metadata, dumps, snapshot
 from ._pipeline import (
     Call,
-    RequestContext,
-    SanitizeContext,
     Step,
     annotate,
     chain,
@@ -29,7 +36,6 @@ from ._pipeline import (
     end_metadata,
     event_snapshot,
     execute_in_span,
-    failure_source,
     prepare_call,
     profile_bytes,
     profile_with,
@@ -84,12 +90,7 @@ CREDENTIAL_HEADERS: Final = frozenset(
 )
 """Headers removed (case-insensitively) from every event copy of a request."""
 
-CONDITIONAL = "llm.conditional_execution"
-REQUEST = "llm.request"
-EXECUTION = "llm.execution"
-SANITIZE_REQUEST = "llm.sanitize_request"
-SANITIZE_RESPONSE = "llm.sanitize_response"
-_RESPONSE_SNAPSHOT = failure_source(SANITIZE_RESPONSE, "snapshot")
+_RESPONSE_SNAPSHOT = LLM_SANITIZE_RESPONSE.failure_source("snapshot")
 
 
 class LlmAttributes(enum.Flag):
@@ -317,14 +318,14 @@ def _start(
     """
     runtime = handle.runtime
     headers = strip_credentials(request.headers)
-    sanitizers = chain(runtime, SANITIZE_REQUEST)
+    sanitizers = chain(runtime, LLM_SANITIZE_REQUEST)
     schema = None if codec is None else codec.data_schema
     view: LlmRequest | None = None
     if sanitizers:
         ctx = SanitizeContext(handle.name, "llm", "request", schema)
         sanitized = sanitize(
             runtime,
-            SANITIZE_REQUEST,
+            LLM_SANITIZE_REQUEST,
             sanitizers,
             LlmRequest(headers, request.content),
             ctx,
@@ -383,7 +384,7 @@ def _end(
     schema = None if response_codec is None else response_codec.data_schema
     data_raw = None
     if error is None and response is not None:
-        sanitizers = chain(runtime, SANITIZE_RESPONSE)
+        sanitizers = chain(runtime, LLM_SANITIZE_RESPONSE)
         if not sanitizers:
             view = response
             data_raw = (
@@ -395,7 +396,7 @@ def _end(
             if strict:
                 snapshot(response, "response")  # bad input is the caller's error
             ctx = SanitizeContext(handle.name, "llm", "response", schema)
-            sanitized = sanitize(runtime, SANITIZE_RESPONSE, sanitizers, response, ctx, dumps)
+            sanitized = sanitize(runtime, LLM_SANITIZE_RESPONSE, sanitizers, response, ctx, dumps)
             view, data_raw = (None, None) if sanitized is None else sanitized
         if data_raw is None:
             annotated = None
@@ -547,7 +548,7 @@ def _prepare(
     """Guardrails then request intercepts: everything before the start event."""
     return prepare_call(
         runtime,
-        (CONDITIONAL, REQUEST),
+        (LLM_CONDITIONAL_EXECUTION, LLM_REQUEST),
         name,
         request,
         _request_context(name, codec, runtime),
@@ -581,7 +582,7 @@ def _execute(
     def end(result: Json, error: BaseException | None) -> None:
         _end(handle, result, response_codec=response_codec, error=error)
 
-    return (yield from execute_in_span(handle, EXECUTION, request, func, asynchronous, end))
+    return (yield from execute_in_span(handle, LLM_EXECUTION, request, func, asynchronous, end))
 
 
 async def llm_call_execute(
@@ -664,13 +665,15 @@ async def llm_conditional_execution(request: LlmRequest, *, name: str = "llm") -
     Raises :class:`GuardrailRejected` on the first rejection.
     """
     runtime = get_runtime()
-    await drive_async(run_guardrails(runtime, CONDITIONAL, name, _check_request(request)))
+    await drive_async(
+        run_guardrails(runtime, LLM_CONDITIONAL_EXECUTION, name, _check_request(request))
+    )
 
 
 def llm_conditional_execution_sync(request: LlmRequest, *, name: str = "llm") -> None:
     """Synchronous :func:`llm_conditional_execution`."""
     runtime = get_runtime()
-    drive_sync(run_guardrails(runtime, CONDITIONAL, name, _check_request(request)))
+    drive_sync(run_guardrails(runtime, LLM_CONDITIONAL_EXECUTION, name, _check_request(request)))
 
 
 async def llm_request_intercepts(
@@ -682,7 +685,7 @@ async def llm_request_intercepts(
     return await drive_async(
         run_request_intercepts(
             runtime,
-            REQUEST,
+            LLM_REQUEST,
             name,
             _check_request(request),
             _request_context(name, codec, runtime),
@@ -700,7 +703,7 @@ def llm_request_intercepts_sync(
     return drive_sync(
         run_request_intercepts(
             runtime,
-            REQUEST,
+            LLM_REQUEST,
             name,
             _check_request(request),
             _request_context(name, codec, runtime),

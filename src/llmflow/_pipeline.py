@@ -20,8 +20,9 @@ from typing import Any, Final, Literal, TypeVar
 from . import _scope
 from ._clock import now_us
 from ._errors import FlowError, GuardrailRejected, HandleError, ScopeError, SyncCallbackError
+from ._families import Family, SanitizeContext
 from ._json import check_metadata, dumps, snapshot
-from ._registry import Entry, Registry
+from ._registry import Entry
 from ._runtime import Runtime
 from ._scope import (
     Span,
@@ -34,12 +35,10 @@ from ._scope import (
     mark,
     resolve_parent,
 )
-from ._types import DataSchema, Json, JsonObject, LlmRequest
+from ._types import Json, JsonObject, LlmRequest
 
 __all__ = [
     "Call",
-    "RequestContext",
-    "SanitizeContext",
     "Step",
     "annotate",
     "chain",
@@ -49,8 +48,6 @@ __all__ = [
     "end_metadata",
     "event_snapshot",
     "execute_in_span",
-    "failure_source",
-    "family_registry",
     "prepare_call",
     "profile_bytes",
     "profile_with",
@@ -129,78 +126,17 @@ def _order(entry: Entry[Any]) -> tuple[int, str]:
     return entry.priority, entry.name
 
 
-def chain(runtime: Runtime, family: str) -> tuple[Entry[Any], ...]:
+def chain(runtime: Runtime, family: Family[Any]) -> tuple[Entry[Any], ...]:
     """Global plus visible scope-local entries of ``family``, in call order."""
-    registry = runtime.middleware.get(family)
+    key = family.key
+    registry = runtime.middleware.get(key)
     entries = () if registry is None else registry.entries
     if not _scope.live_local_registries:
         return entries
-    local = local_entries(family)
+    local = local_entries(key)
     if local:
         return tuple(sorted((*entries, *local), key=_order))
     return entries
-
-
-def family_registry(runtime: Runtime, family: str, scope: Span | None) -> Registry[Any]:
-    """The registry to (de)register into: the scope's own, or the runtime's."""
-    if scope is not None:
-        if not isinstance(scope, Span):
-            raise TypeError(f"scope: expected a scope handle, got {type(scope).__name__}")
-        return scope.local_registry(family)
-    runtime.check_open()
-    registry = runtime.middleware.get(family)
-    if registry is None:
-        registry = runtime.middleware.setdefault(family, Registry(family.replace(".", " ")))
-    return registry
-
-
-# -- contexts -----------------------------------------------------------------------
-
-
-class SanitizeContext:
-    """What a sanitizer knows about the call whose event copy it rewrites."""
-
-    __slots__ = ("category", "codec", "name", "phase")
-
-    def __init__(
-        self,
-        name: str,
-        category: str,
-        phase: Literal["request", "response"],
-        codec: DataSchema | None,
-    ) -> None:
-        self.name = name
-        self.category = category
-        self.phase = phase
-        self.codec = codec
-        """Identity (``data_schema``) of the call's codec, or ``None``."""
-
-    def __repr__(self) -> str:
-        return f"SanitizeContext({self.name!r}, {self.category}, {self.phase}, codec={self.codec})"
-
-
-class RequestContext:
-    """Passed to request intercepts: the call name and, with a codec, ``annotated``.
-
-    ``annotated`` decodes the current request on first access; it is ``None``
-    without a codec or when the codec cannot decode the request (the failure is
-    counted in diagnostics and the call goes on).
-    """
-
-    __slots__ = ("_annotated", "_decode", "codec", "name")
-
-    def __init__(self, name: str, codec: Any, decode: Callable[[], Any] | None) -> None:
-        self.name = name
-        self.codec = codec
-        self._decode = decode
-        self._annotated: Any = _SAME
-
-    @property
-    def annotated(self) -> Any:
-        """The codec's normalized view of the request (``AnnotatedLlmRequest``) or ``None``."""
-        if self._annotated is _SAME:
-            self._annotated = None if self._decode is None else self._decode()
-        return self._annotated
 
 
 # -- the call span ------------------------------------------------------------------
@@ -259,14 +195,9 @@ def profile_bytes(key: str, value: str) -> bytes:
     return raw
 
 
-def failure_source(family: str, name: str) -> str:
-    """The diagnostics key of a middleware failure: ``"llm_sanitize_request:pii"``."""
-    return f"{family.replace('.', '_')}:{name}"
-
-
 def sanitize(
     runtime: Runtime,
-    family: str,
+    family: Family[Any],
     entries: tuple[Entry[Any], ...],
     payload: Any,
     ctx: SanitizeContext,
@@ -287,14 +218,14 @@ def sanitize(
                 return None
             raw = snapshot_of(payload)
         except Exception as exc:
-            runtime.record_failure(failure_source(family, entry.name), exc)
+            runtime.record_failure(family.failure_source(entry.name), exc)
             return None
     return payload, raw
 
 
 def sanitized_json(
     runtime: Runtime,
-    family: str,
+    family: Family[Any],
     payload: Json,
     name: str,
     category: str,
@@ -310,7 +241,7 @@ def sanitized_json(
     if not entries:
         if raw is not None:
             return raw
-        return event_snapshot(runtime, payload, failure_source(family, "snapshot"))
+        return event_snapshot(runtime, payload, family.failure_source("snapshot"))
     ctx = SanitizeContext(name, category, phase, None)
     sanitized = sanitize(runtime, family, entries, payload, ctx, dumps)
     return None if sanitized is None else sanitized[1]
@@ -381,7 +312,7 @@ def exit_span(span: Span, error: BaseException | None) -> BaseException | None:
 
 def execute_in_span(
     call: Call,
-    family: str,
+    family: Family[Any],
     request: Any,
     func: Callable[[Any], Any],
     asynchronous: bool,
@@ -411,7 +342,7 @@ def execute_in_span(
 # -- middleware steps ---------------------------------------------------------------
 
 
-def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> Step[None]:
+def run_guardrails(runtime: Runtime, family: Family[Any], name: str, request: Any) -> Step[None]:
     """Conditional-execution guardrails: each runs inside a ``guardrail`` scope.
 
     A returned string rejects: a mark records guardrail and reason, the scope
@@ -458,7 +389,7 @@ def run_guardrails(runtime: Runtime, family: str, name: str, request: Any) -> St
 
 def run_request_intercepts(
     runtime: Runtime,
-    family: str,
+    family: Family[Any],
     name: str,
     request: T,
     make_context: Callable[[T], Any],
@@ -475,7 +406,7 @@ def run_request_intercepts(
 
 def prepare_call(
     runtime: Runtime,
-    families: tuple[str, str],
+    families: tuple[Family[Any], Family[Any]],
     name: str,
     request: T,
     make_context: Callable[[T], Any],
@@ -497,7 +428,7 @@ def prepare_call(
 
 def run_execution(
     runtime: Runtime,
-    family: str,
+    family: Family[Any],
     request: Any,
     func: Callable[[Any], Any],
     asynchronous: bool,

@@ -14,12 +14,12 @@ from types import TracebackType
 from typing import Any, Final
 
 from ._errors import FlowError
+from ._families import LLM_STREAM_EXECUTION
 from ._pipeline import Call, chain
 from ._types import Json, LlmRequest
 
-__all__ = ["LlmStream", "STREAM_EXECUTION"]
+__all__ = ["LlmStream"]
 
-STREAM_EXECUTION: Final = "llm.stream_execution"
 _SAME: Final[Any] = object()
 
 
@@ -48,7 +48,7 @@ def open_stream(
     returns the rest of the chain's iterator and may be called again (retries)
     until the stream has ended; after that it raises :class:`FlowError`.
     """
-    entries = chain(call.runtime, STREAM_EXECUTION)
+    entries = chain(call.runtime, LLM_STREAM_EXECUTION)
 
     def build(index: int, req: LlmRequest) -> AsyncIterator[Json]:
         if index == len(entries):

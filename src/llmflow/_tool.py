@@ -15,10 +15,17 @@ from typing import Any, Final
 
 from ._clock import now_us, to_epoch_us
 from ._errors import HandleError
+from ._families import (
+    TOOL_CONDITIONAL_EXECUTION,
+    TOOL_EXECUTION,
+    TOOL_REQUEST,
+    TOOL_SANITIZE_REQUEST,
+    TOOL_SANITIZE_RESPONSE,
+    RequestContext,
+)
 from ._json import check_metadata, snapshot
 from ._pipeline import (
     Call,
-    RequestContext,
     Step,
     check_callable,
     drive_async,
@@ -50,11 +57,6 @@ __all__ = [
     "tool_call_execute_sync",
 ]
 
-CONDITIONAL: Final = "tool.conditional_execution"
-REQUEST: Final = "tool.request"
-EXECUTION: Final = "tool.execution"
-SANITIZE_REQUEST: Final = "tool.sanitize_request"
-SANITIZE_RESPONSE: Final = "tool.sanitize_response"
 ANNOTATION: Final = "tool_result_annotation"
 
 
@@ -139,7 +141,7 @@ def _new_handle(
 
 def _start(handle: ToolHandle, args: Json, args_raw: bytes | None = None) -> None:
     data_raw = sanitized_json(
-        handle.runtime, SANITIZE_REQUEST, args, handle.name, "tool", "request", args_raw
+        handle.runtime, TOOL_SANITIZE_REQUEST, args, handle.name, "tool", "request", args_raw
     )
     emit_span_event(
         handle, "start", handle.started_us, data_raw, None, handle.metadata_raw, handle.profile_raw
@@ -166,7 +168,7 @@ def _end(
     data_raw = None
     if error is None and result is not None:
         data_raw = sanitized_json(
-            runtime, SANITIZE_RESPONSE, result, handle.name, "tool", "response"
+            runtime, TOOL_SANITIZE_RESPONSE, result, handle.name, "tool", "response"
         )
         if data_raw is None:
             annotation = None  # an omitted result takes its annotation with it (fail closed)
@@ -264,7 +266,7 @@ def _execute(
     parent = resolve_parent(parent)
     args = yield from prepare_call(
         runtime,
-        (CONDITIONAL, REQUEST),
+        (TOOL_CONDITIONAL_EXECUTION, TOOL_REQUEST),
         name,
         args,
         lambda _: RequestContext(name, None, None),
@@ -278,7 +280,7 @@ def _execute(
     def end(result: Json, error: BaseException | None) -> None:
         _end(handle, result, error=error)
 
-    result = yield from execute_in_span(handle, EXECUTION, args, func, asynchronous, end)
+    result = yield from execute_in_span(handle, TOOL_EXECUTION, args, func, asynchronous, end)
     return result.result if isinstance(result, ToolExecutionResult) else result
 
 

@@ -7,6 +7,9 @@ plain misuse of a Python value it derives from the matching builtin too
 working: a wrong type is :class:`ParameterTypeError`, a wrong value
 :class:`InvalidParameterError`, and each message starts with the parameter's
 name. Exceptions raised by the application's own callbacks propagate unchanged.
+One exception to the rule: a guardrail returning neither ``None`` nor a string
+raises a plain ``TypeError``, because it is recorded on the guardrail's end
+event and that ``exception.type`` is part of the existing log format.
 """
 
 from __future__ import annotations

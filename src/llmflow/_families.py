@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeAlias, TypeVar
 
+from . import _scope
 from ._errors import InvalidParameterError, ParameterTypeError
-from ._registry import Registry
+from ._registry import Entry, Registry
 from ._runtime import Runtime, get_runtime
-from ._scope import Span
+from ._scope import Span, local_entries
 from ._types import DataSchema, Json, LlmRequest
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ __all__ = [
     "ToolGuardrail",
     "ToolRequestIntercept",
     "ToolResultSanitizer",
+    "chain",
     "family_of",
     "family_registry",
     "registrars",
@@ -284,6 +286,23 @@ def family_of(family: Family[F] | str) -> Family[F]:
     if found is None:
         raise InvalidParameterError(f"family: expected one of {sorted(FAMILIES)}, got {family!r}")
     return found
+
+
+def _order(entry: Entry[Any]) -> tuple[int, str]:
+    return entry.priority, entry.name
+
+
+def chain(runtime: Runtime, family: Family[Any]) -> tuple[Entry[Any], ...]:
+    """Global plus visible scope-local entries of ``family``, in call order."""
+    key = family.key
+    registry = runtime.middleware.get(key)
+    entries = () if registry is None else registry.entries
+    if not _scope.live_local_registries:
+        return entries
+    local = local_entries(key)
+    if local:
+        return tuple(sorted((*entries, *local), key=_order))
+    return entries
 
 
 def family_registry(

@@ -8,7 +8,7 @@ import orjson
 
 from ._errors import InvalidPayloadError
 
-__all__ = ["check_metadata", "dumps", "snapshot"]
+__all__ = ["check_metadata", "dumps", "metadata_snapshot", "snapshot"]
 
 dumps = orjson.dumps
 
@@ -30,8 +30,12 @@ def snapshot(value: Any, param: str) -> bytes | None:
         ) from None
 
 
-def check_metadata(value: Any, param: str = "metadata") -> bytes | None:
-    """Snapshot ``metadata``: ``None`` or a dict with non-empty string keys."""
+def metadata_snapshot(value: Any, param: str = "metadata") -> bytes | None:
+    """Validate and snapshot ``metadata``: ``None`` or a dict with non-empty string keys.
+
+    Returns the JSON bytes (``None`` for ``None``); raises
+    :class:`InvalidPayloadError` naming ``param`` otherwise.
+    """
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -40,3 +44,7 @@ def check_metadata(value: Any, param: str = "metadata") -> bytes | None:
         if not isinstance(key, str) or not key:
             raise InvalidPayloadError(f"{param}: keys must be non-empty strings, got {key!r}")
     return snapshot(value, param)
+
+
+check_metadata = metadata_snapshot
+"""Former name of :func:`metadata_snapshot`, still used by ``_runtime``; do not use in new code."""

@@ -18,11 +18,18 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from ._clock import new_uuid7, now_us, to_epoch_us
 from ._errors import FlowError, ScopeError
-from ._event import CATEGORIES, Origin
-from ._json import check_metadata, dumps, snapshot
+from ._event import Origin
+from ._json import dumps, metadata_snapshot, snapshot
 from ._registry import Registry
 from ._runtime import Runtime, describe_exception, get_runtime
 from ._types import DataSchema, Json, JsonObject
+from ._validate import (
+    check_category,
+    check_data_schema,
+    check_name,
+    check_profile,
+    normalize_attributes,
+)
 
 __all__ = [
     "ScopeHandle",
@@ -196,65 +203,6 @@ def resolve_parent(parent: object, param: str = "parent") -> str | None:
     raise TypeError(f"{param}: expected a scope/LLM/tool handle or a uuid string, got {parent!r}")
 
 
-def normalize_attributes(
-    attributes: Iterable[object], param: str = "attributes"
-) -> tuple[str, ...]:
-    """Sorted, de-duplicated attribute names; enum flags contribute their names."""
-    if attributes == () or attributes is None:
-        return _EMPTY
-    if isinstance(attributes, str):
-        raise TypeError(f"{param}: expected an iterable of str, got a single str {attributes!r}")
-    names: set[str] = set()
-    for item in attributes:
-        if isinstance(item, str) and item:
-            names.add(item)
-            continue
-        flag_names = getattr(item, "attribute_names", None)
-        if flag_names is None:
-            raise TypeError(f"{param}: expected non-empty str or LlmAttributes, got {item!r}")
-        names.update(flag_names)
-    return tuple(sorted(names))
-
-
-def check_category(category: object, profile: Mapping[str, Any] | None) -> str:
-    """Validate ``category`` (and the ``subtype`` that ``custom`` requires)."""
-    if not isinstance(category, str) or category not in CATEGORIES:
-        raise ValueError(f"category: expected one of {sorted(CATEGORIES)}, got {category!r}")
-    if category == "custom":
-        subtype = None if profile is None else profile.get("subtype")
-        if not isinstance(subtype, str) or not subtype:
-            raise ValueError(
-                "category_profile: category 'custom' requires category_profile['subtype'], "
-                "a dotted vendor name such as 'acme.planner'"
-            )
-    return category
-
-
-def check_name(name: object, param: str = "name") -> str:
-    """Validate an event name: a non-empty str."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{param}: expected a non-empty str, got {name!r}")
-    return name
-
-
-def check_data_schema(value: object) -> DataSchema | None:
-    """Accept a :class:`DataSchema`, a ``{"name", "version"}`` mapping, or ``None``."""
-    if value is None or isinstance(value, DataSchema):
-        return value
-    if isinstance(value, Mapping) and set(value) == {"name", "version"}:
-        return DataSchema(value["name"], value["version"])
-    raise TypeError(
-        f"data_schema: expected DataSchema or {{'name': str, 'version': str}}, got {value!r}"
-    )
-
-
-def check_profile(value: object, param: str = "category_profile") -> JsonObject | None:
-    """``category_profile`` must be ``None`` or a dict."""
-    if value is None or isinstance(value, dict):
-        return value
-    raise TypeError(f"{param}: expected a dict or None, got {type(value).__name__}")
-
-
 def emit_span_event(
     span: Span,
     phase: Literal["start", "end"],
@@ -310,7 +258,7 @@ def push_scope(
     started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
     schema = check_data_schema(data_schema)
     data_raw = snapshot(data, "data")
-    metadata_raw = check_metadata(metadata)
+    metadata_raw = metadata_snapshot(metadata)
     profile_raw = snapshot(profile, "category_profile")
     handle = ScopeHandle(
         runtime, name, category, resolve_parent(parent), normalize_attributes(attributes), started
@@ -341,7 +289,7 @@ def pop_scope(
         raise ScopeError(f"handle: scope {handle.name!r} ({handle.uuid}) has already ended")
     ended = handle.end_time(timestamp)
     data_raw = snapshot(data, "data")
-    metadata_raw = check_metadata(metadata)
+    metadata_raw = metadata_snapshot(metadata)
     leave_span(handle)
     handle.mark_ended()
     emit_span_event(handle, "end", ended, data_raw, None, metadata_raw, handle.end_profile_raw)
@@ -482,7 +430,7 @@ def mark(
         us,
         snapshot(data, "data"),
         check_data_schema(data_schema),
-        check_metadata(metadata),
+        metadata_snapshot(metadata),
         snapshot(profile, "category_profile"),
     )
     return origin.uuid

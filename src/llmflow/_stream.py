@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Final
 
-from ._errors import FlowError
-from ._families import LLM_STREAM_EXECUTION
-from ._pipeline import Call, chain
+from ._call import Call
+from ._errors import FlowError, MiddlewareProtocolError
+from ._families import LLM_STREAM_EXECUTION, chain
 from ._types import Json, LlmRequest
 
 __all__ = ["LlmStream"]
@@ -46,7 +46,7 @@ def open_stream(
 
     Each intercept is ``(request, next) -> async iterator``; ``next(request=None)``
     returns the rest of the chain's iterator and may be called again (retries)
-    until the stream has ended; after that it raises :class:`FlowError`.
+    until the stream has ended; after that it raises :class:`MiddlewareProtocolError`.
     """
     entries = chain(call.runtime, LLM_STREAM_EXECUTION)
 
@@ -57,7 +57,7 @@ def open_stream(
 
         def next_(new_request: Any = _SAME) -> AsyncIterator[Json]:
             if call.ended:
-                raise FlowError(
+                raise MiddlewareProtocolError(
                     f"stream execution intercept {entry.name!r} called next() after the "
                     f"stream {call.name!r} ended"
                 )

@@ -24,7 +24,7 @@ from ._errors import (
     ScopeError,
     SyncCallbackError,
 )
-from ._event import Event, LineParts
+from ._event import Event
 from ._families import RequestContext, SanitizeContext
 from ._llm import (
     CreateLlmHandleParams,
@@ -45,7 +45,7 @@ from ._llm import (
     llm_request_intercepts_sync,
     llm_stream_call_execute,
 )
-from ._runtime import Diagnostics, Exporter, LineExporter, Runtime, get_runtime
+from ._runtime import Diagnostics, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
 from ._stream import LlmStream
 from ._tool import (
@@ -88,9 +88,6 @@ __all__ = [
     "DuplicateRegistrationError",
     "EndLlmHandleParams",
     "Event",
-    "Exporter",
-    "LineExporter",
-    "LineParts",
     "FlowError",
     "GuardrailRejected",
     "HandleError",

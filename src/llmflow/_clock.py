@@ -10,6 +10,8 @@ import random
 import time
 from datetime import datetime
 
+from ._errors import InvalidParameterError, ParameterTypeError
+
 __all__ = ["format_rfc3339", "new_uuid7", "now_us", "parse_timestamp", "to_epoch_us"]
 
 _time_ns = time.time_ns
@@ -93,7 +95,7 @@ def to_epoch_us(value: object, param: str) -> int:
     """
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{param}: expected a timezone-aware datetime, got a naive datetime "
                 f"({value.isoformat()}); attach a tzinfo such as datetime.UTC"
             )
@@ -101,7 +103,7 @@ def to_epoch_us(value: object, param: str) -> int:
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise TypeError(
+    raise ParameterTypeError(
         f"{param}: expected a timezone-aware datetime or int epoch microseconds, "
         f"got {type(value).__name__}"
     )

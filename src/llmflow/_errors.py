@@ -115,3 +115,6 @@ class GuardrailRejected(FlowError):
         self.guardrail = guardrail
         self.reason = reason
         super().__init__(f"guardrail {guardrail!r} rejected the call: {reason}")
+
+    def __reduce__(self) -> tuple[type[GuardrailRejected], tuple[str, str]]:
+        return type(self), (self.guardrail, self.reason)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
@@ -17,7 +18,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from ._clock import new_uuid7, now_us, to_epoch_us
-from ._errors import FlowError, ScopeError
+from ._errors import FlowError, InvalidParameterError, ParameterTypeError, ScopeError
 from ._event import Origin
 from ._json import dumps, metadata_snapshot, snapshot
 from ._registry import Registry
@@ -86,15 +87,17 @@ class Span(Origin):
     def local_registry(self, family: str) -> Registry[Callable[..., Any]]:
         """The scope-local registry of ``family``, created on first use."""
         global live_local_registries
-        if self.ended:
-            raise ScopeError(f"scope: {self.name!r} ({self.uuid}) has already ended")
-        if self.local is None:
-            self.local = {}
-            live_local_registries += 1
-        registry = self.local.get(family)
-        if registry is None:
-            registry = self.local[family] = Registry(f"scope-local {family}")
-        return registry
+        with _LOCAL_LOCK:
+            if self.ended:
+                raise ScopeError(f"scope: {self.name!r} ({self.uuid}) has already ended")
+            local = self.local
+            if local is None:
+                local = self.local = {}
+                live_local_registries += 1
+            registry = local.get(family)
+            if registry is None:
+                registry = local[family] = Registry(f"scope-local {family}")
+            return registry
 
     def end_time(self, timestamp: object, param: str = "timestamp") -> int:
         """Validate or choose the end time: strictly later than the start."""
@@ -103,7 +106,7 @@ class Span(Origin):
             return us if us > self.started_us else self.started_us + 1
         us = to_epoch_us(timestamp, param)
         if us <= self.started_us:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{param}: the end ({us} µs) must be later than the start "
                 f"({self.started_us} µs) of {self.name!r}"
             )
@@ -114,8 +117,10 @@ class Span(Origin):
         global live_local_registries
         self.ended = True
         if self.local is not None:
-            self.local = None
-            live_local_registries -= 1
+            with _LOCAL_LOCK:
+                if self.local is not None:
+                    self.local = None
+                    live_local_registries -= 1
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "open"
@@ -140,6 +145,17 @@ class _Frame:
 
 _STACK: ContextVar[_Frame | None] = ContextVar("llmflow_scope_stack", default=None)
 live_local_registries = 0
+"""How many open spans hold scope-local middleware, process-wide.
+
+While it is 0, ``chain()`` skips walking the scope stack (the common case costs
+one global read). ``+=`` on a global is a read-modify-write that threads can
+interleave: a lost increment would hide a live scope-local guardrail from every
+call (a security hook silently off), a lost decrement would only cost speed.
+So every change happens under ``_LOCAL_LOCK``, together with the check that the
+span is still open; the hot-path read needs no lock (a stale non-zero read only
+costs one stack walk).
+"""
+_LOCAL_LOCK: Final = threading.Lock()
 
 
 def current_span() -> Span | None:
@@ -149,7 +165,13 @@ def current_span() -> Span | None:
 
 
 def current_scope() -> Span | None:
-    """The innermost open scope of this context, or ``None`` outside any scope."""
+    """The innermost open span of this context, or ``None`` outside any.
+
+    Inside a managed call's ``func`` (and its execution intercepts) that is the
+    call's :class:`~llmflow.LlmHandle` or :class:`~llmflow.ToolHandle`, not the
+    enclosing scope: it is the parent that events emitted there get, and it
+    accepts scope-local middleware (``scope=current_scope()``) like a scope.
+    """
     return current_span()
 
 
@@ -200,7 +222,9 @@ def resolve_parent(parent: object, param: str = "parent") -> str | None:
             return str(uuid.UUID(parent))  # canonical: the writer splices it in verbatim
         except ValueError:
             pass
-    raise TypeError(f"{param}: expected a scope/LLM/tool handle or a uuid string, got {parent!r}")
+    raise ParameterTypeError(
+        f"{param}: expected a scope/LLM/tool handle or a uuid string, got {parent!r}"
+    )
 
 
 def emit_span_event(
@@ -284,7 +308,7 @@ def pop_scope(
     innermost open scope of this context; nothing is emitted then.
     """
     if not isinstance(handle, ScopeHandle):
-        raise TypeError(f"handle: expected a ScopeHandle, got {type(handle).__name__}")
+        raise ParameterTypeError(f"handle: expected a ScopeHandle, got {type(handle).__name__}")
     if handle.ended:
         raise ScopeError(f"handle: scope {handle.name!r} ({handle.uuid}) has already ended")
     ended = handle.end_time(timestamp)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from ._errors import ParameterTypeError
+
 __all__ = ["DataSchema", "Json", "JsonObject", "LlmRequest"]
 
 Json: TypeAlias = Any
@@ -27,12 +29,12 @@ class LlmRequest:
 
     def __post_init__(self) -> None:
         if not isinstance(self.headers, dict):
-            raise TypeError(
+            raise ParameterTypeError(
                 f"LlmRequest.headers: expected a dict of str to str, "
                 f"got {type(self.headers).__name__}"
             )
         if not isinstance(self.content, dict):
-            raise TypeError(
+            raise ParameterTypeError(
                 f"LlmRequest.content: expected a dict (the JSON body), "
                 f"got {type(self.content).__name__}"
             )
@@ -51,9 +53,9 @@ class DataSchema:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise TypeError("DataSchema.name: expected a non-empty str")
+            raise ParameterTypeError("DataSchema.name: expected a non-empty str")
         if not isinstance(self.version, str) or not self.version:
-            raise TypeError("DataSchema.version: expected a non-empty str")
+            raise ParameterTypeError("DataSchema.version: expected a non-empty str")
 
     def to_dict(self) -> dict[str, str]:
         """Return the wire form ``{"name": name, "version": version}``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os as _os
 import types as _pytypes
 
-from . import events, exporters, guardrails, intercepts, subscribers, testing
+from . import credentials, events, exporters, guardrails, intercepts, subscribers, testing
 from ._errors import (
     AtofParseError,
     CodecError,
@@ -57,6 +57,7 @@ from ._tool import (
     tool_call_execute_sync,
 )
 from ._types import DataSchema, Json, LlmRequest
+from ._validate import check_timeout as _check_timeout
 
 __version__ = "0.1.0"
 
@@ -64,9 +65,10 @@ __version__ = "0.1.0"
 def flush(timeout: float | None = None) -> bool:
     """Wait until every event emitted so far is delivered and exported.
 
-    Returns ``False`` if ``timeout`` seconds passed first.
+    Returns ``False`` if ``timeout`` seconds passed first. A timeout that is
+    not ``None`` or a number of seconds >= 0 raises naming ``timeout``.
     """
-    return get_runtime().flush(timeout)
+    return get_runtime().flush(_check_timeout(timeout))
 
 
 async def aflush() -> None:
@@ -114,6 +116,7 @@ __all__ = [
     "ToolExecutionResult",
     "ToolHandle",
     "aflush",
+    "credentials",
     "current_scope",
     "diagnostics",
     "events",

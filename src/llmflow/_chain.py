@@ -21,12 +21,11 @@ from ._json import dumps
 from ._runtime import Runtime
 from ._scope import (
     Span,
-    current_span,
     emit_span_event,
     enter_span,
-    leave_span,
     mark,
     resolve_parent,
+    unwind_to,
 )
 
 __all__ = [
@@ -50,12 +49,7 @@ def exit_span(span: Span, error: BaseException | None) -> BaseException | None:
     restored and the span can still end. That misuse is returned as a
     :class:`ScopeError` unless ``error`` is already propagating (it wins).
     """
-    leaked: list[Span] = []
-    while (top := current_span()) is not span and top is not None:
-        leaked.append(top)
-        leave_span(top)
-    if top is span:
-        leave_span(span)
+    leaked = unwind_to(span)
     if leaked and error is None:
         names = ", ".join(repr(s.name) for s in leaked)
         return ScopeError(
@@ -88,7 +82,10 @@ def execute_in_span(
     error = exit_span(call, error)
     call.claim_end()
     if error is not None:
-        end(None, error)
+        try:
+            end(None, error)
+        except Exception as failure:  # never replace the application's exception
+            call.runtime.record_failure(f"{call.category}_call_end:record", failure)
         raise error
     end(result, None)
     return result

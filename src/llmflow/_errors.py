@@ -15,6 +15,7 @@ event and that ``exception.type`` is part of the existing log format.
 from __future__ import annotations
 
 __all__ = [
+    "describe_exception",
     "AtofParseError",
     "CodecError",
     "DuplicateRegistrationError",
@@ -118,3 +119,38 @@ class GuardrailRejected(FlowError):
 
     def __reduce__(self) -> tuple[type[GuardrailRejected], tuple[str, str]]:
         return type(self), (self.guardrail, self.reason)
+
+
+def _text(value: str) -> str:
+    """``value`` as valid UTF-8 text: lone surrogates become ``\\udcxx`` escapes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str]:
+    """``(exception.type, exception.message)`` as recorded in event metadata; never raises.
+
+    The type is the public class path (``TimeoutError``, ``llmflow.GuardrailRejected``,
+    ``httpx.ReadTimeout``). The message is ``str(exc)`` with lone surrogates
+    escaped and secret-shaped text scrubbed (see ``llmflow.credentials``); when
+    ``str(exc)`` itself raises, it is ``<unprintable TypeName>``.
+    """
+    cls = type(exc)
+    try:
+        module = cls.__module__
+        name = cls.__qualname__
+        kind = name if module == "builtins" else f"{module}.{name}"
+    except Exception:  # a class that lies about its names: still record something
+        kind = "<unknown exception type>"
+    try:
+        message = str(exc)
+        if type(message) is not str:
+            raise TypeError("__str__ returned a non-str")
+    except Exception:
+        message = f"<unprintable {_text(cls.__name__)}>"
+    from ._credentials import scrub_text  # _credentials imports this module
+
+    return _text(kind), scrub_text(_text(message))

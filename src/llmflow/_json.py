@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from ._credentials import scrub_bytes
 from ._errors import InvalidPayloadError
 
 __all__ = ["check_metadata", "dumps", "metadata_snapshot", "snapshot"]
@@ -33,7 +34,8 @@ def snapshot(value: Any, param: str) -> bytes | None:
 def metadata_snapshot(value: Any, param: str = "metadata") -> bytes | None:
     """Validate and snapshot ``metadata``: ``None`` or a dict with non-empty string keys.
 
-    Returns the JSON bytes (``None`` for ``None``); raises
+    Returns the JSON bytes (``None`` for ``None``) with secret-shaped text
+    scrubbed (see :func:`llmflow._credentials.scrub_bytes`); raises
     :class:`InvalidPayloadError` naming ``param`` otherwise.
     """
     if value is None:
@@ -43,7 +45,7 @@ def metadata_snapshot(value: Any, param: str = "metadata") -> bytes | None:
     for key in value:
         if not isinstance(key, str) or not key:
             raise InvalidPayloadError(f"{param}: keys must be non-empty strings, got {key!r}")
-    return snapshot(value, param)
+    return scrub_bytes(snapshot(value, param))  # type: ignore[arg-type]
 
 
 check_metadata = metadata_snapshot

@@ -33,7 +33,13 @@ from ._runtime import Runtime, get_runtime
 from ._scope import Span, resolve_parent
 from ._stream import LlmStream
 from ._types import Json, JsonObject, LlmRequest
-from ._validate import check_callable, check_name, from_params, normalize_attributes
+from ._validate import (
+    check_callable,
+    check_model_name,
+    check_name,
+    from_params,
+    normalize_attributes,
+)
 
 if TYPE_CHECKING:
     from .codecs import AnnotatedLlmRequest, AnnotatedLlmResponse, RequestCodec, ResponseCodec
@@ -195,16 +201,14 @@ def _new_handle(
     """
     if runtime.closed:
         runtime.check_open()
-    if type(name) is not str or not name:
+    if type(name) is not str or not name or not name.isascii():
         check_name(name)
     if model_name is None:
         profile = profile_raw = None
-    elif isinstance(model_name, str):
-        profile, profile_raw = {"model_name": model_name}, profile_bytes("model_name", model_name)
     else:
-        raise ParameterTypeError(
-            f"model_name: expected a str or None, got {type(model_name).__name__}"
-        )
+        if type(model_name) is not str or not model_name.isascii():
+            check_model_name(model_name)
+        profile, profile_raw = {"model_name": model_name}, profile_bytes("model_name", model_name)
     metadata_raw = None if metadata is None else metadata_snapshot(metadata)
     if data is not None:
         snapshot(data, "data")  # bad input fails here, not silently at the end
@@ -241,6 +245,11 @@ def recorded_request(request: LlmRequest) -> tuple[dict[str, str], bytes]:
     content are not JSON: a caller error, raised before anything is emitted.
     """
     headers = strip_credentials(request.headers)
+    if not isinstance(request.content, dict):  # checked where used: fields are assignable
+        raise ParameterTypeError(
+            f"request.content: expected a dict (the JSON body), "
+            f"got {type(request.content).__name__}"
+        )
     try:
         return headers, dumps({"headers": headers, "content": request.content})
     except TypeError as exc:

@@ -18,11 +18,17 @@ from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from ._clock import new_uuid7, now_us, to_epoch_us
-from ._errors import FlowError, InvalidParameterError, ParameterTypeError, ScopeError
+from ._errors import (
+    FlowError,
+    InvalidParameterError,
+    ParameterTypeError,
+    ScopeError,
+    describe_exception,
+)
 from ._event import Origin
 from ._json import dumps, metadata_snapshot, snapshot
 from ._registry import Registry
-from ._runtime import Runtime, describe_exception, get_runtime
+from ._runtime import Runtime, get_runtime
 from ._types import DataSchema, Json, JsonObject
 from ._validate import (
     check_category,
@@ -251,6 +257,31 @@ def emit_span_event(
     )
 
 
+def on_stack(span: Span) -> bool:
+    """Whether ``span`` is on this context's stack."""
+    frame = _STACK.get()
+    while frame is not None:
+        if frame.span is span:
+            return True
+        frame = frame.parent
+    return False
+
+
+def unwind_to(span: Span) -> list[Span]:
+    """Pop ``span`` and every span above it from this context; return those above.
+
+    The spans above stay open (a callback pushed them and never popped them);
+    only this context stops seeing them. ``span`` must be on the stack.
+    """
+    leaked: list[Span] = []
+    while (top := current_span()) is not span and top is not None:
+        leaked.append(top)
+        leave_span(top)
+    if top is span:
+        leave_span(span)
+    return leaked
+
+
 def exception_metadata(exc: BaseException) -> dict[str, str]:
     """The ``exception.type`` / ``exception.message`` metadata of a failure."""
     kind, message = describe_exception(exc)
@@ -368,8 +399,8 @@ class scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        handle = self._take_handle()
-        if handle.ended:
+        handle = self._take_handle(exc is None)
+        if handle is None or handle.ended:
             return
         metadata = None if exc is None else exception_metadata(exc)
         try:
@@ -377,20 +408,45 @@ class scope:
         except FlowError:
             if exc is None:
                 raise
-            # Never mask the user's exception with a bookkeeping error.
+            # Never mask the application's exception with a bookkeeping error; the
+            # block left scopes open above this one: drop them from this context
+            # (they stay open) so the caller's stack is restored, and end this one.
+            if not handle.ended and on_stack(handle):
+                unwind_to(handle)
+                handle.mark_ended()
+                emit_span_event(
+                    handle,
+                    "end",
+                    handle.end_time(None),
+                    None,
+                    None,
+                    metadata_snapshot(metadata),
+                    handle.end_profile_raw,
+                )
 
-    def _take_handle(self) -> ScopeHandle:
+    def _take_handle(self, strict: bool) -> ScopeHandle | None:
+        """The handle this context opened with this object (innermost first), removed.
+
+        One scope object may be entered by several tasks or threads at once;
+        each closes its own. A context that never entered it gets
+        :class:`ScopeError` (``None`` when ``strict`` is false, so an exception
+        already propagating is never masked), and no other context's handle is
+        touched.
+        """
         handles = self._handles
-        handle = handles[-1]
-        top = current_span()
-        if not handle.ended and handle is not top:
-            # One scope object entered by concurrent tasks: close the one this context opened.
-            for candidate in reversed(handles):
-                if candidate is top:
-                    handle = candidate
-                    break
-        handles.remove(handle)
-        return handle
+        frame = _STACK.get()
+        while frame is not None:
+            span = frame.span
+            if span in handles:  # identity: handles are never equal otherwise
+                handles.remove(span)
+                return span
+            frame = frame.parent
+        if not strict:
+            return None
+        raise ScopeError(
+            f"scope: {self._name!r} was not entered in this context (or was already left); "
+            f"leave a scope in the task or thread that entered it"
+        )
 
     async def __aenter__(self) -> ScopeHandle:
         return self.__enter__()

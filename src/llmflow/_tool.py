@@ -31,7 +31,7 @@ from ._families import (
 from ._json import metadata_snapshot, snapshot
 from ._runtime import Runtime, get_runtime
 from ._scope import Span, resolve_parent
-from ._types import Json, JsonObject
+from ._types import Json, JsonObject, check_text
 from ._validate import check_callable, check_name, normalize_attributes
 
 __all__ = [
@@ -85,10 +85,13 @@ def _check_call(
     """
     runtime.check_open()
     check_name(name)
-    if tool_call_id is not None and (not isinstance(tool_call_id, str) or not tool_call_id):
-        raise ParameterTypeError(
-            f"tool_call_id: expected a non-empty str or None, got {tool_call_id!r}"
-        )
+    if tool_call_id is not None:
+        if not isinstance(tool_call_id, str) or not tool_call_id:
+            raise ParameterTypeError(
+                f"tool_call_id: expected a non-empty str or None, got {tool_call_id!r}"
+            )
+        if not tool_call_id.isascii():
+            check_text(tool_call_id, "tool_call_id")
     metadata_raw = metadata_snapshot(metadata)
     # non-JSON arguments are the caller's error, raised before emitting
     return snapshot(args, "args"), metadata_raw

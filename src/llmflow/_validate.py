@@ -13,14 +13,16 @@ from typing import Any, Final
 
 from ._errors import InvalidParameterError, ParameterTypeError
 from ._event import CATEGORIES
-from ._types import DataSchema, JsonObject
+from ._types import DataSchema, JsonObject, check_text
 
 __all__ = [
     "check_callable",
     "check_category",
     "check_data_schema",
+    "check_model_name",
     "check_name",
     "check_profile",
+    "check_timeout",
     "from_params",
     "normalize_attributes",
 ]
@@ -29,10 +31,10 @@ _EMPTY: Final[tuple[str, ...]] = ()
 
 
 def check_name(name: object, param: str = "name") -> str:
-    """Validate an event name: a non-empty str."""
+    """Validate an event name: a non-empty str that is valid Unicode (no lone surrogate)."""
     if not isinstance(name, str) or not name:
         raise ParameterTypeError(f"{param}: expected a non-empty str, got {name!r}")
-    return name
+    return name if name.isascii() else check_text(name, param)
 
 
 def check_callable(value: object, param: str) -> None:
@@ -60,7 +62,7 @@ def normalize_attributes(
         ) from None
     for item in items:
         if isinstance(item, str) and item:
-            names.add(item)
+            names.add(item if item.isascii() else check_text(item, param))
             continue
         flag_names = getattr(item, "attribute_names", None)
         if flag_names is None:
@@ -92,7 +94,11 @@ def check_data_schema(value: object) -> DataSchema | None:
     if value is None or isinstance(value, DataSchema):
         return value
     if isinstance(value, Mapping) and set(value) == {"name", "version"}:
-        return DataSchema(value["name"], value["version"])
+        name, version = value["name"], value["version"]
+        if isinstance(name, str) and name and isinstance(version, str) and version:
+            check_text(name, "data_schema.name")
+            check_text(version, "data_schema.version")
+            return DataSchema(name, version)
     raise ParameterTypeError(
         f"data_schema: expected DataSchema or {{'name': str, 'version': str}}, got {value!r}"
     )
@@ -103,6 +109,30 @@ def check_profile(value: object, param: str = "category_profile") -> JsonObject 
     if value is None or isinstance(value, dict):
         return value
     raise ParameterTypeError(f"{param}: expected a dict or None, got {type(value).__name__}")
+
+
+def check_model_name(model_name: object) -> str | None:
+    """``model_name``: ``None`` or a str that is valid Unicode."""
+    if model_name is None:
+        return None
+    if not isinstance(model_name, str):
+        raise ParameterTypeError(
+            f"model_name: expected a str or None, got {type(model_name).__name__}"
+        )
+    return model_name if model_name.isascii() else check_text(model_name, "model_name")
+
+
+def check_timeout(timeout: object, param: str = "timeout") -> float | None:
+    """``None`` (wait as long as it takes) or a number of seconds >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ParameterTypeError(
+            f"{param}: expected a number of seconds or None, got {type(timeout).__name__}"
+        )
+    if not timeout >= 0:  # also rejects NaN
+        raise InvalidParameterError(f"{param}: expected seconds >= 0, got {timeout!r}")
+    return float(timeout)
 
 
 def from_params(params: object, **others: object) -> dict[str, Any]:

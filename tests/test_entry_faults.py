@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-import time
 import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -176,7 +176,7 @@ def test_timestamps_at_the_rfc3339_bounds_are_accepted_and_serialize(timestamp: 
 
 def test_an_aware_datetime_whose_utc_time_is_before_year_one_is_rejected() -> None:
     early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
-    with pytest.raises(llmflow.InvalidParameterError, match="^timestamp:"):
+    with pytest.raises(llmflow.InvalidParameterError, match=r"^timestamp:"):
         llmflow.mark("m", timestamp=early)
 
 

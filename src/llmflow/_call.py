@@ -187,6 +187,7 @@ def record_call_event(
     annotation: Json = None,
     codec: Any = None,
     fallback: Json = None,
+    entries: tuple[Entry[Any], ...] | None = None,
 ) -> None:
     """Emit the start or end event of ``call`` with ``payload``'s recorded copy as ``data``.
 
@@ -198,13 +199,15 @@ def record_call_event(
     (``annotation``, else the ``codec``'s reading of the recorded copy) goes to
     ``category_profile[profile_key]``; it is dropped with an omitted payload
     (fail closed). An end without recorded output records ``fallback`` (the
-    handle's ``data``) without ``schema``. The call must already be claimed for
-    an end: this never raises for a payload the application did not pass.
+    handle's ``data``) without ``schema``. ``entries`` is ``family``'s chain
+    when the caller has already looked it up. The call must already be claimed
+    for an end: this never raises for a payload the application did not pass.
     """
     runtime = call.runtime
     data_raw = data_schema = None
     if payload is not None:
-        entries = chain(runtime, family)
+        if entries is None:
+            entries = chain(runtime, family)
         if entries:
             ctx = SanitizeContext(call.name, call.category or "", _PHASE[phase], schema)
             recorded = sanitize(runtime, family, entries, payload, ctx, snapshot_of)

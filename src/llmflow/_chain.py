@@ -165,19 +165,24 @@ def prepare_call(
     request: T,
     make_context: Callable[[T], Any],
     accept: Callable[[Any, T], T],
-) -> Step[T]:
+) -> Step[tuple[T, bool]]:
     """Conditional guardrails, then request intercepts: all that precedes a start event.
 
     ``families`` names the guardrail and request-intercept registries; an
-    empty chain costs one lookup.
+    empty chain costs one lookup. Returns the request to send and whether any
+    middleware saw it (then it may have been replaced or edited in place, and
+    what the start records must be snapshotted again).
     """
+    touched = False
     if chain(runtime, families[0]):
+        touched = True
         yield from run_guardrails(runtime, families[0], name, request)
     if chain(runtime, families[1]):
+        touched = True
         request = yield from run_request_intercepts(
             runtime, families[1], name, request, make_context, accept
         )
-    return request
+    return request, touched
 
 
 def run_execution(

@@ -278,12 +278,11 @@ def _start(
 ) -> None:
     """Emit the start event: the recorded copy of ``request`` (see :func:`recorded_request`)."""
     headers, raw = recorded
-    if (
-        headers is not request.headers
-        or codec is not None
-        or chain(handle.runtime, LLM_SANITIZE_REQUEST)
-    ):
-        # Sanitizers and codecs get a copy: assigning to its fields never reaches the provider.
+    sanitizers = chain(handle.runtime, LLM_SANITIZE_REQUEST)
+    if sanitizers or codec is not None:
+        # Sanitizers and codecs get a copy without the credential headers, whose
+        # fields they may assign without reaching the provider. Without them only
+        # ``raw`` (made from those headers) is recorded: no copy needed.
         request = LlmRequest(headers, request.content)
     record_call_event(
         handle,
@@ -298,6 +297,7 @@ def _start(
         profile_key="annotated_request",
         annotation=annotated,
         codec=codec,
+        entries=sanitizers,
     )
 
 
@@ -482,20 +482,6 @@ def _accept_request(codec: RequestCodec | None) -> Callable[[Any, LlmRequest], L
     return accept
 
 
-def _prepare(
-    runtime: Runtime, name: str, request: LlmRequest, codec: RequestCodec | None
-) -> Step[LlmRequest]:
-    """Guardrails then request intercepts: everything before the start event."""
-    return prepare_call(
-        runtime,
-        (LLM_CONDITIONAL_EXECUTION, LLM_REQUEST),
-        name,
-        request,
-        _request_context(name, codec, runtime),
-        _accept_request(codec),
-    )
-
-
 def _open(
     runtime: Runtime,
     handle: LlmHandle,
@@ -506,11 +492,17 @@ def _open(
     """Guardrails, request intercepts, then the start event; returns the request to send.
 
     ``recorded`` is the snapshot validation made of ``request``; when any
-    middleware ran it may have replaced or edited the request in place, so what
-    is recorded is snapshotted again from the request the provider receives.
+    middleware saw the request it may have replaced or edited it in place, so
+    what is recorded is snapshotted again from the request the provider receives.
     """
-    touched = chain(runtime, LLM_CONDITIONAL_EXECUTION) or chain(runtime, LLM_REQUEST)
-    prepared = yield from _prepare(runtime, handle.name, request, codec)
+    prepared, touched = yield from prepare_call(
+        runtime,
+        (LLM_CONDITIONAL_EXECUTION, LLM_REQUEST),
+        handle.name,
+        request,
+        _request_context(handle.name, codec, runtime),
+        _accept_request(codec),
+    )
     if touched:
         recorded = recorded_request(prepared)
     handle.started_us = now_us()

@@ -26,7 +26,6 @@ from ._families import (
     TOOL_SANITIZE_REQUEST,
     TOOL_SANITIZE_RESPONSE,
     RequestContext,
-    chain,
 )
 from ._json import metadata_snapshot, snapshot
 from ._runtime import Runtime, get_runtime
@@ -263,8 +262,7 @@ def _execute(
     attributes = normalize_attributes(attributes)
     parent = resolve_parent(parent)
     # Middleware may replace or edit the arguments in place: record what the tool receives.
-    touched = chain(runtime, TOOL_CONDITIONAL_EXECUTION) or chain(runtime, TOOL_REQUEST)
-    args = yield from prepare_call(
+    args, touched = yield from prepare_call(
         runtime,
         (TOOL_CONDITIONAL_EXECUTION, TOOL_REQUEST),
         name,

@@ -176,7 +176,10 @@ def test_credential_stripping_is_right_for_every_header_set_it_has_seen() -> Non
 
 def test_a_non_string_header_name_is_a_clear_error_and_emits_nothing() -> None:
     with testing.capture() as events:
-        with pytest.raises(llmflow.InvalidPayloadError, match=r"^request: headers and content"):
+        with pytest.raises(
+            llmflow.InvalidPayloadError,
+            match=r"^request: expected a JSON-serializable value at request\.headers\[1\]",
+        ):
             llmflow.llm_call("chat", LlmRequest({1: "x"}, {}))  # type: ignore[dict-item]
     assert events == []
 

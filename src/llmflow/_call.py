@@ -17,11 +17,11 @@ from typing import Any, Final, Literal
 
 from ._errors import FlowError, HandleError
 from ._families import Family, SanitizeContext, chain
-from ._json import dumps, metadata_snapshot, snapshot
+from ._json import dumps, dumps_payload, json_form, metadata_snapshot, snapshot
 from ._registry import Entry
 from ._runtime import Runtime
 from ._scope import Span, exception_metadata
-from ._types import DataSchema, Json, JsonObject
+from ._types import DataSchema, Json, JsonObject, LlmRequest
 
 __all__ = [
     "Call",
@@ -165,6 +165,14 @@ def sanitize(
     return payload, raw
 
 
+_PLAIN: Final = frozenset({dict, list, str, int, float, bool})
+_NOT_SDK: Final = json_form(None)
+
+
+def _snapshot_data(value: Any) -> bytes:
+    return dumps_payload(value, "data")
+
+
 _PHASE: Final[dict[str, Literal["request", "response"]]] = {
     "start": "request",
     "end": "response",
@@ -182,7 +190,7 @@ def record_call_event(
     metadata_raw: bytes | None,
     *,
     schema: DataSchema | None = None,
-    snapshot_of: Callable[[Any], bytes] = dumps,
+    snapshot_of: Callable[[Any], bytes] | None = None,
     profile_key: str | None = None,
     annotation: Json = None,
     codec: Any = None,
@@ -209,8 +217,14 @@ def record_call_event(
         if entries is None:
             entries = chain(runtime, family)
         if entries:
+            if type(payload) not in _PLAIN and not isinstance(payload, LlmRequest):
+                form = json_form(payload)  # sanitizers are written against JSON, not SDK objects
+                if form is not _NOT_SDK:
+                    payload = form
             ctx = SanitizeContext(call.name, call.category or "", _PHASE[phase], schema)
-            recorded = sanitize(runtime, family, entries, payload, ctx, snapshot_of)
+            recorded = sanitize(
+                runtime, family, entries, payload, ctx, snapshot_of or _snapshot_data
+            )
             if recorded is not None:
                 payload, data_raw = recorded
         elif raw is not None:

@@ -36,6 +36,7 @@ __all__ = [
     "register_secret_pattern",
     "scrub_bytes",
     "scrub_text",
+    "strip_credential_fields",
     "strip_credentials",
 ]
 
@@ -261,4 +262,47 @@ def strip_credentials(headers: dict[str, str], param: str = "request.headers") -
     kept = headers.copy()
     for key in drop:
         del kept[key]
+    return kept
+
+
+CREDENTIAL_FIELDS: Final = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "api-key",
+        "x-api-key",
+        "x_api_key",
+        "authorization",
+        "Authorization",
+        "access_token",
+        "client_secret",
+        "password",
+        "secret_key",
+        "aws_secret_access_key",
+    }
+)
+"""Body fields removed from the top level of recorded requests and tool arguments."""
+
+_HEADER_FIELDS: Final = frozenset({"extra_headers", "headers", "default_headers"})
+_FIELD_TRIGGERS: Final = CREDENTIAL_FIELDS | _HEADER_FIELDS
+
+
+def strip_credential_fields(body: dict[str, object]) -> dict[str, object]:
+    """``body`` without credential fields at its top level (the same dict when it has none).
+
+    Per-call SDK options that end up in a body dict are the usual carriers:
+    ``api_key=...`` is removed, and ``extra_headers``/``headers`` dicts lose
+    their credential headers (see :func:`strip_credentials`). The check is one
+    set test over the top-level keys; nested user content is not walked.
+    """
+    if _FIELD_TRIGGERS.isdisjoint(body):
+        return body
+    kept: dict[str, object] = {}
+    for key, value in body.items():
+        if key in CREDENTIAL_FIELDS:
+            continue
+        if key in _HEADER_FIELDS and isinstance(value, dict):
+            kept[key] = strip_credentials(value, key)
+        else:
+            kept[key] = value
     return kept

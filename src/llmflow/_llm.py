@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, cast
 from ._call import Call, annotate, end_metadata, profile_bytes, record_call_event
 from ._chain import execute_in_span, prepare_call, run_guardrails, run_request_intercepts
 from ._clock import now_us, to_epoch_us
-from ._credentials import CREDENTIAL_HEADERS, strip_credentials
+from ._credentials import CREDENTIAL_HEADERS, strip_credential_fields, strip_credentials
 from ._drive import Step, drive_async, drive_sync
-from ._errors import HandleError, InvalidPayloadError, ParameterTypeError
+from ._errors import HandleError, ParameterTypeError
 from ._families import (
     LLM_CONDITIONAL_EXECUTION,
     LLM_EXECUTION,
@@ -28,7 +28,7 @@ from ._families import (
     RequestContext,
     chain,
 )
-from ._json import dumps, metadata_snapshot, snapshot
+from ._json import dumps_payload, metadata_snapshot, snapshot
 from ._runtime import Runtime, get_runtime
 from ._scope import Span, resolve_parent
 from ._stream import LlmStream
@@ -235,14 +235,16 @@ def _request_snapshot(value: object) -> bytes:
     """Snapshot a sanitized request copy; anything but a JSON ``LlmRequest`` raises."""
     if not isinstance(value, LlmRequest):
         raise ParameterTypeError(f"expected an LlmRequest or None, got {type(value).__name__}")
-    return dumps({"headers": value.headers, "content": value.content})
+    return dumps_payload({"headers": value.headers, "content": value.content}, "request")
 
 
 def recorded_request(request: LlmRequest) -> tuple[dict[str, str], bytes]:
     """The headers recorded for ``request`` (credentials removed) and the snapshot of the copy.
 
-    Raises :class:`InvalidPayloadError` naming ``request`` when headers or
-    content are not JSON: a caller error, raised before anything is emitted.
+    SDK objects in the content are recorded as their JSON form and the SDKs'
+    "not given" sentinels are omitted. Raises :class:`InvalidPayloadError`
+    starting with the path of what is not JSON (``request.content.messages[3]``):
+    a caller error, raised before anything is emitted.
     """
     headers = strip_credentials(request.headers)
     if not isinstance(request.content, dict):  # checked where used: fields are assignable
@@ -250,12 +252,8 @@ def recorded_request(request: LlmRequest) -> tuple[dict[str, str], bytes]:
             f"request.content: expected a dict (the JSON body), "
             f"got {type(request.content).__name__}"
         )
-    try:
-        return headers, dumps({"headers": headers, "content": request.content})
-    except TypeError as exc:
-        raise InvalidPayloadError(
-            f"request: headers and content must be JSON-serializable ({exc})"
-        ) from None
+    content = strip_credential_fields(request.content)
+    return headers, dumps_payload({"headers": headers, "content": content}, "request")
 
 
 def _annotation_dict(value: Any, param: str) -> JsonObject | None:
@@ -505,9 +503,51 @@ def _open(
     )
     if touched:
         recorded = recorded_request(prepared)
+    if handle.profile is None and codec is not None:
+        _default_model_name(handle, codec, prepared)
     handle.started_us = now_us()
     _start(handle, prepared, recorded, codec)
     return prepared
+
+
+def _default_model_name(handle: LlmHandle, codec: RequestCodec, request: LlmRequest) -> None:
+    """Without ``model_name=``, record the model the (intercepted) request names.
+
+    Read through the codec's ``request_model`` (a codec without it gives none);
+    a codec failure is counted, never raised.
+    """
+    read = getattr(codec, "request_model", None)
+    if read is None:
+        return
+    try:
+        model = read(request)
+    except Exception as exc:
+        handle.runtime.record_failure(f"codec:{codec.data_schema.name}", exc)
+        return
+    if isinstance(model, str) and model and (model.isascii() or _is_text(model)):
+        handle.profile = {"model_name": model}
+        handle.profile_raw = profile_bytes("model_name", model)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _response_codec(
+    codec: RequestCodec | None, response_codec: ResponseCodec | None
+) -> ResponseCodec | None:
+    """``response_codec``, else ``codec`` itself when it also reads responses (same provider)."""
+    if (
+        response_codec is None
+        and codec is not None
+        and callable(getattr(codec, "annotate_response", None))
+    ):
+        return cast("ResponseCodec", codec)
+    return response_codec
 
 
 def _execute(
@@ -529,6 +569,7 @@ def _execute(
     request = _check_request(request)
     recorded = recorded_request(request)  # bad input fails before any middleware
     check_callable(func, "func")
+    response_codec = _response_codec(codec, response_codec)
     request = yield from _open(runtime, handle, request, recorded, codec)
 
     def end(result: Json, error: BaseException | None) -> None:
@@ -743,6 +784,7 @@ async def llm_stream_call_execute(
     recorded = recorded_request(request)  # bad input fails before any middleware
     check_callable(func, "func")
     func = cast("Callable[[LlmRequest], Any]", func)
+    response_codec = _response_codec(codec, response_codec)
     if collector is None and finalizer is None and response_codec is not None:
         accumulator = response_codec.stream_accumulator()
         collector, finalizer = accumulator.collect, accumulator.finalize

@@ -17,6 +17,7 @@ from typing import Any, Final
 from ._call import Call, end_metadata, event_snapshot, profile_bytes, record_call_event
 from ._chain import execute_in_span, prepare_call
 from ._clock import now_us, to_epoch_us
+from ._credentials import strip_credential_fields
 from ._drive import Step, drive_async, drive_sync
 from ._errors import HandleError, ParameterTypeError
 from ._families import (
@@ -93,7 +94,14 @@ def _check_call(
             check_text(tool_call_id, "tool_call_id")
     metadata_raw = metadata_snapshot(metadata)
     # non-JSON arguments are the caller's error, raised before emitting
-    return snapshot(args, "args"), metadata_raw
+    return _args_snapshot(args), metadata_raw
+
+
+def _args_snapshot(args: Json) -> bytes | None:
+    """Snapshot tool arguments as recorded: top-level credential fields removed."""
+    if type(args) is dict:
+        args = strip_credential_fields(args)
+    return snapshot(args, "args")
 
 
 def _new_handle(
@@ -273,7 +281,7 @@ def _execute(
     handle = _new_handle(
         runtime, name, tool_call_id, parent, attributes, data, metadata, metadata_raw, None
     )
-    _start(handle, args, snapshot(args, "args") if touched else args_raw)
+    _start(handle, args, _args_snapshot(args) if touched else args_raw)
 
     def end(result: Json, error: BaseException | None) -> None:
         _end(handle, result, error=error)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from llmflow._errors import CodecError
+from llmflow._json import json_form
 from llmflow._types import Json, JsonObject, LlmRequest
 
 __all__ = [
@@ -74,21 +75,17 @@ def invalid(path: str, message: str) -> CodecError:
 def as_object(value: object, path: str) -> JsonObject:
     """Return ``value`` as a JSON object.
 
-    Accepts a ``dict`` or a pydantic model (the openai/anthropic SDK objects),
-    which is dumped to its wire form. Anything else raises ``CodecError``.
+    Accepts a ``dict`` or an SDK object (pydantic model, ``to_dict()``), taken
+    in the JSON form the recorded events use (``llmflow._json.json_form``).
+    Anything else raises ``CodecError``.
     """
     if type(value) is dict:
         return value
     if isinstance(value, dict):
         return dict(value)
-    dump = getattr(value, "model_dump", None)
-    if dump is not None:
-        try:
-            dumped = dump(mode="json", by_alias=True, exclude_unset=True)
-        except TypeError:
-            dumped = dump()
-        if isinstance(dumped, dict):
-            return dumped
+    dumped = json_form(value)
+    if isinstance(dumped, dict):
+        return dumped
     raise fail(path, "a JSON object", value)
 
 

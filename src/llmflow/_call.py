@@ -230,7 +230,7 @@ def record_call_event(
         elif raw is not None:
             data_raw = raw
         else:
-            data_raw = event_snapshot(runtime, payload, family.failure_source("snapshot"))
+            data_raw = event_snapshot(runtime, payload, family.snapshot_failure)
         if data_raw is None:
             annotation = None  # an omitted payload takes its annotation with it (fail closed)
         else:

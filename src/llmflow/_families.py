@@ -174,7 +174,7 @@ class Family(Generic[F]):
     and the prefix of its diagnostics keys (``"llm_sanitize_request:pii"``).
     """
 
-    __slots__ = ("key", "label", "public", "signature", "summary")
+    __slots__ = ("key", "label", "public", "signature", "snapshot_failure", "summary")
 
     def __init__(self, key: str, summary: str, signature: str) -> None:
         self.key = key
@@ -182,6 +182,8 @@ class Family(Generic[F]):
         self.label = key.replace(".", " ")
         self.summary = summary
         self.signature = signature
+        self.snapshot_failure = self.failure_source("snapshot")
+        """Where a recorded payload that is not JSON is counted (``"<public>:snapshot"``)."""
 
     def failure_source(self, name: str) -> str:
         """The diagnostics key of a failure of entry ``name``: ``"llm_sanitize_request:pii"``."""

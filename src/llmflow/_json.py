@@ -19,6 +19,7 @@ __all__ = [
 ]
 
 dumps = orjson.dumps
+_dumps = orjson.dumps
 
 _NOT_AN_SDK_OBJECT: Any = object()
 _SENTINELS: frozenset[str] = frozenset({"NotGiven", "Omit"})
@@ -104,13 +105,18 @@ def _bad_path(value: Any, path: str) -> tuple[str, object]:
 def dumps_payload(value: Any, param: str) -> bytes:
     """JSON bytes of a payload; SDK objects become their JSON form, sentinels are omitted.
 
-    Plain JSON values cost exactly one ``orjson.dumps``. Raises
+    Plain JSON values cost exactly one plain ``orjson.dumps``; the conversion
+    runs only after orjson refused the value. Raises
     :class:`InvalidPayloadError` naming ``param`` and the path of the offending
     part (``request: expected a JSON-serializable value at
     request.content.messages[3], got set``).
     """
     try:
-        return orjson.dumps(value, default=_default)
+        return _dumps(value)
+    except TypeError:
+        pass  # not plain JSON: SDK objects, sentinels, or a caller error
+    try:
+        return _dumps(value, default=_default)
     except TypeError as exc:
         if isinstance(exc.__cause__, _SentinelFound):
             try:
@@ -135,7 +141,10 @@ def snapshot(value: Any, param: str) -> bytes | None:
     """
     if value is None:
         return None
-    return dumps_payload(value, param)
+    try:  # plain JSON: one orjson call, not even the default= argument (hot: every end)
+        return _dumps(value)
+    except TypeError:
+        return dumps_payload(value, param)
 
 
 def metadata_snapshot(value: Any, param: str = "metadata") -> bytes | None:

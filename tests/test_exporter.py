@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -16,7 +19,7 @@ import pytest
 import llmflow
 from llmflow import Event, Runtime, mark, scope, subscribers
 from llmflow.atof import parse_event, read_events, validate_stream
-from llmflow.exporters import AtofFileExporter
+from llmflow.exporters import AtofFileExporter, BaseExporter, ExportResult
 from llmflow.testing import capture
 
 WAIT = 10.0
@@ -399,6 +402,7 @@ def test_events_are_queued_as_lines_only_while_line_exporters_alone_consume_them
             pass
 
     mark("no-consumer")
+    llmflow.flush()  # delivered (to nobody) before the file joins
     AtofFileExporter(tmp_path / "a.jsonl").register("file")
     mark("file-only")
     subscribers.register("sub", lambda event: None)
@@ -425,3 +429,212 @@ def test_events_are_queued_as_lines_only_while_line_exporters_alone_consume_them
         "with-event-exporter",
         "file-only-last",
     ]
+
+
+# -- the exporter protocol: passive exporters, background workers, counters (issue 10) ----
+
+
+class Stalled(BaseExporter):
+    """A background exporter whose export() blocks until the test releases it."""
+
+    background = True
+    buffer_capacity = 10
+    batch_size = 4
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.names: list[str] = []
+        self.flushes = 0
+
+    def export(self, events: Sequence[Event]) -> ExportResult:
+        self.entered.set()
+        self.release.wait(WAIT)
+        self.names += [event.name for event in events]
+        return ExportResult.SUCCESS
+
+    def flush(self, timeout: float | None = None) -> bool:
+        self.flushes += 1
+        return True
+
+
+def test_a_stalled_background_exporter_never_delays_the_file_subscribers_or_emitters(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    path = tmp_path / "a.jsonl"
+    AtofFileExporter(path).register("file")
+    seen: list[str] = []
+    subscribers.register("sub", lambda event: seen.append(event.name))
+    stalled = Stalled()
+    stalled.register("stalled")
+    mark("first")
+    assert stalled.entered.wait(WAIT)  # the exporter now blocks in export()
+
+    def emit_many() -> None:  # more than the runtime's queue holds: a stall would block it
+        for i in range(runtime._dispatcher.capacity + 500):
+            mark(f"m{i}")
+
+    emitter = threading.Thread(target=emit_many)
+    emitter.start()
+    emitter.join(WAIT)
+    assert not emitter.is_alive()
+    assert runtime._dispatcher.flush(WAIT)  # the delivery thread itself is not stalled
+    total = 1 + runtime._dispatcher.capacity + 500
+    assert len(names_in(path)) == total
+    assert len(seen) == total
+    stalled.release.set()
+
+
+def test_flush_returns_false_while_a_background_exporter_stalls_and_true_after(
+    runtime: Runtime,
+) -> None:
+    stalled = Stalled()
+    stalled.register("stalled")
+    mark("m")
+    assert stalled.entered.wait(WAIT)
+    assert llmflow.flush(timeout=0.05) is False
+    stalled.release.set()
+    assert llmflow.flush(timeout=WAIT) is True
+    assert stalled.names == ["m"]
+    assert stalled.flushes >= 1
+
+
+def test_background_buffer_overflow_is_counted_as_dropped_for_that_exporter_only(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    path = tmp_path / "a.jsonl"
+    AtofFileExporter(path).register("file")
+    stalled = Stalled()
+    stalled.register("stalled")
+    mark("first")
+    assert stalled.entered.wait(WAIT)
+    for i in range(50):
+        mark(f"m{i}")
+    assert runtime._dispatcher.flush(WAIT)
+    stalled.release.set()
+    assert llmflow.flush(timeout=WAIT)
+    counts = runtime.diagnostics().exporters
+    assert counts["stalled"]["received"] == 51
+    assert counts["stalled"]["dropped"] == 40  # 10 fit in its buffer, one batch was in hand
+    assert counts["stalled"]["exported"] == 11 == len(stalled.names)
+    assert counts["stalled"]["failed"] == 0
+    assert counts["file"] == {"received": 51, "exported": 51, "failed": 0, "dropped": 0}
+    assert len(names_in(path)) == 51
+
+
+class Refusing(BaseExporter):
+    def __init__(self, *, raises: bool) -> None:
+        self.raises = raises
+
+    def export(self, events: Sequence[Event]) -> ExportResult:
+        if self.raises:
+            raise ConnectionError("collector down")
+        return ExportResult.FAILURE
+
+
+class BackgroundRefusing(Refusing):
+    background = True
+
+
+@pytest.mark.parametrize("kind", [Refusing, BackgroundRefusing])
+@pytest.mark.parametrize("raises", [True, False])
+def test_a_raising_or_failure_returning_exporter_counts_its_events_as_failed(
+    runtime: Runtime, kind: type[Refusing], raises: bool
+) -> None:
+    kind(raises=raises).register("refusing")
+    for i in range(7):
+        mark(f"m{i}")
+    assert llmflow.flush(timeout=WAIT)
+    diagnostics = runtime.diagnostics()
+    assert diagnostics.exporters["refusing"]["failed"] == 7
+    assert diagnostics.exporters["refusing"]["exported"] == 0
+    assert diagnostics.failures["exporter:refusing"] >= 1
+    expected = "ConnectionError: collector down" if raises else "returned FAILURE"
+    assert expected in diagnostics.last_errors["exporter:refusing"]
+
+
+def test_an_exporter_returning_none_counts_as_success_and_stats_are_merged(
+    runtime: Runtime,
+) -> None:
+    class Legacy(BaseExporter):
+        def export(self, events: Sequence[Event]) -> None:
+            pass
+
+        def stats(self) -> dict[str, int]:
+            return {"retried": 3, "exported": -1}  # cannot override the runtime's counters
+
+    Legacy().register("legacy")
+    mark("m")
+    assert llmflow.flush(timeout=WAIT)
+    assert runtime.diagnostics().exporters["legacy"] == {
+        "received": 1,
+        "exported": 1,
+        "failed": 0,
+        "dropped": 0,
+        "retried": 3,
+    }
+
+
+def test_shutdown_counts_what_a_stalled_background_exporter_still_held_as_dropped() -> None:
+    runtime = Runtime()
+    stalled = Stalled()
+    stalled.register("stalled", runtime=runtime)
+    previous = runtime.install()
+    try:
+        for i in range(5):
+            mark(f"m{i}")
+        assert stalled.entered.wait(WAIT)
+        runtime.shutdown(timeout=0.05)  # returns although the exporter still blocks
+    finally:
+        stalled.release.set()
+        if previous is not None and not previous.closed:
+            previous.install()
+    counts = runtime.diagnostics().exporters["stalled"]
+    assert counts["received"] == 5
+    assert counts["dropped"] >= 1
+
+
+def test_the_exporters_package_never_imports_the_runtime() -> None:
+    package = Path(llmflow.exporters.__file__).parent
+    for source in package.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module is not None
+        } | {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        assert not {"llmflow._runtime", "llmflow"} & imported, source.name
+
+
+def test_aflush_awaits_background_exporters(runtime: Runtime, run_async: Any) -> None:
+    stalled = Stalled()
+    stalled.release.set()  # exports at once, but on its own thread
+    stalled.register("background")
+
+    async def main() -> list[str]:
+        mark("m")
+        await llmflow.aflush()
+        return list(stalled.names)
+
+    assert run_async(main()) == ["m"]
+
+
+def test_a_registered_file_exporters_own_flush_reports_whether_it_finished(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    release = threading.Event()
+    exporter = AtofFileExporter(tmp_path / "a.jsonl", fsync=False)
+    exporter.register("file")
+    subscribers.register("slow", lambda event: release.wait(WAIT))
+    mark("m")
+    try:
+        assert exporter.flush(timeout=0.05) is False  # the runtime could not deliver in time
+    finally:
+        release.set()
+    assert exporter.flush(timeout=WAIT) is True
+    assert names_in(tmp_path / "a.jsonl") == ["m"]

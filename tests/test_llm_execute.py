@@ -557,7 +557,8 @@ def test_request_intercept_sees_annotated_view_and_may_return_an_annotated_reque
     assert start.data["content"]["model"] == "tiny-2"
     assert start.data_schema == TinyCodec.data_schema
     assert start.category_profile == {
-        "annotated_request": {"model": "tiny-2", "messages": ["hello", "again"]}
+        "model_name": "tiny-2",  # the intercepted request's model, via the codec
+        "annotated_request": {"model": "tiny-2", "messages": ["hello", "again"]},
     }
 
 
@@ -629,7 +630,7 @@ def test_a_raising_codec_never_breaks_the_call(execute: Execute, runtime: llmflo
     start, end = events
     assert start.data["content"] == request().content  # the raw payload is kept
     assert end.data == response()
-    assert start.category_profile is None and end.category_profile is None
+    assert start.category_profile == end.category_profile == {"model_name": "tiny-1"}
     assert runtime.diagnostics().failure_count("codec:") == 3  # ctx.annotated, start, end
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os as _os
 import types as _pytypes
 
-from . import credentials, events, exporters, guardrails, intercepts, subscribers, testing
+from . import credentials, events, exporters, guardrails, http, intercepts, subscribers, testing
 from ._errors import (
     AtofParseError,
     CodecError,
@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._event import Event
 from ._families import RequestContext, SanitizeContext
+from ._instrument import instrument
 from ._llm import (
     CreateLlmHandleParams,
     EndLlmHandleParams,
@@ -47,7 +48,7 @@ from ._llm import (
 )
 from ._runtime import Diagnostics, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
-from ._stream import LlmStream
+from ._stream import LlmStream, LlmStreamSync, llm_stream_call_execute_sync
 from ._tool import (
     ToolExecutionResult,
     ToolHandle,
@@ -57,7 +58,6 @@ from ._tool import (
     tool_call_execute_sync,
 )
 from ._types import DataSchema, Json, LlmRequest
-from ._validate import check_timeout as _check_timeout
 
 __version__ = "0.1.0"
 
@@ -68,7 +68,7 @@ def flush(timeout: float | None = None) -> bool:
     Returns ``False`` if ``timeout`` seconds passed first. A timeout that is
     not ``None`` or a number of seconds >= 0 raises naming ``timeout``.
     """
-    return get_runtime().flush(_check_timeout(timeout))
+    return get_runtime().flush(timeout)
 
 
 async def aflush() -> None:
@@ -105,6 +105,7 @@ __all__ = [
     "LlmHandle",
     "LlmRequest",
     "LlmStream",
+    "LlmStreamSync",
     "LlmStreamCallExecuteParams",
     "RequestContext",
     "Runtime",
@@ -124,6 +125,8 @@ __all__ = [
     "flush",
     "get_runtime",
     "guardrails",
+    "http",
+    "instrument",
     "intercepts",
     "llm_call",
     "llm_call_end",
@@ -134,6 +137,7 @@ __all__ = [
     "llm_request_intercepts",
     "llm_request_intercepts_sync",
     "llm_stream_call_execute",
+    "llm_stream_call_execute_sync",
     "mark",
     "pop_scope",
     "push_scope",
@@ -154,5 +158,5 @@ for _name in __all__:
         _obj.__module__ = __name__
 del _name, _obj
 
-if _os.environ.get("LLMFLOW_ATOF_PATH"):
-    get_runtime()  # installs the LLMFLOW_ATOF_PATH exporter at import
+if _os.environ.get("LLMFLOW_ATOF_PATH") or _os.environ.get("LLMFLOW_EXPORTERS"):
+    get_runtime()  # installs the LLMFLOW_ATOF_PATH / LLMFLOW_EXPORTERS exporters at import

@@ -31,7 +31,7 @@ from ._families import (
 from ._json import dumps_payload, metadata_snapshot, snapshot
 from ._runtime import Runtime, get_runtime
 from ._scope import Span, resolve_parent
-from ._stream import LlmStream
+from ._stream import LlmStream, stream_callbacks
 from ._types import Json, JsonObject, LlmRequest
 from ._validate import (
     check_callable,
@@ -513,14 +513,12 @@ def _open(
 def _default_model_name(handle: LlmHandle, codec: RequestCodec, request: LlmRequest) -> None:
     """Without ``model_name=``, record the model the (intercepted) request names.
 
-    Read through the codec's ``request_model`` (a codec without it gives none);
-    a codec failure is counted, never raised.
+    Read through the codec's ``request_model`` (for a codec without it, the
+    body's ``model``); a codec failure is counted, never raised.
     """
     read = getattr(codec, "request_model", None)
-    if read is None:
-        return
     try:
-        model = read(request)
+        model = request.content.get("model") if read is None else read(request)
     except Exception as exc:
         handle.runtime.record_failure(f"codec:{codec.data_schema.name}", exc)
         return
@@ -785,13 +783,7 @@ async def llm_stream_call_execute(
     check_callable(func, "func")
     func = cast("Callable[[LlmRequest], Any]", func)
     response_codec = _response_codec(codec, response_codec)
-    if collector is None and finalizer is None and response_codec is not None:
-        accumulator = response_codec.stream_accumulator()
-        collector, finalizer = accumulator.collect, accumulator.finalize
-    check_callable(collector, "collector")
-    check_callable(finalizer, "finalizer")
-    collector = cast("Callable[[Json], object]", collector)
-    finalizer = cast("Callable[[], Json]", finalizer)
+    collector, finalizer = stream_callbacks(runtime, collector, finalizer, response_codec)
     prepared = await drive_async(_open(runtime, handle, request, recorded, codec))
     return LlmStream(
         handle,

@@ -7,29 +7,34 @@ installed as the default. A runtime that was shut down refuses further use.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
+import signal
+import sys
 import threading
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from ._clock import new_uuid7, now_us
 from ._dispatch import Dispatcher, OverflowPolicy
 from ._errors import DuplicateRegistrationError, RuntimeShutdownError
+from ._event import _UNSET as UNSET
 from ._event import Event, LineParts, Origin, line
 from ._json import check_metadata, dumps, snapshot
 from ._registry import Registry
 from ._types import DataSchema, Json
+from .exporters._base import Exporter, set_default_runtime
+from .exporters._worker import ExporterSlot
 
 __all__ = [
     "Diagnostics",
     "EventHook",
-    "Exporter",
-    "LineExporter",
     "Runtime",
     "SanitizerKind",
     "get_runtime",
@@ -56,42 +61,18 @@ Recorder = Callable[
 _SANITIZABLE = frozenset({"data", "category_profile", "metadata"})
 
 
-@runtime_checkable
-class Exporter(Protocol):
-    """Where delivered events go. Called only from the delivery thread.
-
-    ``export`` receives each batch in emission order and must not keep the list;
-    ``flush`` makes everything exported so far durable; ``shutdown`` releases
-    resources. Exceptions are caught and counted by the runtime.
-    """
-
-    def export(self, events: Sequence[Event]) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def shutdown(self) -> None: ...
-
-
-@runtime_checkable
-class LineExporter(Exporter, Protocol):
-    """An exporter that writes ATOF lines and can take them already serialized.
-
-    While every exporter of a runtime is a line exporter and no subscriber,
-    event sanitizer or metadata injector is registered, events are queued as
-    their serialized lines and only :meth:`export_lines` is called.
-    """
-
-    def export_lines(self, lines: Sequence[LineParts]) -> None: ...
-
-
 @dataclass(frozen=True)
 class Diagnostics:
     """A snapshot of a runtime's health counters.
 
-    ``failures`` counts isolated failures by source, e.g.
+    ``delivered`` events were written by every exporter on the delivery
+    thread; ``failed`` ones were not (a failed write, an unserializable event);
+    ``dropped`` ones overflowed the queue. ``emitted`` is derived:
+    ``delivered + failed + queued + dropped``. ``exporters[name]`` holds one
+    exporter's ``received``/``exported``/``failed``/``dropped`` counters and
+    its ``stats()``. ``failures`` counts isolated failures by source, e.g.
     ``{"subscriber:audit": 2, "sanitize_request:pii": 1}``; ``last_errors``
-    keeps the last message per source. ``emitted`` is derived:
-    ``delivered + queued + dropped``.
+    keeps the last message per source.
     """
 
     delivered: int
@@ -99,11 +80,13 @@ class Diagnostics:
     dropped: int
     failures: Mapping[str, int] = field(default_factory=dict)
     last_errors: Mapping[str, str] = field(default_factory=dict)
+    failed: int = 0
+    exporters: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def emitted(self) -> int:
-        """Events handed to the runtime (delivered, queued or dropped)."""
-        return self.delivered + self.queued + self.dropped
+        """Events handed to the runtime (delivered, failed, queued or dropped)."""
+        return self.delivered + self.failed + self.queued + self.dropped
 
     def failure_count(self, prefix: str = "") -> int:
         """Total failures whose source starts with ``prefix`` (all when empty)."""
@@ -114,8 +97,10 @@ class Diagnostics:
         return {
             "emitted": self.emitted,
             "delivered": self.delivered,
+            "failed": self.failed,
             "queued": self.queued,
             "dropped": self.dropped,
+            "exporters": {name: dict(counts) for name, counts in self.exporters.items()},
             "failures": dict(self.failures),
             "last_errors": dict(self.last_errors),
         }
@@ -126,7 +111,11 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
     cls = type(exc)
     module = cls.__module__
     qualname = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-    return qualname, str(exc)
+    try:
+        message = str(exc)
+    except BaseException:  # a __str__ that raises must not take the caller down with it
+        message = f"<unprintable {qualname}>"
+    return qualname, message
 
 
 class Runtime:
@@ -142,11 +131,14 @@ class Runtime:
         self,
         *,
         queue_capacity: int = 4_096,
+        queue_max_bytes: int = 64 * 1024 * 1024,
         overflow: OverflowPolicy = "block",
         timestamp_format: Literal["rfc3339", "epoch_us"] = "rfc3339",
     ) -> None:
-        if not isinstance(queue_capacity, int) or queue_capacity < 1:
+        if type(queue_capacity) is not int or queue_capacity < 1:
             raise ValueError(f"queue_capacity: expected an int >= 1, got {queue_capacity!r}")
+        if type(queue_max_bytes) is not int or queue_max_bytes < 1:
+            raise ValueError(f"queue_max_bytes: expected an int >= 1, got {queue_max_bytes!r}")
         if overflow not in ("block", "drop"):
             raise ValueError(f"overflow: expected 'block' or 'drop', got {overflow!r}")
         if timestamp_format not in ("rfc3339", "epoch_us"):
@@ -162,18 +154,22 @@ class Runtime:
         }
         self.injectors: Registry[EventHook] = Registry("metadata injector", self._reconfigure)
         self.middleware: dict[str, Registry[Callable[..., Any]]] = {}
-        self._exporters: dict[str, Exporter] = {}
-        self._sinks: tuple[tuple[str, Exporter, LineExporter | None], ...] = ()
+        self._exporters: dict[str, ExporterSlot] = {}
+        self._sinks: tuple[ExporterSlot, ...] = ()
         self._config_lock = threading.Lock()
         self._failures: Counter[str] = Counter()
         self._last_errors: dict[str, str] = {}
         self._failure_lock = threading.Lock()
+        self._open_spans: dict[Origin, bytes | None] = {}
+        """Spans started and not yet ended, with their start's profile (see ``end_abandoned``)."""
         self._dispatcher = Dispatcher(
             capacity=queue_capacity,
+            max_bytes=queue_max_bytes,
             overflow=overflow,
             deliver=self._deliver,
             flush_sinks=self._flush_exporters,
             report_drops=self._report_drops,
+            on_error=lambda exc: self.record_failure("delivery:worker", exc),
         )
         self.emit: Callable[[Event | LineParts], None] = self._dispatcher.put
         """Queue an event (or its line); never waits for delivery. After
@@ -205,21 +201,32 @@ class Runtime:
     def shutdown(self, timeout: float | None = 5.0) -> None:
         """Deliver what is queued, flush and shut down exporters, refuse further use.
 
-        Idempotent. If this is the default runtime, the next :func:`get_runtime`
-        call creates a fresh one.
+        When the queue is not delivered within ``timeout``, exporters on the
+        delivery thread are left open for the worker to finish (counted under
+        ``delivery:shutdown``). Idempotent. If this is the default runtime, the
+        next :func:`get_runtime` call creates a fresh one.
         """
         global _default
         if self.closed:
             return
+        _check_timeout(timeout)
         with self._config_lock:
             self.closed = True
             self.emit = self.record = self._emit_after_shutdown
-        self._dispatcher.stop(timeout)
-        for name, exporter in list(self._exporters.items()):
-            try:
-                exporter.shutdown()
-            except Exception as exc:
-                self.record_failure(f"exporter:{name}", exc)
+        deadline = _deadline(timeout)
+        finished = self._dispatcher.stop(timeout)
+        if not finished:
+            # The worker still writes: closing its exporters under it would turn
+            # queued events into failures (or, with a reused descriptor, write them
+            # elsewhere). They stay open; the worker ends after the queue.
+            self.record_failure(
+                "delivery:shutdown",
+                TimeoutError(f"shutdown timed out with {self._dispatcher.depth} items queued"),
+            )
+        for slot in list(self._exporters.values()):
+            _detach(slot.exporter)
+            if finished or slot.background:
+                slot.shutdown(deadline)
         with _default_lock:
             if _default is self:
                 _default = None
@@ -231,11 +238,67 @@ class Runtime:
 
     # ``record`` is one of these two; callers are type-checked against ``Recorder``.
 
-    def _record_event(self, *fields: Any) -> None:
-        self.emit(Event(*fields))
+    def _record_event(
+        self,
+        origin: Origin,
+        phase: Literal["start", "end"] | None,
+        timestamp_us: int,
+        data_raw: bytes | None,
+        data_schema: DataSchema | None,
+        metadata_raw: bytes | None,
+        profile_raw: bytes | None,
+    ) -> None:
+        event = Event(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
+        if phase is not None:
+            if phase == "start":
+                self._open_spans[origin] = profile_raw
+            else:
+                self._open_spans.pop(origin, None)
+        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
+            self._dispatcher.put_big(event, len(data_raw))
+        else:
+            self.emit(event)
 
-    def _record_line(self, *fields: Any) -> None:
-        self.emit(line(*fields))
+    def _record_line(
+        self,
+        origin: Origin,
+        phase: Literal["start", "end"] | None,
+        timestamp_us: int,
+        data_raw: bytes | None,
+        data_schema: DataSchema | None,
+        metadata_raw: bytes | None,
+        profile_raw: bytes | None,
+    ) -> None:
+        parts = line(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
+        if phase is not None:
+            if phase == "start":
+                self._open_spans[origin] = profile_raw
+            else:
+                self._open_spans.pop(origin, None)
+        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
+            self._dispatcher.put_big(parts, len(data_raw))
+        else:
+            self.emit(parts)
+
+    def end_abandoned(self) -> int:
+        """Write an end for every span that was started and never ended; return how many.
+
+        The end carries ``metadata = {"llmflow.abandoned": true}`` and the
+        start's ``category_profile``. Called at interpreter exit and on SIGTERM
+        (before the process dies by it); never raises.
+        """
+        if self.closed:
+            return 0
+        abandoned = list(self._open_spans.items())
+        marker = dumps({"llmflow.abandoned": True})
+        count = 0
+        for origin, profile in abandoned:
+            try:
+                self.record(origin, "end", now_us(), None, None, marker, profile)
+                count += 1
+            except Exception as exc:
+                self.record_failure("delivery:abandoned", exc)
+        return count
 
     def _reconfigure(self) -> None:
         """Decide how events are queued; called after every change of a consumer.
@@ -248,13 +311,10 @@ class Runtime:
             if self.closed:
                 return
             exporters = self._exporters
-            self._sinks = tuple(
-                (name, exporter, exporter if isinstance(exporter, LineExporter) else None)
-                for name, exporter in exporters.items()
-            )
+            self._sinks = tuple(exporters.values())
             lines_only = (
                 bool(exporters)
-                and all(line_sink is not None for _, _, line_sink in self._sinks)
+                and all(slot.line_sink is not None for slot in self._sinks)
                 and not self.subscribers.entries
                 and not self.injectors.entries
                 and not any(registry.entries for registry in self.sanitizers.values())
@@ -264,42 +324,92 @@ class Runtime:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted before the call is delivered and exported.
 
-        Returns ``False`` if ``timeout`` (seconds) ran out first.
+        Background exporters are waited for too. Returns ``False`` if
+        ``timeout`` (seconds) ran out first or an exporter reported that it
+        could not flush everything.
         """
         self.check_open()
-        return self._dispatcher.flush(timeout)
+        _check_timeout(timeout)
+        deadline = _deadline(timeout)
+        if not self._dispatcher.flush(timeout):
+            return False
+        return self._flush_background(deadline)
+
+    def _flush_background(self, deadline: float | None, only: str | None = None) -> bool:
+        ok = True
+        for slot in self._sinks:
+            if slot.background and (only is None or slot.name == only):
+                ok = slot.flush_background(deadline) and ok
+        return ok
 
     async def aflush(self) -> None:
-        """Async :meth:`flush`: never blocks the event loop."""
+        """Async :meth:`flush`: never blocks the event loop.
+
+        Background exporters are awaited on a helper thread, without a timeout.
+        """
         self.check_open()
         await self._dispatcher.aflush()
+        if any(slot.background for slot in self._sinks):
+            await asyncio.to_thread(self._flush_background, None)
 
     def on_delivery_thread(self) -> bool:
         """Whether the caller is this runtime's delivery thread (subscriber code)."""
         return self._dispatcher.on_worker_thread()
 
+    def on_runtime_thread(self) -> bool:
+        """Whether the caller is the delivery thread or a background exporter's worker."""
+        return self._dispatcher.on_worker_thread() or any(
+            slot.on_export_thread() for slot in self._sinks
+        )
+
     # -- exporters -----------------------------------------------------------------
 
     def add_exporter(self, name: str, exporter: Exporter) -> None:
-        """Register ``exporter`` under ``name`` (duplicate names raise)."""
+        """Register ``exporter`` under ``name`` (duplicate names raise).
+
+        An exporter with ``background = True`` gets its own worker thread and
+        bounded buffer. A :class:`~llmflow.exporters.BaseExporter` is handed a
+        registration, through which its own ``flush()``/``shutdown()`` called
+        by the user ask this runtime to act.
+        """
         self.check_open()
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name: expected a non-empty str, got {name!r}")
         if not isinstance(exporter, Exporter):
             raise TypeError("exporter: expected an object with export(), flush() and shutdown()")
         if name in self._exporters:
             raise DuplicateRegistrationError(f"name: exporter {name!r} is already registered")
-        self._exporters = {**self._exporters, name: exporter}
+        slot = ExporterSlot(name, exporter, self.record_failure)
+        self._exporters = {**self._exporters, name: slot}
+        attach = getattr(exporter, "attach", None)
+        if callable(attach):
+            attach(_Registration(self, name))
         self._reconfigure()
 
-    def remove_exporter(self, name: str, *, timeout: float | None = 5.0) -> bool:
-        """Flush what is queued to ``name``, then unregister it; return whether it existed."""
-        if name not in self._exporters:
+    def remove_exporter(
+        self, name: str, *, timeout: float | None = 5.0, shutdown: bool = False
+    ) -> bool:
+        """Flush what is queued to ``name``, then unregister it; return whether it existed.
+
+        A background exporter's worker is stopped. With ``shutdown=True`` the
+        exporter's ``shutdown()`` is called too (its own ``shutdown()`` does this).
+        """
+        slot = self._exporters.get(name)
+        if slot is None:
             return False
+        deadline = _deadline(timeout)
         if not self.closed:
             self._dispatcher.flush(timeout)
+            self._flush_background(deadline, only=name)
         exporters = dict(self._exporters)
         del exporters[name]
         self._exporters = exporters
         self._reconfigure()
+        _detach(slot.exporter)
+        if shutdown:
+            slot.shutdown(deadline)
+        else:
+            slot.stop_worker(deadline)
         return True
 
     # -- diagnostics ---------------------------------------------------------------
@@ -314,6 +424,7 @@ class Runtime:
     def diagnostics(self) -> Diagnostics:
         """A consistent-enough snapshot of the counters (cheap; lock-free reads)."""
         dispatcher = self._dispatcher
+        exporters = {name: slot.counters() for name, slot in self._exporters.items()}
         with self._failure_lock:
             failures = dict(self._failures)
             last = dict(self._last_errors)
@@ -323,51 +434,80 @@ class Runtime:
             dropped=dispatcher.dropped,
             failures=failures,
             last_errors=last,
+            failed=dispatcher.failed,
+            exporters=exporters,
         )
 
     # -- delivery (worker thread only) ---------------------------------------------
 
-    def _deliver(self, batch: list[Event | LineParts]) -> None:
+    def _deliver(self, batch: list[Event | LineParts]) -> int:
+        """Hand ``batch`` to subscribers and exporters; return how many events failed.
+
+        An event fails when its line cannot be built (it is then shown to no
+        subscriber, so the file and the subscribers agree) or when an exporter
+        on this thread did not write it (the largest count over exporters).
+        """
+        sinks = self._sinks
         injectors = self.injectors.entries
         sanitizers = self.sanitizers
         subscribers = self.subscribers.entries
         hooked = injectors or subscribers or any(sanitizers.values())
-        for event in batch if hooked else ():
-            if not isinstance(event, Event):
-                continue  # queued as a line before these consumers were added
-            if injectors:
-                self._inject(event, injectors)
-            kind: SanitizerKind = (
-                "mark"
-                if event.scope_category is None
-                else "scope_start"
-                if event.scope_category == "start"
-                else "scope_end"
+        line_sinks = [slot for slot in sinks if slot.line_sink is not None]
+        bad = 0
+        if hooked or (line_sinks and any(type(item) is Event for item in batch)):
+            lines: list[LineParts] | None = [] if line_sinks else None
+            events: list[Event] = []
+            for event in batch:
+                if not isinstance(event, Event):
+                    if lines is not None:
+                        lines.append(event)  # queued as a line before these consumers came
+                    continue
+                if hooked:
+                    self._publish_hooks(event, injectors)
+                if lines is not None:
+                    try:
+                        lines.append(event.line_parts())
+                    except Exception as exc:  # one bad event never costs its batch
+                        bad += 1
+                        self.record_failure("delivery:serialize", exc)
+                        continue
+                events.append(event)
+                for sub in subscribers:
+                    try:
+                        sub.fn(event)
+                    except BaseException as exc:  # even SystemExit: isolate, count
+                        self.record_failure(f"subscriber:{sub.name}", exc)
+        else:
+            lines = batch if line_sinks else None  # type: ignore[assignment]
+            events = (
+                [item for item in batch if isinstance(item, Event)]
+                if len(line_sinks) < len(sinks)
+                else []
             )
-            chain = sanitizers[kind].entries
-            if chain:
-                self._sanitize(event, kind, chain)
-            for sub in subscribers:
-                try:
-                    sub.fn(event)
-                except Exception as exc:
-                    self.record_failure(f"subscriber:{sub.name}", exc)
-        lines: list[LineParts] | None = None
-        events: list[Event] | None = None
-        for name, exporter, line_sink in self._sinks:
-            try:
-                if line_sink is not None:
-                    if lines is None:
-                        lines = [
-                            item.line_parts() if isinstance(item, Event) else item for item in batch
-                        ]
-                    line_sink.export_lines(lines)
-                else:
-                    if events is None:
-                        events = [item for item in batch if isinstance(item, Event)]
-                    exporter.export(events)
-            except Exception as exc:
-                self.record_failure(f"exporter:{name}", exc)
+        failed = 0
+        for slot in sinks:
+            if slot.line_sink is not None:
+                assert lines is not None
+                if bad:
+                    slot.count_unserializable(bad)
+                failed = max(failed, slot.deliver_lines(lines))
+            else:
+                failed = max(failed, slot.deliver_events(events))
+        return failed + bad
+
+    def _publish_hooks(self, event: Event, injectors: Sequence[Any]) -> None:
+        if injectors:
+            self._inject(event, injectors)
+        kind: SanitizerKind = (
+            "mark"
+            if event.scope_category is None
+            else "scope_start"
+            if event.scope_category == "start"
+            else "scope_end"
+        )
+        chain = self.sanitizers[kind].entries
+        if chain:
+            self._sanitize(event, kind, chain)
 
     def _inject(self, event: Event, injectors: Sequence[Any]) -> None:
         metadata = dict(event.metadata or {})
@@ -381,7 +521,7 @@ class Runtime:
                     raise TypeError(f"expected a mapping or None, got {type(extra).__name__}")
                 additions = {k: v for k, v in extra.items() if k not in metadata}
                 check_metadata(additions, "metadata")
-            except Exception as exc:  # fail open: skip this injector only
+            except BaseException as exc:  # fail open: skip this injector only
                 self.record_failure(f"metadata_injector:{entry.name}", exc)
                 continue
             if additions:
@@ -395,7 +535,10 @@ class Runtime:
             try:
                 update = entry.fn(event)
                 if update is None:
-                    continue
+                    # Edited in place? The file must carry what subscribers will see.
+                    update = _decoded_payloads(event)
+                    if not update:
+                        continue
                 if not isinstance(update, Mapping) or not _SANITIZABLE.issuperset(update):
                     raise TypeError(
                         "an event sanitizer returns None or a mapping with keys among "
@@ -405,7 +548,7 @@ class Runtime:
                     key: check_metadata(value) if key == "metadata" else snapshot(value, key)
                     for key, value in update.items()
                 }
-            except Exception as exc:  # fail closed: drop every field it may touch
+            except BaseException as exc:  # fail closed: drop every field it may touch
                 self.record_failure(f"{kind}_sanitizer:{entry.name}", exc)
                 for key in ("data", "profile", "metadata"):
                     event._replace_payload(key, None)
@@ -414,11 +557,8 @@ class Runtime:
                 event._replace_payload("profile" if key == "category_profile" else key, raw)
 
     def _flush_exporters(self) -> None:
-        for name, exporter in self._exporters.items():
-            try:
-                exporter.flush()
-            except Exception as exc:
-                self.record_failure(f"exporter:{name}", exc)
+        for slot in self._sinks:
+            slot.flush_foreground()
 
     def _report_drops(self, count: int) -> None:
         us = now_us()
@@ -433,9 +573,11 @@ class Runtime:
 
     def _after_fork_in_child(self) -> None:
         self._dispatcher.after_fork_in_child()
+        self._open_spans = {}  # the parent ends its own spans
         self._failure_lock = threading.Lock()
-        for name, exporter in self._exporters.items():
-            reopen = getattr(exporter, "after_fork_in_child", None)
+        for name, slot in self._exporters.items():
+            slot.after_fork_in_child()
+            reopen = getattr(slot.exporter, "after_fork_in_child", None)
             if reopen is not None:
                 try:
                     reopen()
@@ -447,6 +589,13 @@ _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _default: Runtime | None = None
 _default_lock = threading.Lock()
 ATOF_PATH_ENV = "LLMFLOW_ATOF_PATH"
+EXIT_TIMEOUT_ENV = "LLMFLOW_EXIT_TIMEOUT"
+EXIT_TIMEOUT = 5.0
+"""Seconds the exit flush (interpreter exit, SIGTERM) waits per runtime, unless
+``LLMFLOW_EXIT_TIMEOUT`` says otherwise."""
+BIG_PAYLOAD = 16 * 1024
+"""Events whose ``data`` snapshot has at least this many bytes count against
+``Runtime(queue_max_bytes=...)``; smaller ones are bounded by the event count."""
 
 
 def get_runtime() -> Runtime:
@@ -470,10 +619,34 @@ def _create_default() -> Runtime:
         _default = runtime
     path = os.environ.get(ATOF_PATH_ENV)
     if path:
-        from .exporters import AtofFileExporter
+        from .exporters.jsonl import AtofFileExporter
 
-        AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
+        try:
+            AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
+        except Exception as exc:  # configuration must never crash the application
+            runtime.record_failure(f"config:{ATOF_PATH_ENV}", exc)
+            _warn_once(
+                f"{ATOF_PATH_ENV}={path!r} cannot be used ({describe_exception(exc)[1]}); "
+                "events are not written to a file"
+            )
+    if os.environ.get("LLMFLOW_EXPORTERS"):
+        from ._environment import install_from_environment
+
+        install_from_environment(runtime)
     return runtime
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """One line on stderr per distinct message (configuration problems, exit reports)."""
+    if message in _warned:
+        return
+    _warned.add(message)
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"llmflow: {message}\n")
+        sys.stderr.flush()
 
 
 def _after_fork_in_child() -> None:
@@ -483,12 +656,149 @@ def _after_fork_in_child() -> None:
         runtime._after_fork_in_child()
 
 
-def _flush_at_exit() -> None:
+def exit_timeout() -> float:
+    """The exit flush's bound in seconds: ``LLMFLOW_EXIT_TIMEOUT`` or :data:`EXIT_TIMEOUT`."""
+    raw = os.environ.get(EXIT_TIMEOUT_ENV)
+    if raw:
+        try:
+            value = float(raw)
+            if value >= 0:
+                return value
+        except ValueError:
+            pass
+        _warn_once(f"{EXIT_TIMEOUT_ENV}={raw!r} is not a number of seconds; using {EXIT_TIMEOUT}")
+    return EXIT_TIMEOUT
+
+
+def _flush_at_exit(reason: str = "exit") -> None:
+    """End abandoned spans, flush every open runtime (bounded), report what was not delivered.
+
+    Runs at interpreter exit and on SIGTERM; never raises.
+    """
+    timeout = exit_timeout()
     for runtime in list(_RUNTIMES):
-        if not runtime.closed:
-            with contextlib.suppress(Exception):  # interpreter teardown: never raise
-                runtime.flush(timeout=10.0)
+        if runtime.closed:
+            continue
+        try:
+            runtime.end_abandoned()
+            complete = runtime.flush(timeout=timeout)
+            _report_undelivered(runtime, reason, complete, timeout)
+        except BaseException:  # interpreter teardown: never raise
+            pass
 
 
+def _report_undelivered(runtime: Runtime, reason: str, complete: bool, timeout: float) -> None:
+    diagnostics = runtime.diagnostics()
+    lost = {
+        "queued": diagnostics.queued,
+        "dropped": diagnostics.dropped,
+        "failed": diagnostics.failed,
+    }
+    for name, counts in diagnostics.exporters.items():
+        for key in ("queued", "dropped", "failed"):
+            if counts.get(key):
+                lost[f"{name}.{key}"] = counts[key]
+    lost = {key: n for key, n in lost.items() if n}
+    if complete and not lost:
+        return
+    status = "complete" if complete else f"timed out after {timeout:g} s"
+    detail = ", ".join(f"{key} {n}" for key, n in lost.items()) or "nothing counted"
+    _warn_once(f"{reason} flush {status}; events not delivered: {detail}")
+
+
+_previous_sigterm: Any = None
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Flush on SIGTERM, then do what would have happened without llmflow."""
+    previous = _previous_sigterm
+    if callable(previous):
+        # The application handles SIGTERM: flush what was emitted, let it decide.
+        for runtime in list(_RUNTIMES):
+            if not runtime.closed:
+                with contextlib.suppress(BaseException):
+                    runtime.flush(timeout=exit_timeout())
+        previous(signum, frame)
+        return
+    _flush_at_exit("SIGTERM")
+    # The default action: die by the signal, so the exit status says SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def install_sigterm_handler() -> bool:
+    """Chain llmflow's SIGTERM flush in front of the current handler; return whether it did.
+
+    Only from the main thread, and never over ``SIG_IGN`` (the process ignores
+    SIGTERM on purpose). Done once when llmflow is imported; an application
+    that installs its own handler later replaces it (its ``sys.exit`` still
+    runs the exit flush). ``LLMFLOW_SIGTERM=0`` disables it.
+    """
+    global _previous_sigterm
+    if os.environ.get("LLMFLOW_SIGTERM", "1") == "0":
+        return False
+    if threading.get_ident() != threading.main_thread().ident:
+        return False
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is signal.SIG_IGN or current is _on_sigterm or current is None:
+            return False
+        _previous_sigterm = current if callable(current) else None
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _decoded_payloads(event: Event) -> dict[str, Any]:
+    """The payload fields a hook has decoded (and so may have edited in place)."""
+    decoded: dict[str, Any] = {}
+    if event._data is not UNSET:
+        decoded["data"] = event._data
+    if event._metadata is not UNSET:
+        decoded["metadata"] = event._metadata
+    if event._profile is not UNSET:
+        decoded["category_profile"] = event._profile
+    return decoded
+
+
+def _check_timeout(timeout: object) -> None:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
+    ):
+        raise TypeError(f"timeout: expected None or a number of seconds >= 0, got {timeout!r}")
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _detach(exporter: object) -> None:
+    attach = getattr(exporter, "attach", None)
+    if callable(attach):
+        attach(None)
+
+
+class _Registration:
+    """What a registered :class:`~llmflow.exporters.BaseExporter` holds of its runtime."""
+
+    __slots__ = ("name", "runtime")
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self.runtime = runtime
+        self.name = name
+
+    def runtime_is_calling(self) -> bool:
+        return self.runtime.closed or self.runtime.on_runtime_thread()
+
+    def flush(self, timeout: float | None) -> bool:
+        return self.runtime.flush(timeout)
+
+    def close(self, timeout: float | None) -> None:
+        self.runtime.remove_exporter(self.name, timeout=timeout, shutdown=True)
+
+
+set_default_runtime(get_runtime)
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_flush_at_exit)
+install_sigterm_handler()

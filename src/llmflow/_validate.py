@@ -22,7 +22,6 @@ __all__ = [
     "check_model_name",
     "check_name",
     "check_profile",
-    "check_timeout",
     "from_params",
     "normalize_attributes",
 ]
@@ -120,19 +119,6 @@ def check_model_name(model_name: object) -> str | None:
             f"model_name: expected a str or None, got {type(model_name).__name__}"
         )
     return model_name if model_name.isascii() else check_text(model_name, "model_name")
-
-
-def check_timeout(timeout: object, param: str = "timeout") -> float | None:
-    """``None`` (wait as long as it takes) or a number of seconds >= 0."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ParameterTypeError(
-            f"{param}: expected a number of seconds or None, got {type(timeout).__name__}"
-        )
-    if not timeout >= 0:  # also rejects NaN
-        raise InvalidParameterError(f"{param}: expected seconds >= 0, got {timeout!r}")
-    return float(timeout)
 
 
 def from_params(params: object, **others: object) -> dict[str, Any]:

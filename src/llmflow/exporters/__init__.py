@@ -1,13 +1,57 @@
 """Exporters: where delivered events go.
 
-An exporter only knows how to write a batch (see :class:`Exporter`); queueing,
-ordering and isolation of failures belong to the runtime.
+An exporter only knows how to export a batch and report the outcome (see
+:class:`Exporter`); queueing, ordering, background workers, counting and the
+isolation of failures belong to the runtime. ``OpenTelemetryExporter``,
+``HttpExporter``, ``ParquetExporter`` and ``write_parquet`` are imported on
+first use, so ``import llmflow`` never loads OpenTelemetry or pyarrow (they
+need the ``otel`` and ``parquet`` extras).
 """
 
 from __future__ import annotations
 
-from llmflow._runtime import Exporter, LineExporter
+import importlib
+from typing import TYPE_CHECKING
 
-from .jsonl import AtofFileExporter
+from llmflow.exporters._base import (
+    BaseExporter,
+    Exporter,
+    ExportResult,
+    LineExporter,
+    PartialExportError,
+)
+from llmflow.exporters.jsonl import AtofFileExporter
 
-__all__ = ["AtofFileExporter", "Exporter", "LineExporter"]
+if TYPE_CHECKING:
+    from llmflow.exporters.http import HttpExporter
+    from llmflow.exporters.otel import OpenTelemetryExporter
+    from llmflow.exporters.parquet import ParquetExporter, write_parquet
+
+__all__ = [
+    "AtofFileExporter",
+    "BaseExporter",
+    "ExportResult",
+    "Exporter",
+    "HttpExporter",
+    "LineExporter",
+    "OpenTelemetryExporter",
+    "ParquetExporter",
+    "PartialExportError",
+    "write_parquet",
+]
+
+_LAZY = {
+    "HttpExporter": "llmflow.exporters.http",
+    "OpenTelemetryExporter": "llmflow.exporters.otel",
+    "ParquetExporter": "llmflow.exporters.parquet",
+    "write_parquet": "llmflow.exporters.parquet",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmflow.exporters' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -13,8 +13,8 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._event import Event
-from ._runtime import Runtime, get_runtime
+from llmflow._event import Event
+from llmflow._runtime import Runtime, get_runtime
 
 __all__ = ["capture"]
 

@@ -1,0 +1,202 @@
+"""Exporter benchmark (SPEC §12): throughput, and the application thread's cost per call.
+
+1. Throughput (events/s) of ``HttpExporter`` to a loopback receiver (a separate
+   process that decompresses and counts every line) and of ``ParquetExporter``
+   to local disk, next to ``AtofFileExporter`` as the reference, on the same
+   events: the §8 workload's manual pairs (about 2 KB request and response).
+2. The application thread's cost per manual pair (``llm_call`` + ``llm_call_end``)
+   with the JSONL file only ("off") and with each exporter added ("on"), in the
+   same run: ``emit`` is the time of the calling loop alone, ``end to end``
+   includes ``llmflow.flush()`` (every event delivered and exported).
+
+    python benchmarks/bench_exporters.py [--pairs N] [--runs N] [--json PATH]
+
+The report is printed as a table on stderr and one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _workload as w
+import llmflow
+from llmflow import Event, LlmRequest
+from llmflow.exporters import AtofFileExporter, HttpExporter, ParquetExporter
+from llmflow.testing import capture
+
+RECEIVER = r"""
+import gzip, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    lines = 0
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Handler.lines += gzip.decompress(body).count(b"\n")
+        self.send_response(204)
+        self.send_header("X-Lines", str(Handler.lines))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _pairs_as_events(pairs: int) -> list[Event]:
+    request = LlmRequest(w.request_headers(), w.request_body())
+    response = w.response()
+    with capture() as events:
+        for _ in range(pairs):
+            handle = llmflow.llm_call(w.CALL_NAME, request, model_name=w.MODEL)
+            llmflow.llm_call_end(handle, response, metadata={"cost.usd": 0.0123})
+    return events
+
+
+def _throughput(
+    name: str, make: Callable[[], Any], events: list[Event], batch: int, finish: str
+) -> dict[str, Any]:
+    exporter = make()
+    started = time.perf_counter()
+    for start in range(0, len(events), batch):
+        exporter.export(events[start : start + batch])
+    done = getattr(exporter, finish)(60.0) if finish == "flush" else exporter.flush()
+    elapsed = time.perf_counter() - started
+    stats = exporter.stats() if hasattr(exporter, "stats") else {}
+    exporter.shutdown()
+    return {
+        "exporter": name,
+        "events": len(events),
+        "seconds": elapsed,
+        "events_per_s": len(events) / elapsed,
+        "flushed": done,
+        "stats": stats,
+    }
+
+
+def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[str, float]:
+    runtime = llmflow.Runtime(queue_capacity=65_536)
+    runtime.install()
+    AtofFileExporter(jsonl, mode="overwrite", fsync=False).register("jsonl", runtime=runtime)
+    exporter = None
+    if extra is not None:
+        exporter = extra()
+        runtime.add_exporter("extra", exporter)
+    request = LlmRequest(w.request_headers(), w.request_body())
+    response = w.response()
+    llm_call, llm_call_end = llmflow.llm_call, llmflow.llm_call_end
+    for _ in range(200):  # warm-up
+        llm_call_end(llm_call(w.CALL_NAME, request, model_name=w.MODEL), response)
+    runtime.flush()
+    started = time.perf_counter()
+    for _ in range(pairs):
+        llm_call_end(llm_call(w.CALL_NAME, request, model_name=w.MODEL), response)
+    emitted = time.perf_counter()
+    runtime.flush()
+    flushed = time.perf_counter()
+    diagnostics = runtime.diagnostics()
+    runtime.shutdown()
+    return {
+        "emit_us": (emitted - started) / pairs * 1e6,
+        "end_to_end_us": (flushed - started) / pairs * 1e6,
+        "dropped": float(diagnostics.dropped),
+        "failures": float(sum(diagnostics.failures.values())),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--json", type=Path)
+    options = parser.parse_args()
+
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout is not None
+    url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}/v1/atof"
+    report: dict[str, Any] = {"pairs": options.pairs, "runs": options.runs, "throughput": []}
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            root = Path(scratch)
+            setup = llmflow.Runtime()
+            previous = setup.install()
+            events = _pairs_as_events(options.pairs)
+            setup.shutdown()
+            if previous is not None and not previous.closed:
+                previous.install()
+            line_bytes = sum(len(event.json_line()) for event in events) / len(events)
+            report["bytes_per_event"] = line_bytes
+            makers: dict[str, Callable[[], Any]] = {
+                "jsonl": lambda: AtofFileExporter(
+                    root / f"t{time.perf_counter_ns()}.jsonl", fsync=True
+                ),
+                "http": lambda: HttpExporter(url, batch_size=options.batch),
+                "parquet": lambda: ParquetExporter(root / f"p{time.perf_counter_ns()}"),
+            }
+            for run in range(options.runs):
+                for name, make in makers.items():
+                    finish = "plain" if name == "jsonl" else "flush"
+                    result = _throughput(name, make, events, options.batch, finish)
+                    result["run"] = run
+                    report["throughput"].append(result)
+                    _log(f"throughput {name:8} run {run}: {result['events_per_s']:>10,.0f} ev/s")
+
+            app: dict[str, list[dict[str, float]]] = {"off": [], "http": [], "parquet": []}
+            extras: dict[str, Callable[[], Any] | None] = {
+                "off": None,
+                "http": lambda: HttpExporter(url, batch_size=options.batch),
+                "parquet": lambda: ParquetExporter(root / f"a{time.perf_counter_ns()}"),
+            }
+            for run in range(options.runs):
+                for name, extra in extras.items():
+                    cost = _app_cost(options.pairs, extra, str(root / "app.jsonl"))
+                    app[name].append(cost)
+                    _log(
+                        f"app cost {name:8} run {run}: emit {cost['emit_us']:6.2f} us/pair, "
+                        f"end to end {cost['end_to_end_us']:6.2f} us/pair"
+                    )
+            report["app_cost"] = app
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+
+    summary: dict[str, Any] = {}
+    for name in ("jsonl", "http", "parquet"):
+        rates = [r["events_per_s"] for r in report["throughput"] if r["exporter"] == name]
+        summary[f"throughput_{name}_events_per_s"] = statistics.median(rates)
+    for name, runs in report["app_cost"].items():
+        summary[f"app_{name}_emit_us"] = statistics.median(r["emit_us"] for r in runs)
+        summary[f"app_{name}_end_to_end_us"] = statistics.median(r["end_to_end_us"] for r in runs)
+    report["summary"] = summary
+    _log("")
+    _log(f"median of {options.runs} runs, {options.pairs:,} pairs ({2 * options.pairs:,} events)")
+    for key, value in summary.items():
+        _log(f"  {key:34} {value:>12,.2f}")
+    if options.json is not None:
+        options.json.write_text(json.dumps(report, indent=2, default=str))
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.pop("LLMFLOW_EXPORTERS", None)
+    sys.exit(main())

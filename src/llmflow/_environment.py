@@ -1,0 +1,131 @@
+"""``LLMFLOW_EXPORTERS``: exporters chosen by environment variables, no code.
+
+Read once, when the process-default runtime is created. A comma list of
+``jsonl``, ``http``, ``parquet`` and ``otlp``; each is configured by its own
+variables (see :data:`VARIABLES`). An unknown name, a missing variable or a
+missing extra prints one warning line on stderr and is counted in
+``llmflow.diagnostics()`` under ``exporter_config:<name>``; it never raises,
+so a bad environment cannot break ``import llmflow``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from urllib.parse import unquote
+
+from llmflow._runtime import ATOF_PATH_ENV, Runtime
+from llmflow.exporters._base import Exporter
+
+__all__ = ["EXPORTERS_ENV", "VARIABLES", "install_from_environment", "parse_headers"]
+
+EXPORTERS_ENV = "LLMFLOW_EXPORTERS"
+DEFAULT_ATOF_PATH = "llmflow.atof.jsonl"
+
+VARIABLES: Mapping[str, tuple[str, ...]] = {
+    "jsonl": (ATOF_PATH_ENV,),
+    "http": ("LLMFLOW_HTTP_URL", "LLMFLOW_HTTP_HEADERS", "LLMFLOW_HTTP_SPOOL_DIR"),
+    "parquet": ("LLMFLOW_PARQUET_DIR",),
+    "otlp": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "..."),
+}
+"""The variables each exporter name reads (the first one of ``http``/``parquet`` is required)."""
+
+
+class ExporterConfigError(ValueError):
+    """An ``LLMFLOW_EXPORTERS`` entry that cannot be built."""
+
+
+def parse_headers(text: str) -> dict[str, str]:
+    """Parse ``key=value,key2=value2`` (percent-decoded), as ``OTEL_EXPORTER_OTLP_HEADERS``."""
+    headers: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ExporterConfigError(
+                f"LLMFLOW_HTTP_HEADERS: expected key=value pairs separated by commas, got {item!r}"
+            )
+        headers[unquote(key.strip())] = unquote(value.strip())
+    return headers
+
+
+def _required(environ: Mapping[str, str], variable: str, name: str) -> str:
+    value = environ.get(variable, "").strip()
+    if not value:
+        raise ExporterConfigError(f"{name} needs {variable} to be set")
+    return value
+
+
+def _jsonl(environ: Mapping[str, str]) -> Exporter | None:
+    if environ.get(ATOF_PATH_ENV):
+        return None  # already installed by the default runtime under LLMFLOW_ATOF_PATH
+    from llmflow.exporters.jsonl import AtofFileExporter
+
+    return AtofFileExporter(DEFAULT_ATOF_PATH, mode="append")
+
+
+def _http(environ: Mapping[str, str]) -> Exporter:
+    from llmflow.exporters.http import HttpExporter
+
+    url = _required(environ, "LLMFLOW_HTTP_URL", "http")
+    headers = parse_headers(environ.get("LLMFLOW_HTTP_HEADERS", ""))
+    spool_dir = environ.get("LLMFLOW_HTTP_SPOOL_DIR") or None
+    return HttpExporter(url, headers=headers, spool_dir=spool_dir)
+
+
+def _parquet(environ: Mapping[str, str]) -> Exporter:
+    from llmflow.exporters.parquet import ParquetExporter
+
+    return ParquetExporter(_required(environ, "LLMFLOW_PARQUET_DIR", "parquet"))
+
+
+def _otlp(environ: Mapping[str, str]) -> Exporter:
+    try:
+        module = importlib.import_module("llmflow.exporters.otel")
+    except ImportError as exc:
+        raise ExporterConfigError(
+            f"otlp needs the OpenTelemetry extra: pip install 'llmflow[otel]' ({exc})"
+        ) from None
+    exporter: Exporter = module.OpenTelemetryExporter()  # OTEL_EXPORTER_OTLP_* configure it
+    return exporter
+
+
+_BUILDERS: dict[str, Callable[[Mapping[str, str]], Exporter | None]] = {
+    "jsonl": _jsonl,
+    "http": _http,
+    "parquet": _parquet,
+    "otlp": _otlp,
+}
+
+
+def install_from_environment(
+    runtime: Runtime, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Register the exporters ``LLMFLOW_EXPORTERS`` names on ``runtime``; return their names.
+
+    Registered as ``LLMFLOW_EXPORTERS:<name>``. Never raises: a failure is a
+    warning on stderr plus a count under ``exporter_config:<name>``.
+    """
+    environ = os.environ if environ is None else environ
+    installed: list[str] = []
+    names = [item.strip().lower() for item in environ.get(EXPORTERS_ENV, "").split(",")]
+    for name in dict.fromkeys(item for item in names if item):
+        try:
+            builder = _BUILDERS.get(name)
+            if builder is None:
+                raise ExporterConfigError(
+                    f"unknown exporter {name!r}; expected a comma list of {', '.join(_BUILDERS)}"
+                )
+            exporter = builder(environ)
+            if exporter is None:
+                continue
+            registered = f"{EXPORTERS_ENV}:{name}"
+            runtime.add_exporter(registered, exporter)
+            installed.append(registered)
+        except Exception as exc:  # a bad environment must never break the application
+            runtime.record_failure(f"exporter_config:{name}", exc)
+            sys.stderr.write(f"llmflow: {EXPORTERS_ENV}: {name} skipped: {exc}\n")
+    return installed

@@ -1,0 +1,342 @@
+"""One HTTP attempt on a provider route: what the sync and async transports share.
+
+An :class:`Exchange` turns the SDK's wire request into an ``LlmRequest``,
+rebuilds the wire request only when middleware changed it, reads the
+provider's answer (JSON or SSE) into what the pipeline records, and builds
+the response the SDK receives: the provider's own bytes, a guardrail's
+synthesized 400, or what an execution intercept answered instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import httpx2
+import orjson
+
+from llmflow._call import Call
+from llmflow._credentials import strip_credentials
+from llmflow._errors import CodecError, GuardrailRejected
+from llmflow._runtime import Runtime
+from llmflow._scope import current_span
+from llmflow._stream import add_end_metadata, stream_callbacks
+from llmflow._types import Json, JsonObject, LlmRequest
+from llmflow.codecs import AnthropicMessagesCodec
+from llmflow.http._errors import ProviderHTTPError
+from llmflow.http._routes import Route, provider_name
+from llmflow.http._sse import SseSplitter, encode_event
+
+__all__ = ["RAW_BODY", "RECORDED", "Exchange", "embedding_summary", "is_sse", "parse_body"]
+
+RECORDED: Final = "llmflow.recorded"
+"""Request extension set by the transport that records a request (no second record)."""
+RAW_BODY: Final = "llmflow.raw_body"
+"""Content key holding a request body that is not a JSON object."""
+
+_UNSET: Final[Any] = object()
+SKIP: Final[Any] = object()
+_REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "apim-request-id")
+_DONE_FRAME: Final = b"data: [DONE]\n\n"
+
+
+def current_call() -> Call | None:
+    """The LLM call whose execution chain is running (the transport's send runs in it)."""
+    span = current_span()
+    return span if isinstance(span, Call) else None
+
+
+def _json_object(body: bytes) -> JsonObject | None:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _decoded(raw: bytes, headers: httpx2.Headers) -> bytes:
+    if "content-encoding" not in headers:
+        return raw
+    return httpx2.Response(200, headers=headers, stream=httpx2.ByteStream(raw)).read()
+
+
+def parse_body(raw: bytes, headers: httpx2.Headers) -> Json:
+    """The response body as JSON, else as text (the raw payload is kept either way)."""
+    body = _decoded(raw, headers)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "backslashreplace")
+
+
+def is_sse(response: httpx2.Response) -> bool:
+    """A successful, unencoded ``text/event-stream`` response (read event by event)."""
+    headers = response.headers
+    return (
+        response.status_code < 400
+        and headers.get("content-type", "").startswith("text/event-stream")
+        and headers.get("content-encoding", "identity") == "identity"
+    )
+
+
+class Exchange:
+    """The state of one HTTP attempt on a provider route."""
+
+    __slots__ = (
+        "body",
+        "call",
+        "content",
+        "headers",
+        "live",
+        "llm_request",
+        "metadata",
+        "own",
+        "own_raw",
+        "parsed",
+        "request",
+        "result",
+        "route",
+        "runtime",
+        "sdk_response",
+        "streaming",
+        "tail",
+        "whole",
+    )
+
+    def __init__(self, route: Route, request: httpx2.Request, body: bytes, runtime: Runtime):
+        self.route = route
+        self.request = request
+        self.body = body
+        self.runtime = runtime
+        headers = dict(request.headers)
+        content = _json_object(body)
+        self.parsed = content is not None
+        if content is None:
+            self.codec_failure(CodecError("the request body is not a JSON object; sent unchanged"))
+            content = {RAW_BODY: body.decode("utf-8", "backslashreplace")}
+        self.headers = headers
+        self.content = content
+        self.llm_request = LlmRequest(headers, content)
+        metadata: JsonObject = {}
+        provider = provider_name(request.url.host, request.url.path, headers, route)
+        if provider is not None:
+            metadata["provider.name"] = provider
+        attempt = headers.get("x-stainless-retry-count")
+        if attempt is not None and attempt.isdigit():
+            metadata["http.attempt"] = int(attempt)
+        self.metadata = metadata
+        self.streaming = self.parsed and content.get("stream") is True
+        self.call: Call | None = None
+        self.result: Any = _UNSET
+        self.sdk_response: httpx2.Response | None = None
+        self.whole: Any = _UNSET
+        self.live: httpx2.Response | None = None
+        self.own: Any = None
+        self.own_raw = b""
+        self.tail = b""
+
+    # -- the pipeline's view ----------------------------------------------------------
+
+    @property
+    def codec(self) -> Any:
+        """The route's codec, unless the body is not JSON (then nothing is decoded)."""
+        return self.route.codec if self.parsed else None
+
+    def codec_failure(self, exc: Exception) -> None:
+        codec = self.route.codec
+        name = codec.data_schema.name if codec is not None else self.route.name
+        self.runtime.record_failure(f"codec:{name}", exc)
+
+    def event_request(self) -> JsonObject:
+        """The request as an event records it (credential headers stripped)."""
+        return {"headers": strip_credentials(self.headers), "content": self.content}
+
+    def wire(self, request: LlmRequest) -> httpx2.Request:
+        """The HTTP request to send: the SDK's own unless middleware changed it."""
+        if request is self.llm_request:
+            return self.request
+        same_content = request.content is self.content or request.content == self.content
+        if same_content and request.headers == self.headers:
+            return self.request
+        body = self.body if same_content or not self.parsed else orjson.dumps(request.content)
+        headers = httpx2.Headers(self.request.headers)
+        for key in list(headers.keys()):
+            if key not in request.headers and key.lower() not in request.headers:
+                del headers[key]
+        for key, value in request.headers.items():
+            if headers.get(key) != value:
+                headers[key] = value
+        headers["content-length"] = str(len(body))
+        return httpx2.Request(
+            self.request.method,
+            self.request.url,
+            headers=headers,
+            content=body,
+            extensions=self.request.extensions,
+        )
+
+    # -- answers ----------------------------------------------------------------------
+
+    def response_metadata(self, response: httpx2.Response, parsed: Json) -> JsonObject:
+        headers = response.headers
+        metadata: JsonObject = {"http.status_code": response.status_code}
+        for name in _REQUEST_ID_HEADERS:
+            if (request_id := headers.get(name)) is not None:
+                metadata["provider.request_id"] = request_id
+                break
+        retry_after = headers.get("retry-after") or headers.get("retry-after-ms")
+        if retry_after is not None:
+            metadata["http.retry_after"] = retry_after
+        if response.status_code >= 400 and isinstance(parsed, dict):
+            error = parsed.get("error")
+            if isinstance(error, dict):
+                code = error.get("code") or error.get("type")
+                if isinstance(code, str):
+                    metadata["provider.error_code"] = code
+        return metadata
+
+    def received(self, response: httpx2.Response, raw: bytes, call: Call | None) -> Json:
+        """Record a whole (non-SSE) answer; return it parsed, or raise on an error status.
+
+        The SDK will get a response carrying exactly ``raw``; an error status
+        raises :class:`ProviderHTTPError` (holding that response) so execution
+        intercepts see it, and records the error body as the end ``data``.
+        """
+        parsed = parse_body(raw, response.headers)
+        sdk = httpx2.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx2.ByteStream(raw),
+            extensions=response.extensions,
+        )
+        if call is not None:
+            add_end_metadata(call, self.response_metadata(response, parsed))
+        if response.status_code >= 400:
+            if call is not None:
+                call.data = parsed
+            raise ProviderHTTPError(response.status_code, response.headers, raw, sdk)
+        self.result, self.sdk_response = parsed, sdk
+        return parsed
+
+    def response_for(self, result: Json) -> httpx2.Response:
+        """What the SDK gets for the pipeline's result."""
+        if result is self.result and self.sdk_response is not None:
+            return self.sdk_response
+        # An execution intercept answered without the provider (a cache, a replay).
+        return httpx2.Response(
+            200, headers={"content-type": "application/json"}, content=orjson.dumps(result)
+        )
+
+    @staticmethod
+    def error_response(exc: ProviderHTTPError) -> httpx2.Response:
+        """The provider's original error response, for the SDK to raise its own error."""
+        if exc.response is not None:
+            return exc.response
+        return httpx2.Response(exc.status_code, headers=exc.headers, content=exc.body)
+
+    def rejection(self, exc: GuardrailRejected) -> httpx2.Response:
+        """A 400 in the provider's error shape naming the guardrail; SDKs never retry it."""
+        message = f"llmflow guardrail {exc.guardrail!r} rejected the request: {exc.reason}"
+        body: JsonObject
+        if isinstance(self.route.codec, AnthropicMessagesCodec):
+            body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        else:
+            body = {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "llmflow_guardrail_rejected",
+                }
+            }
+        return httpx2.Response(
+            400,
+            headers={"content-type": "application/json", "x-should-retry": "false"},
+            content=orjson.dumps(body),
+        )
+
+    # -- streams ----------------------------------------------------------------------
+
+    def stream_callbacks(self) -> tuple[Callable[[Json], object], Callable[[], Json]]:
+        """Collector and finalizer: the codec folds SSE chunks; a whole body is itself."""
+        codec = self.codec
+        if codec is None:
+            chunks: list[Json] = []
+            collect: Callable[[Json], object] = chunks.append
+            fold: Callable[[], Json] = lambda: chunks  # noqa: E731
+        else:
+            collect, fold = stream_callbacks(self.runtime, None, None, codec)
+
+        def finalize() -> Json:
+            return fold() if self.whole is _UNSET else self.whole
+
+        return collect, finalize
+
+    def started_stream(self, response: httpx2.Response) -> None:
+        self.live = response
+        if self.call is not None:
+            add_end_metadata(self.call, self.response_metadata(response, None))
+
+    def chunk_of(self, data: bytes | None) -> Any:
+        """The JSON chunk of one SSE event's data, or :data:`SKIP` (counted when malformed)."""
+        if data is None or data.startswith(b"[DONE]"):
+            return SKIP
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self.codec_failure(CodecError(f"malformed SSE frame: {data[:80]!r}"))
+            return SKIP
+
+    def split(self, splitter: SseSplitter, part: bytes, pending: bytes) -> tuple[list[Any], bytes]:
+        """Chunks completed by ``part``; each chunk's own bytes are kept for the relay."""
+        chunks: list[Any] = []
+        for raw, data in splitter.feed(part):
+            pending += raw
+            chunk = self.chunk_of(data)
+            if chunk is SKIP:
+                continue
+            chunks.append((chunk, pending))
+            pending = b""
+        return chunks, pending
+
+    def frame(self, chunk: Any) -> bytes:
+        """The bytes the SDK gets for a chunk: the provider's own, or an encoding of a new one."""
+        if chunk is self.own:
+            self.own = None
+            return self.own_raw
+        return encode_event(chunk, self.route.named_events)
+
+    def take_tail(self) -> bytes:
+        if self.live is None and not self.route.named_events:
+            return _DONE_FRAME  # a stream an intercept produced: end it as OpenAI does
+        tail, self.tail = self.tail, b""
+        return tail
+
+    def relay_response(
+        self, stream: httpx2.SyncByteStream | httpx2.AsyncByteStream
+    ) -> httpx2.Response:
+        live = self.live
+        if live is None:  # an intercept produced the stream without the provider
+            return httpx2.Response(
+                200, headers={"content-type": "text/event-stream"}, stream=stream
+            )
+        return httpx2.Response(
+            live.status_code, headers=live.headers, stream=stream, extensions=live.extensions
+        )
+
+
+def embedding_summary(parsed: Json) -> Json:
+    """An embeddings response without its vectors: model, usage and each vector's size."""
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), list):
+        return parsed
+    data = []
+    for item in parsed["data"]:
+        if isinstance(item, dict):
+            vector = item.get("embedding")
+            kept = {k: v for k, v in item.items() if k != "embedding"}
+            if isinstance(vector, list):
+                kept["dimensions"] = len(vector)
+            elif isinstance(vector, str):
+                kept["base64_chars"] = len(vector)
+            data.append(kept)
+    return {**parsed, "data": data}

@@ -1,0 +1,379 @@
+"""``Transport`` and ``AsyncTransport``: httpx2 transports that record provider calls.
+
+They wrap an inner transport. A request on a provider route becomes one managed
+call (SPEC §4/§5) whose ``func`` is the real send; everything else passes
+through untouched. The two classes differ only at the I/O edge; the logic of an
+attempt lives in :class:`llmflow.http._exchange.Exchange`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any, Final, cast
+
+import httpx2
+
+from llmflow._errors import GuardrailRejected
+from llmflow._llm import llm_call_execute, llm_call_execute_sync, llm_stream_call_execute
+from llmflow._runtime import get_runtime
+from llmflow._scope import ScopeHandle, exception_metadata, pop_scope, push_scope
+from llmflow._stream import LlmStream, LlmStreamSync, llm_stream_call_execute_sync
+from llmflow._types import Json, LlmRequest
+from llmflow.http._errors import ProviderHTTPError
+from llmflow.http._exchange import (
+    RECORDED,
+    Exchange,
+    current_call,
+    embedding_summary,
+    is_sse,
+    parse_body,
+)
+from llmflow.http._routes import DEFAULT_ROUTES, Route, match_route
+from llmflow.http._sse import SseSplitter
+
+__all__ = ["AsyncTransport", "Transport"]
+
+_REMOTE: Final = ("remote",)
+_END: Final[Any] = object()
+
+
+def _routes(routes: Iterable[Route] | None) -> tuple[Route, ...]:
+    if routes is None:
+        return DEFAULT_ROUTES
+    result = tuple(routes)
+    for route in result:
+        if not isinstance(route, Route):
+            raise TypeError(
+                f"routes: expected llmflow.http.Route items, got {type(route).__name__}"
+            )
+    return result
+
+
+def _route_of(routes: tuple[Route, ...], request: httpx2.Request) -> Route | None:
+    if request.extensions.get(RECORDED):
+        return None  # an outer llmflow transport records this request already
+    route = match_route(routes, request.method, request.url.path)
+    if route is not None:
+        request.extensions[RECORDED] = True
+    return route
+
+
+def _open_embedder(exchange: Exchange) -> ScopeHandle:
+    return push_scope(
+        exchange.route.name,
+        "embedder",
+        data=exchange.event_request(),
+        metadata=exchange.metadata or None,
+        attributes=_REMOTE,
+    )
+
+
+def _close_embedder(
+    exchange: Exchange, span: ScopeHandle, response: httpx2.Response, raw: bytes
+) -> httpx2.Response:
+    parsed = parse_body(raw, response.headers)
+    metadata = {**exchange.metadata, **exchange.response_metadata(response, parsed)}
+    pop_scope(span, data=embedding_summary(parsed), metadata=metadata)
+    return httpx2.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=httpx2.ByteStream(raw),
+        extensions=response.extensions,
+    )
+
+
+class Transport(httpx2.BaseTransport):
+    """A sync httpx2 transport that records every provider call it carries.
+
+    ``inner`` does the real I/O (default: a new ``httpx2.HTTPTransport()``);
+    ``routes`` replaces :data:`llmflow.http.DEFAULT_ROUTES`. Never changes a
+    request no middleware changed, never changes a response, never raises an
+    error the inner transport did not raise (transport errors are recorded
+    and re-raised unchanged).
+    """
+
+    def __init__(
+        self, inner: httpx2.BaseTransport | None = None, *, routes: Iterable[Route] | None = None
+    ) -> None:
+        if inner is not None and not isinstance(inner, httpx2.BaseTransport):
+            raise TypeError(f"inner: expected an httpx2.BaseTransport, got {type(inner).__name__}")
+        self._inner = inner if inner is not None else httpx2.HTTPTransport()
+        self._routes = _routes(routes)
+        self._origin: object = None  # a client whose finalizer would close ``inner``
+
+    @property
+    def inner(self) -> httpx2.BaseTransport:
+        """The transport that does the I/O."""
+        return self._inner
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        route = _route_of(self._routes, request)
+        if route is None:
+            return self._inner.handle_request(request)
+        exchange = Exchange(route, request, request.read(), get_runtime())
+        if route.category == "embedder":
+            return self._embed(exchange)
+        if exchange.streaming:
+            return self._stream(exchange)
+        try:
+            result = llm_call_execute_sync(
+                route.name,
+                exchange.llm_request,
+                lambda req: self._send(exchange, req),
+                attributes=_REMOTE,
+                metadata=exchange.metadata or None,
+                codec=exchange.codec,
+                response_codec=exchange.codec,
+            )
+        except GuardrailRejected as exc:
+            return exchange.rejection(exc)
+        except ProviderHTTPError as exc:
+            return exchange.error_response(exc)
+        return exchange.response_for(result)
+
+    def _read(self, response: httpx2.Response) -> bytes:
+        stream = cast(httpx2.SyncByteStream, response.stream)
+        try:
+            return b"".join(stream)
+        finally:
+            stream.close()
+
+    def _send(self, exchange: Exchange, request: LlmRequest) -> Json:
+        response = self._inner.handle_request(exchange.wire(request))
+        return exchange.received(response, self._read(response), current_call())
+
+    def _embed(self, exchange: Exchange) -> httpx2.Response:
+        span = _open_embedder(exchange)
+        try:
+            response = self._inner.handle_request(exchange.request)
+            raw = self._read(response)
+        except BaseException as exc:
+            pop_scope(span, metadata={**exchange.metadata, **exception_metadata(exc)})
+            raise
+        return _close_embedder(exchange, span, response, raw)
+
+    def _stream(self, exchange: Exchange) -> httpx2.Response:
+        collect, finalize = exchange.stream_callbacks()
+        try:
+            stream = llm_stream_call_execute_sync(
+                exchange.route.name,
+                exchange.llm_request,
+                lambda req: self._events(exchange, req),
+                collect,
+                finalize,
+                attributes=_REMOTE,
+                metadata=exchange.metadata or None,
+                codec=exchange.codec,
+                response_codec=exchange.codec,
+            )
+        except GuardrailRejected as exc:
+            return exchange.rejection(exc)
+        exchange.call = stream.handle
+        return _SyncRelay(stream, exchange).open()
+
+    def _events(self, exchange: Exchange, request: LlmRequest) -> Iterator[Json]:
+        response = self._inner.handle_request(exchange.wire(request))
+        if not is_sse(response):
+            exchange.whole = exchange.received(response, self._read(response), exchange.call)
+            return
+        exchange.started_stream(response)
+        stream = cast(httpx2.SyncByteStream, response.stream)
+        splitter = SseSplitter()
+        pending = b""
+        try:
+            for part in stream:
+                chunks, pending = exchange.split(splitter, part, pending)
+                for chunk, raw in chunks:
+                    exchange.own, exchange.own_raw = chunk, raw
+                    yield chunk
+            exchange.tail = pending + splitter.rest()
+        finally:
+            stream.close()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _SyncRelay(httpx2.SyncByteStream):
+    """The byte stream the SDK reads: the provider's event bytes as each event completes."""
+
+    def __init__(self, stream: LlmStreamSync, exchange: Exchange) -> None:
+        self._stream = stream
+        self._exchange = exchange
+        self._first: Any = _END
+
+    def open(self) -> httpx2.Response:
+        exchange = self._exchange
+        try:
+            self._first = next(self._stream)
+        except StopIteration:
+            self._first = _END
+        except ProviderHTTPError as exc:
+            return exchange.error_response(exc)
+        if exchange.sdk_response is not None:  # a whole (non-SSE) answer
+            return exchange.sdk_response
+        return exchange.relay_response(self)
+
+    def __iter__(self) -> Iterator[bytes]:
+        exchange = self._exchange
+        if self._first is not _END:
+            first, self._first = self._first, _END
+            yield exchange.frame(first)
+            for chunk in self._stream:
+                yield exchange.frame(chunk)
+        tail = exchange.take_tail()
+        if tail:
+            yield tail
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class AsyncTransport(httpx2.AsyncBaseTransport):
+    """The async twin of :class:`Transport` (for ``AsyncOpenAI``, ``AsyncAnthropic``, ...).
+
+    ``inner`` defaults to a new ``httpx2.AsyncHTTPTransport()``.
+    """
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport | None = None,
+        *,
+        routes: Iterable[Route] | None = None,
+    ) -> None:
+        if inner is not None and not isinstance(inner, httpx2.AsyncBaseTransport):
+            raise TypeError(
+                f"inner: expected an httpx2.AsyncBaseTransport, got {type(inner).__name__}"
+            )
+        self._inner = inner if inner is not None else httpx2.AsyncHTTPTransport()
+        self._routes = _routes(routes)
+        self._origin: object = None
+
+    @property
+    def inner(self) -> httpx2.AsyncBaseTransport:
+        """The transport that does the I/O."""
+        return self._inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        route = _route_of(self._routes, request)
+        if route is None:
+            return await self._inner.handle_async_request(request)
+        exchange = Exchange(route, request, await request.aread(), get_runtime())
+        if route.category == "embedder":
+            return await self._embed(exchange)
+        if exchange.streaming:
+            return await self._stream(exchange)
+        try:
+            result = await llm_call_execute(
+                route.name,
+                exchange.llm_request,
+                lambda req: self._send(exchange, req),
+                attributes=_REMOTE,
+                metadata=exchange.metadata or None,
+                codec=exchange.codec,
+                response_codec=exchange.codec,
+            )
+        except GuardrailRejected as exc:
+            return exchange.rejection(exc)
+        except ProviderHTTPError as exc:
+            return exchange.error_response(exc)
+        return exchange.response_for(result)
+
+    async def _read(self, response: httpx2.Response) -> bytes:
+        stream = cast(httpx2.AsyncByteStream, response.stream)
+        try:
+            return b"".join([part async for part in stream])
+        finally:
+            await stream.aclose()
+
+    async def _send(self, exchange: Exchange, request: LlmRequest) -> Json:
+        call = current_call()
+        response = await self._inner.handle_async_request(exchange.wire(request))
+        return exchange.received(response, await self._read(response), call)
+
+    async def _embed(self, exchange: Exchange) -> httpx2.Response:
+        span = _open_embedder(exchange)
+        try:
+            response = await self._inner.handle_async_request(exchange.request)
+            raw = await self._read(response)
+        except BaseException as exc:
+            pop_scope(span, metadata={**exchange.metadata, **exception_metadata(exc)})
+            raise
+        return _close_embedder(exchange, span, response, raw)
+
+    async def _stream(self, exchange: Exchange) -> httpx2.Response:
+        collect, finalize = exchange.stream_callbacks()
+        try:
+            stream = await llm_stream_call_execute(
+                exchange.route.name,
+                exchange.llm_request,
+                lambda req: self._events(exchange, req),
+                collect,
+                finalize,
+                attributes=_REMOTE,
+                metadata=exchange.metadata or None,
+                codec=exchange.codec,
+                response_codec=exchange.codec,
+            )
+        except GuardrailRejected as exc:
+            return exchange.rejection(exc)
+        llm_stream = cast(LlmStream, stream)
+        exchange.call = llm_stream.handle
+        return await _AsyncRelay(llm_stream, exchange).open()
+
+    async def _events(self, exchange: Exchange, request: LlmRequest) -> AsyncIterator[Json]:
+        response = await self._inner.handle_async_request(exchange.wire(request))
+        if not is_sse(response):
+            exchange.whole = exchange.received(response, await self._read(response), exchange.call)
+            return
+        exchange.started_stream(response)
+        stream = cast(httpx2.AsyncByteStream, response.stream)
+        splitter = SseSplitter()
+        pending = b""
+        try:
+            async for part in stream:
+                chunks, pending = exchange.split(splitter, part, pending)
+                for chunk, raw in chunks:
+                    exchange.own, exchange.own_raw = chunk, raw
+                    yield chunk
+            exchange.tail = pending + splitter.rest()
+        finally:
+            await stream.aclose()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _AsyncRelay(httpx2.AsyncByteStream):
+    """The async twin of :class:`_SyncRelay`."""
+
+    def __init__(self, stream: LlmStream, exchange: Exchange) -> None:
+        self._stream = stream
+        self._exchange = exchange
+        self._first: Any = _END
+
+    async def open(self) -> httpx2.Response:
+        exchange = self._exchange
+        try:
+            self._first = await self._stream.__anext__()
+        except StopAsyncIteration:
+            self._first = _END
+        except ProviderHTTPError as exc:
+            return exchange.error_response(exc)
+        if exchange.sdk_response is not None:
+            return exchange.sdk_response
+        return exchange.relay_response(self)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        exchange = self._exchange
+        if self._first is not _END:
+            first, self._first = self._first, _END
+            yield exchange.frame(first)
+            async for chunk in self._stream:
+                yield exchange.frame(chunk)
+        tail = exchange.take_tail()
+        if tail:
+            yield tail
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()

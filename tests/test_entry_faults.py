@@ -278,3 +278,24 @@ def test_leaving_a_scope_object_from_a_context_that_never_entered_it_is_a_clear_
     step = llmflow.scope("step")
     with pytest.raises(llmflow.ScopeError, match="was not entered in this context"):
         step.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("make", BAD_EXCEPTIONS)
+def test_a_sync_stream_failing_with_an_unencodable_exception_still_ends(make: Any) -> None:
+    error = make()
+
+    def provider(req: LlmRequest) -> Any:
+        yield {"delta": "a"}
+        raise error
+
+    with testing.capture() as events:
+        stream = llmflow.llm_stream_call_execute_sync(
+            "chat", _request(), provider, lambda c: None, lambda: {"text": "a"}
+        )
+        with pytest.raises(type(error)) as caught:
+            for _chunk in stream:
+                pass
+    assert caught.value is error
+    assert [e.scope_category for e in events] == ["start", "end"]
+    assert events[1].metadata["exception.type"].endswith(type(error).__name__)
+    _assert_lines_are_json(events)

@@ -186,3 +186,15 @@ def test_plain_dicts_are_recorded_byte_for_byte_as_before() -> None:
     with testing.capture() as events:
         llmflow.llm_call_execute_sync("chat", _chat_request(), lambda r: COMPLETION)
     assert orjson.loads(_llm(events)[1].to_json())["data"] == COMPLETION
+
+
+def test_body_credentials_are_stripped_before_sanitizers_see_the_request() -> None:
+    seen: list[Any] = []
+    guardrails.register_llm_sanitize_request("see", 0, lambda req, ctx: seen.append(req) or req)
+    intercepts.register_llm_request("same", 0, lambda req, ctx: req)
+    request = _chat_request(api_key="sk-live-secret-0123456789")
+    with testing.capture() as events:
+        llmflow.llm_call_execute_sync("chat", request, lambda r: COMPLETION)
+    assert "api_key" not in seen[0].content
+    assert "api_key" not in _llm(events)[0].data["content"]
+    assert request.content["api_key"] == "sk-live-secret-0123456789"

@@ -238,13 +238,19 @@ def _request_snapshot(value: object) -> bytes:
     return dumps_payload({"headers": value.headers, "content": value.content}, "request")
 
 
-def recorded_request(request: LlmRequest) -> tuple[dict[str, str], bytes]:
-    """The headers recorded for ``request`` (credentials removed) and the snapshot of the copy.
+RecordedRequest = tuple[dict[str, str], JsonObject, bytes | None]
+"""What a request is recorded as: headers and content without credentials, and
+their snapshot (``None`` when sanitizers will make the recorded one)."""
 
-    SDK objects in the content are recorded as their JSON form and the SDKs'
-    "not given" sentinels are omitted. Raises :class:`InvalidPayloadError`
-    starting with the path of what is not JSON (``request.content.messages[3]``):
-    a caller error, raised before anything is emitted.
+
+def recorded_request(request: LlmRequest, snapshot: bool = True) -> RecordedRequest:
+    """The recorded copy of ``request``: credential headers and body fields removed.
+
+    With ``snapshot``, also its JSON bytes: SDK objects in the content become
+    their JSON form and the SDKs' "not given" sentinels are omitted. Raises
+    :class:`InvalidPayloadError` naming the path of what is not JSON
+    (``request.content.messages[3]``): a caller error, raised before anything
+    is emitted.
     """
     headers = strip_credentials(request.headers)
     if not isinstance(request.content, dict):  # checked where used: fields are assignable
@@ -253,7 +259,9 @@ def recorded_request(request: LlmRequest) -> tuple[dict[str, str], bytes]:
             f"got {type(request.content).__name__}"
         )
     content = strip_credential_fields(request.content)
-    return headers, dumps_payload({"headers": headers, "content": content}, "request")
+    if not snapshot:
+        return headers, content, None
+    return headers, content, dumps_payload({"headers": headers, "content": content}, "request")
 
 
 def _annotation_dict(value: Any, param: str) -> JsonObject | None:
@@ -270,18 +278,18 @@ def _annotation_dict(value: Any, param: str) -> JsonObject | None:
 def _start(
     handle: LlmHandle,
     request: LlmRequest,
-    recorded: tuple[dict[str, str], bytes],
+    recorded: RecordedRequest,
     codec: RequestCodec | None,
     annotated: JsonObject | None = None,
 ) -> None:
     """Emit the start event: the recorded copy of ``request`` (see :func:`recorded_request`)."""
-    headers, raw = recorded
+    headers, content, raw = recorded
     sanitizers = chain(handle.runtime, LLM_SANITIZE_REQUEST)
-    if sanitizers or codec is not None:
-        # Sanitizers and codecs get a copy without the credential headers, whose
-        # fields they may assign without reaching the provider. Without them only
-        # ``raw`` (made from those headers) is recorded: no copy needed.
-        request = LlmRequest(headers, request.content)
+    if sanitizers or codec is not None or content is not request.content:
+        # Sanitizers and codecs get a copy without credentials, whose fields they
+        # may assign without reaching the provider. Without them only ``raw``
+        # (made from that copy) is recorded: no copy needed.
+        request = LlmRequest(headers, content)
     record_call_event(
         handle,
         "start",
@@ -484,7 +492,7 @@ def _open(
     runtime: Runtime,
     handle: LlmHandle,
     request: LlmRequest,
-    recorded: tuple[dict[str, str], bytes],
+    recorded: RecordedRequest,
     codec: RequestCodec | None,
 ) -> Step[LlmRequest]:
     """Guardrails, request intercepts, then the start event; returns the request to send.
@@ -501,8 +509,8 @@ def _open(
         _request_context(handle.name, codec, runtime),
         _accept_request(codec),
     )
-    if touched:
-        recorded = recorded_request(prepared)
+    if touched:  # with sanitizers, their output is snapshotted: no need to here
+        recorded = recorded_request(prepared, not chain(runtime, LLM_SANITIZE_REQUEST))
     if handle.profile is None and codec is not None:
         _default_model_name(handle, codec, prepared)
     handle.started_us = now_us()

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 
 from ._errors import FlowError, HandleError
 from ._families import Family, SanitizeContext, chain
-from ._json import dumps, dumps_payload, json_form, metadata_snapshot, snapshot
+from ._json import dumps, json_form, metadata_snapshot, snapshot
 from ._registry import Entry
 from ._runtime import Runtime
 from ._scope import Span, exception_metadata
@@ -169,10 +169,6 @@ _PLAIN: Final = frozenset({dict, list, str, int, float, bool})
 _NOT_SDK: Final = json_form(None)
 
 
-def _snapshot_data(value: Any) -> bytes:
-    return dumps_payload(value, "data")
-
-
 _PHASE: Final[dict[str, Literal["request", "response"]]] = {
     "start": "request",
     "end": "response",
@@ -222,9 +218,7 @@ def record_call_event(
                 if form is not _NOT_SDK:
                     payload = form
             ctx = SanitizeContext(call.name, call.category or "", _PHASE[phase], schema)
-            recorded = sanitize(
-                runtime, family, entries, payload, ctx, snapshot_of or _snapshot_data
-            )
+            recorded = sanitize(runtime, family, entries, payload, ctx, snapshot_of or dumps)
             if recorded is not None:
                 payload, data_raw = recorded
         elif raw is not None:

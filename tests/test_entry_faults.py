@@ -86,7 +86,8 @@ def test_managed_calls_record_an_unencodable_exception_and_reraise_it(make: Any,
     calls = [e for e in events if e.category == kind]
     assert [e.scope_category for e in calls] == ["start", "end"]
     message = calls[1].metadata["exception.message"]
-    assert "\\udcff" in message or message == f"<unprintable {type(error).__name__}>"
+    qualified = f"{type(error).__module__}.{type(error).__qualname__}"
+    assert "\\udcff" in message or message == f"<unprintable {qualified}>"
     _assert_lines_are_json(events)
 
 

@@ -136,7 +136,7 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
     The type is the public class path (``TimeoutError``, ``llmflow.GuardrailRejected``,
     ``httpx.ReadTimeout``). The message is ``str(exc)`` with lone surrogates
     escaped and secret-shaped text scrubbed (see ``llmflow.credentials``); when
-    ``str(exc)`` itself raises, it is ``<unprintable TypeName>``.
+    ``str(exc)`` itself raises, it is ``<unprintable module.TypeName>``.
     """
     cls = type(exc)
     try:
@@ -149,8 +149,8 @@ def describe_exception(exc: BaseException) -> tuple[str, str]:
         message = str(exc)
         if type(message) is not str:
             raise TypeError("__str__ returned a non-str")
-    except Exception:
-        message = f"<unprintable {_text(cls.__name__)}>"
+    except BaseException:  # a __str__ that raises must not take the caller down with it
+        message = f"<unprintable {kind}>"
     from ._credentials import scrub_text  # _credentials imports this module
 
     return _text(kind), scrub_text(_text(message))

@@ -176,7 +176,10 @@ def test_credential_stripping_is_right_for_every_header_set_it_has_seen() -> Non
 
 def test_a_non_string_header_name_is_a_clear_error_and_emits_nothing() -> None:
     with testing.capture() as events:
-        with pytest.raises(llmflow.InvalidPayloadError, match=r"^request: headers and content"):
+        with pytest.raises(
+            llmflow.InvalidPayloadError,
+            match=r"^request: expected a JSON-serializable value at request\.headers\[1\]",
+        ):
             llmflow.llm_call("chat", LlmRequest({1: "x"}, {}))  # type: ignore[dict-item]
     assert events == []
 
@@ -493,3 +496,36 @@ def test_a_bad_call_loses_nothing_already_emitted() -> None:
             llmflow.llm_call("chat", "not a request")  # type: ignore[arg-type]
         llmflow.llm_call_end(handle, response())
     assert [e.scope_category for e in llm_events(events)] == ["start", "end"]
+
+
+def test_params_conversion_does_not_depend_on_argument_order() -> None:
+    # The explicit conversion names every other argument, so a clash is reported by name.
+    with pytest.raises(llmflow.ParameterTypeError, match=r"also got parent, timestamp"):
+        llmflow.llm_call(
+            LlmCallParams(name="x", request=request()),
+            timestamp=1,
+            parent="0190b3c6-6f1c-7d2e-8a3b-4c5d6e7f8091",
+        )
+
+
+def test_llm_call_validates_the_request_up_front_even_with_a_sanitizer() -> None:
+    guardrails.register_llm_sanitize_request("keep", 0, lambda req, ctx: req)
+    bad = LlmRequest({}, {"messages": {1, 2}})
+    with testing.capture() as events:
+        with pytest.raises(llmflow.InvalidPayloadError, match=r"^request:"):
+            llmflow.llm_call("chat", bad)
+    assert events == []
+
+
+def test_a_sanitizer_assigning_to_the_recorded_copy_never_reaches_the_real_request() -> None:
+    def blank(req: LlmRequest, ctx: Any) -> LlmRequest:
+        req.content = {"redacted": True}
+        return req
+
+    guardrails.register_llm_sanitize_request("blank", 0, blank)
+    real = request()
+    before = dict(real.content)
+    with testing.capture() as events:
+        llmflow.llm_call("chat", real)
+    assert real.content == before
+    assert events[0].data["content"] == {"redacted": True}

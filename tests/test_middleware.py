@@ -563,3 +563,43 @@ def test_each_request_intercept_sees_the_annotated_view_of_the_current_request()
     got = llmflow.llm_request_intercepts_sync("chat", request(), codec=TinyCodec())
     assert [v.model for v in views] == ["tiny-1", "tiny-2"]
     assert got.content["model"] == "tiny-2"
+
+
+# -- the family table (issue 10 item 3) -------------------------------------------
+
+
+def test_every_public_register_function_is_generated_from_one_table_entry() -> None:
+    from llmflow._families import FAMILIES
+
+    public = {family: module for module, family in ALL_FAMILIES}
+    assert sorted(f.public for f in FAMILIES.values()) == sorted(public)
+    for family in FAMILIES.values():
+        module = public[family.public]
+        register = _register(module, family.public)
+        deregister = _deregister(module, family.public)
+        assert register.__name__ == f"register_{family.public}"
+        assert deregister.__name__ == f"deregister_{family.public}"
+        assert register.__module__ == module.__name__
+        assert family.signature in (register.__doc__ or "")
+
+
+def test_an_unknown_family_name_is_an_error_not_a_dead_registry() -> None:
+    from llmflow._families import family_of
+
+    with pytest.raises(llmflow.InvalidParameterError, match="family: expected one of"):
+        family_of("llm.sanitise_request")
+    assert family_of("llm.sanitize_request").key == "llm.sanitize_request"
+
+
+def test_each_family_key_appears_in_one_place_only_in_the_sources() -> None:
+    src = Path(llmflow.__file__).parent
+    for family in ("llm.conditional_execution", "llm.sanitize_request", "tool.execution"):
+        holders = [
+            p.name for p in src.rglob("*.py") if f'"{family}"' in p.read_text(encoding="utf-8")
+        ]
+        assert holders == ["_families.py"], (family, holders)
+
+
+def test_deregister_with_a_non_scope_raises_a_type_error_naming_scope() -> None:
+    with pytest.raises(llmflow.ParameterTypeError, match="scope: expected a scope handle"):
+        guardrails.deregister_llm_sanitize_request("x", scope="nope")  # type: ignore[arg-type]

@@ -877,3 +877,43 @@ def test_every_started_tool_call_has_exactly_one_end_with_its_tool_call_id(
         assert profile.get("tool_result_annotation") == ({"n": n} if annotated else None)
         failed = end.metadata is not None and "exception.type" in end.metadata
         assert failed == (outcome == "raise")
+
+
+# -- one end path (issue 10 item 4) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("result", "param"),
+    [({"not", "json"}, "result"), (ToolExecutionResult({"not", "json"}), "result.result")],
+)
+def test_tool_call_end_validates_the_result_up_front_and_the_handle_stays_open(
+    result: Any, param: str
+) -> None:
+    handle = llmflow.tool_call("t", {})
+    with testing.capture() as events:
+        with pytest.raises(InvalidPayloadError, match=rf"^{param}:"):
+            llmflow.tool_call_end(handle, result)
+        assert not handle.ended
+        llmflow.tool_call_end(handle, "r")
+    assert [e.data for e in events] == ["r"]
+
+
+def test_tool_call_end_bad_metadata_raises_before_ending() -> None:
+    handle = llmflow.tool_call("t", {})
+    with testing.capture() as events:
+        with pytest.raises(InvalidPayloadError, match=r"^metadata"):
+            llmflow.tool_call_end(handle, "r", metadata={"k": {1, 2}})
+        assert not handle.ended
+    assert events == []
+
+
+def test_a_request_intercept_editing_args_in_place_is_what_the_start_records() -> None:
+    def edit(args: Any, ctx: Any) -> Any:
+        args["city"] = "Porto"
+        return args
+
+    intercepts.register_tool_request("edit", 0, edit)
+    with testing.capture() as events:
+        llmflow.tool_call_execute_sync("weather", dict(WEATHER), lambda a: a)
+    start, end = tool_events(events)
+    assert start.data == {"city": "Porto"} == end.data

@@ -6,10 +6,11 @@ This module only re-exports; each idea lives in its own private module.
 from __future__ import annotations
 
 import os as _os
+import types as _pytypes
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from . import events, exporters, guardrails, intercepts, middleware, subscribers, testing
+from . import credentials, events, exporters, guardrails, intercepts, subscribers, testing
 from ._errors import (
     AtofParseError,
     CodecError,
@@ -17,12 +18,16 @@ from ._errors import (
     FlowError,
     GuardrailRejected,
     HandleError,
+    InvalidParameterError,
     InvalidPayloadError,
+    MiddlewareProtocolError,
+    ParameterTypeError,
     RuntimeShutdownError,
     ScopeError,
     SyncCallbackError,
 )
-from ._event import Event, LineParts
+from ._event import Event
+from ._families import RequestContext, SanitizeContext
 from ._llm import (
     CreateLlmHandleParams,
     EndLlmHandleParams,
@@ -42,7 +47,6 @@ from ._llm import (
     llm_request_intercepts_sync,
     llm_stream_call_execute,
 )
-from ._pipeline import RequestContext, SanitizeContext
 from ._runtime import Diagnostics, Runtime, get_runtime
 from ._scope import ScopeHandle, current_scope, mark, pop_scope, push_scope, scope
 from ._stream import LlmStream, LlmStreamSync, llm_stream_call_execute_sync
@@ -55,32 +59,38 @@ from ._tool import (
     tool_call_execute_sync,
 )
 from ._types import DataSchema, Json, LlmRequest
-from .exporters._base import Exporter, LineExporter
 
 __version__ = "0.1.0"
 
+
 if _TYPE_CHECKING:
-    from . import http
+    from . import http, middleware
     from ._instrument import instrument
+
+_LAZY = {
+    "http": "llmflow.http",
+    "middleware": "llmflow.middleware",
+    "instrument": "llmflow._instrument",
+}
 
 
 def __getattr__(name: str) -> _Any:
-    # llmflow.http and llmflow.instrument load httpx2 and the codecs: only on first use.
-    if name == "http":
-        import importlib
+    # llmflow.http, llmflow.instrument and llmflow.middleware load httpx2, the codecs and
+    # the price table: only on first use, so `import llmflow` stays cheap.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmflow' has no attribute {name!r}")
+    import importlib
 
-        return importlib.import_module("llmflow.http")
-    if name == "instrument":
-        from ._instrument import instrument
-
-        return instrument
-    raise AttributeError(f"module 'llmflow' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, name) if name == "instrument" else loaded
 
 
 def flush(timeout: float | None = None) -> bool:
     """Wait until every event emitted so far is delivered and exported.
 
-    Returns ``False`` if ``timeout`` seconds passed first.
+    Returns ``False`` if ``timeout`` seconds passed first. A timeout that is
+    not ``None`` or a number of seconds >= 0 raises naming ``timeout``.
     """
     return get_runtime().flush(timeout)
 
@@ -104,13 +114,13 @@ __all__ = [
     "DuplicateRegistrationError",
     "EndLlmHandleParams",
     "Event",
-    "Exporter",
-    "LineExporter",
-    "LineParts",
     "FlowError",
     "GuardrailRejected",
     "HandleError",
+    "InvalidParameterError",
     "InvalidPayloadError",
+    "MiddlewareProtocolError",
+    "ParameterTypeError",
     "Json",
     "LlmAttributes",
     "LlmCallEndParams",
@@ -131,6 +141,7 @@ __all__ = [
     "ToolExecutionResult",
     "ToolHandle",
     "aflush",
+    "credentials",
     "current_scope",
     "diagnostics",
     "events",
@@ -163,6 +174,14 @@ __all__ = [
     "tool_call_execute",
     "tool_call_execute_sync",
 ]
+
+# Tracebacks, reprs and recorded ``exception.type`` show the public path
+# (``llmflow.GuardrailRejected``), not the private module that defines a name.
+for _name in __all__:
+    _obj = globals().get(_name)  # lazy names set their own __module__
+    if isinstance(_obj, (type, _pytypes.FunctionType)):
+        _obj.__module__ = __name__
+del _name, _obj
 
 if _os.environ.get("LLMFLOW_ATOF_PATH") or _os.environ.get("LLMFLOW_EXPORTERS"):
     get_runtime()  # installs the LLMFLOW_ATOF_PATH / LLMFLOW_EXPORTERS exporters at import

@@ -10,7 +10,17 @@ import random
 import time
 from datetime import datetime
 
-__all__ = ["format_rfc3339", "new_uuid7", "now_us", "parse_timestamp", "to_epoch_us"]
+from ._errors import InvalidParameterError, ParameterTypeError
+
+__all__ = [
+    "MAX_US",
+    "MIN_US",
+    "format_rfc3339",
+    "new_uuid7",
+    "now_us",
+    "parse_timestamp",
+    "to_epoch_us",
+]
 
 _time_ns = time.time_ns
 _getrandbits = random.getrandbits  # the module-level RNG is reseeded after fork
@@ -67,7 +77,13 @@ second_cache: tuple[int, str] = (-1, "")
 def cache_second(second: int) -> tuple[int, str]:
     """Format ``second`` (epoch seconds) and make it the cached one."""
     global second_cache
-    second_cache = cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    t = time.gmtime(second)
+    # Not strftime("%Y"): glibc does not pad years before 1000 to four digits.
+    text = (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
+    second_cache = cached = (second, text)
     return cached
 
 
@@ -84,27 +100,41 @@ def format_rfc3339(us: int) -> str:
     return f"{cached[1]}.{micro:06d}Z"
 
 
+MIN_US = -62_135_596_800_000_000
+"""0001-01-01T00:00:00Z in epoch microseconds: the earliest RFC 3339 time."""
+MAX_US = 253_402_300_799_999_999
+"""9999-12-31T23:59:59.999999Z in epoch microseconds: the latest RFC 3339 time."""
+
+
 def to_epoch_us(value: object, param: str) -> int:
     """Validate an explicit timestamp and return it as epoch microseconds.
 
-    Accepts a timezone-aware ``datetime`` or an ``int`` of epoch microseconds.
-    Naive datetimes, strings, floats and bools raise ``TypeError``/``ValueError``
-    naming ``param``.
+    Accepts a timezone-aware ``datetime`` or an ``int`` of epoch microseconds
+    in the RFC 3339 range (years 0001-9999 UTC). Naive datetimes, strings,
+    floats, bools and out-of-range values raise ``ParameterTypeError`` or
+    ``InvalidParameterError`` naming ``param``.
     """
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{param}: expected a timezone-aware datetime, got a naive datetime "
                 f"({value.isoformat()}); attach a tzinfo such as datetime.UTC"
             )
         delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise TypeError(
-        f"{param}: expected a timezone-aware datetime or int epoch microseconds, "
-        f"got {type(value).__name__}"
-    )
+        us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    elif isinstance(value, int) and not isinstance(value, bool):
+        us = value
+    else:
+        raise ParameterTypeError(
+            f"{param}: expected a timezone-aware datetime or int epoch microseconds, "
+            f"got {type(value).__name__}"
+        )
+    if not MIN_US <= us <= MAX_US:
+        raise InvalidParameterError(
+            f"{param}: {value!r} is outside the RFC 3339 range (years 0001-9999 UTC, "
+            f"{MIN_US} to {MAX_US} epoch microseconds)"
+        )
+    return us
 
 
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")

@@ -66,3 +66,6 @@ def instrument(client: C) -> C:
         "client: expected an openai/anthropic SDK client or an httpx2.Client/AsyncClient, "
         f"got {type(client).__name__}"
     )
+
+
+instrument.__module__ = "llmflow"  # reprs and docs show the public path

@@ -1,6 +1,6 @@
 """The LLM lifecycle: manual spans (``llm_call``/``llm_call_end``) and managed calls.
 
-Managed calls run the pipeline of :mod:`llmflow._pipeline`; this module adds
+Managed calls run the pipeline of :mod:`llmflow._chain`; this module adds
 what is specific to LLM calls: the :class:`LlmRequest` event view without
 credential headers, ``model_name``, request/response codecs and streaming.
 """
@@ -11,41 +11,35 @@ import enum
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from ._call import Call, annotate, end_metadata, profile_bytes, record_call_event
+from ._chain import execute_in_span, prepare_call, run_guardrails, run_request_intercepts
 from ._clock import now_us, to_epoch_us
-from ._errors import HandleError, InvalidPayloadError
-from ._json import check_metadata, dumps, snapshot
-from ._pipeline import (
-    Call,
+from ._credentials import CREDENTIAL_HEADERS, strip_credential_fields, strip_credentials
+from ._drive import Step, drive_async, drive_sync
+from ._errors import HandleError, ParameterTypeError
+from ._families import (
+    LLM_CONDITIONAL_EXECUTION,
+    LLM_EXECUTION,
+    LLM_REQUEST,
+    LLM_SANITIZE_REQUEST,
+    LLM_SANITIZE_RESPONSE,
     RequestContext,
-    SanitizeContext,
-    Step,
-    annotate,
     chain,
-    check_callable,
-    drive_async,
-    drive_sync,
-    end_metadata,
-    event_snapshot,
-    execute_in_span,
-    failure_source,
-    prepare_call,
-    profile_bytes,
-    profile_with,
-    run_guardrails,
-    run_request_intercepts,
-    sanitize,
-    unpack_params,
 )
+from ._json import dumps_payload, metadata_snapshot, snapshot
 from ._runtime import Runtime, get_runtime
-from ._scope import (
-    Span,
-    check_name,
-    normalize_attributes,
-    resolve_parent,
-)
+from ._scope import Span, resolve_parent
+from ._stream import LlmStream, stream_callbacks
 from ._types import Json, JsonObject, LlmRequest
+from ._validate import (
+    check_callable,
+    check_model_name,
+    check_name,
+    from_params,
+    normalize_attributes,
+)
 
 if TYPE_CHECKING:
     from .codecs import AnnotatedLlmRequest, AnnotatedLlmResponse, RequestCodec, ResponseCodec
@@ -70,26 +64,6 @@ __all__ = [
     "llm_request_intercepts_sync",
     "llm_stream_call_execute",
 ]
-
-CREDENTIAL_HEADERS: Final = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "x-api-key",
-        "api-key",
-        "anthropic-api-key",
-        "x-goog-api-key",
-    }
-)
-"""Headers removed (case-insensitively) from every event copy of a request."""
-
-CONDITIONAL = "llm.conditional_execution"
-REQUEST = "llm.request"
-EXECUTION = "llm.execution"
-SANITIZE_REQUEST = "llm.sanitize_request"
-SANITIZE_RESPONSE = "llm.sanitize_response"
-_RESPONSE_SNAPSHOT = failure_source(SANITIZE_RESPONSE, "snapshot")
 
 
 class LlmAttributes(enum.Flag):
@@ -130,7 +104,7 @@ class LlmHandle(Call):
         For code that records the start itself; :func:`llm_call` is
         ``create`` plus the start event.
         """
-        return _new_handle(get_runtime(), **_fields(params))
+        return _new_handle(get_runtime(), **from_params(params))
 
 
 # -- params objects -----------------------------------------------------------------
@@ -200,42 +174,13 @@ class LlmStreamCallExecuteParams(LlmCallExecuteParams):
     finalizer: Callable[[], Json] | None = None
 
 
-def _fields(params: object) -> dict[str, Any]:
-    return {name: getattr(params, name) for name in params.__dataclass_fields__}  # type: ignore[attr-defined]
-
-
 # -- shared pieces ------------------------------------------------------------------
 
 
 def _check_request(request: object, param: str = "request") -> LlmRequest:
     if not isinstance(request, LlmRequest):
-        raise TypeError(f"{param}: expected an LlmRequest, got {type(request).__name__}")
+        raise ParameterTypeError(f"{param}: expected an LlmRequest, got {type(request).__name__}")
     return request
-
-
-_DROPPED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-def strip_credentials(headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` without the credential headers (the same dict when it has none).
-
-    Which keys to drop is cached per key sequence: a client sends the same
-    header names on every call.
-    """
-    keys = tuple(headers)
-    drop = _DROPPED_KEYS.get(keys)
-    if drop is None:
-        if len(_DROPPED_KEYS) >= 256:
-            _DROPPED_KEYS.clear()
-        drop = _DROPPED_KEYS[keys] = tuple(
-            k for k in keys if isinstance(k, str) and k.lower() in CREDENTIAL_HEADERS
-        )
-    if not drop:
-        return headers
-    kept = headers.copy()
-    for key in drop:
-        del kept[key]
-    return kept
 
 
 def _new_handle(
@@ -256,15 +201,15 @@ def _new_handle(
     """
     if runtime.closed:
         runtime.check_open()
-    if type(name) is not str or not name:
+    if type(name) is not str or not name or not name.isascii():
         check_name(name)
     if model_name is None:
         profile = profile_raw = None
-    elif isinstance(model_name, str):
-        profile, profile_raw = {"model_name": model_name}, profile_bytes("model_name", model_name)
     else:
-        raise TypeError(f"model_name: expected a str or None, got {type(model_name).__name__}")
-    metadata_raw = None if metadata is None else check_metadata(metadata)
+        if type(model_name) is not str or not model_name.isascii():
+            check_model_name(model_name)
+        profile, profile_raw = {"model_name": model_name}, profile_bytes("model_name", model_name)
+    metadata_raw = None if metadata is None else metadata_snapshot(metadata)
     if data is not None:
         snapshot(data, "data")  # bad input fails here, not silently at the end
     attrs = normalize_attributes(attributes) if attributes else ()
@@ -286,19 +231,37 @@ def _new_handle(
     )
 
 
-def default_model_name(handle: LlmHandle, request: LlmRequest) -> None:
-    """Name the model of a codec call from the (intercepted) request body's ``model``."""
-    model = request.content.get("model")
-    if isinstance(model, str) and model:
-        handle.profile = {"model_name": model}
-        handle.profile_raw = profile_bytes("model_name", model)
-
-
 def _request_snapshot(value: object) -> bytes:
     """Snapshot a sanitized request copy; anything but a JSON ``LlmRequest`` raises."""
     if not isinstance(value, LlmRequest):
-        raise TypeError(f"expected an LlmRequest or None, got {type(value).__name__}")
-    return dumps({"headers": value.headers, "content": value.content})
+        raise ParameterTypeError(f"expected an LlmRequest or None, got {type(value).__name__}")
+    return dumps_payload({"headers": value.headers, "content": value.content}, "request")
+
+
+RecordedRequest = tuple[dict[str, str], JsonObject, bytes | None]
+"""What a request is recorded as: headers and content without credentials, and
+their snapshot (``None`` when sanitizers will make the recorded one)."""
+
+
+def recorded_request(request: LlmRequest, snapshot: bool = True) -> RecordedRequest:
+    """The recorded copy of ``request``: credential headers and body fields removed.
+
+    With ``snapshot``, also its JSON bytes: SDK objects in the content become
+    their JSON form and the SDKs' "not given" sentinels are omitted. Raises
+    :class:`InvalidPayloadError` naming the path of what is not JSON
+    (``request.content.messages[3]``): a caller error, raised before anything
+    is emitted.
+    """
+    headers = strip_credentials(request.headers)
+    if not isinstance(request.content, dict):  # checked where used: fields are assignable
+        raise ParameterTypeError(
+            f"request.content: expected a dict (the JSON body), "
+            f"got {type(request.content).__name__}"
+        )
+    content = strip_credential_fields(request.content)
+    if not snapshot:
+        return headers, content, None
+    return headers, content, dumps_payload({"headers": headers, "content": content}, "request")
 
 
 def _annotation_dict(value: Any, param: str) -> JsonObject | None:
@@ -306,7 +269,7 @@ def _annotation_dict(value: Any, param: str) -> JsonObject | None:
         return value
     dump = getattr(value, "model_dump", None)
     if dump is None:
-        raise TypeError(
+        raise ParameterTypeError(
             f"{param}: expected an annotated model or a dict, got {type(value).__name__}"
         )
     return dump(mode="json", exclude_none=True)  # type: ignore[no-any-return]
@@ -315,119 +278,66 @@ def _annotation_dict(value: Any, param: str) -> JsonObject | None:
 def _start(
     handle: LlmHandle,
     request: LlmRequest,
+    recorded: RecordedRequest,
     codec: RequestCodec | None,
     annotated: JsonObject | None = None,
 ) -> None:
-    """Sanitize the event copy of ``request``, annotate it, emit the start event.
-
-    The unsanitized copy must be JSON (a caller error otherwise); what a
-    sanitizer returns is checked and omitted when it is not (fail closed).
-    """
-    runtime = handle.runtime
-    headers = strip_credentials(request.headers)
-    sanitizers = chain(runtime, SANITIZE_REQUEST)
-    schema = None if codec is None else codec.data_schema
-    view: LlmRequest | None = None
-    if sanitizers:
-        ctx = SanitizeContext(handle.name, "llm", "request", schema)
-        sanitized = sanitize(
-            runtime,
-            SANITIZE_REQUEST,
-            sanitizers,
-            LlmRequest(headers, request.content),
-            ctx,
-            _request_snapshot,
-        )
-        view, data_raw = (None, None) if sanitized is None else sanitized
-        if view is None:
-            annotated = None
-    else:
-        data_raw = dumps_request(headers, request.content)
-        if annotated is None and codec is not None:
-            view = LlmRequest(headers, request.content)
-    if annotated is None and codec is not None and view is not None:
-        annotated = annotate(runtime, codec, "annotate_request", view)
-    runtime.record(
+    """Emit the start event: the recorded copy of ``request`` (see :func:`recorded_request`)."""
+    headers, content, raw = recorded
+    sanitizers = chain(handle.runtime, LLM_SANITIZE_REQUEST)
+    if sanitizers or codec is not None or content is not request.content:
+        # Sanitizers and codecs get a copy without credentials, whose fields they
+        # may assign without reaching the provider. Without them only ``raw``
+        # (made from that copy) is recorded: no copy needed.
+        request = LlmRequest(headers, content)
+    record_call_event(
         handle,
         "start",
+        LLM_SANITIZE_REQUEST,
+        request,
+        raw,
         handle.started_us,
-        data_raw,
-        None if data_raw is None else schema,
         handle.metadata_raw,
-        profile_with(handle, "annotated_request", annotated),
+        schema=None if codec is None else codec.data_schema,
+        snapshot_of=_request_snapshot,
+        profile_key="annotated_request",
+        annotation=annotated,
+        codec=codec,
+        entries=sanitizers,
     )
-
-
-def dumps_request(headers: dict[str, str], content: JsonObject) -> bytes:
-    """Snapshot ``{"headers", "content"}``; non-JSON content is a caller error."""
-    try:
-        return dumps({"headers": headers, "content": content})
-    except TypeError as exc:
-        raise InvalidPayloadError(
-            f"request: headers and content must be JSON-serializable ({exc})"
-        ) from None
 
 
 def _end(
     handle: LlmHandle,
     response: Json,
     *,
+    raw: bytes | None = None,
     data: Json = None,
     metadata: JsonObject | None = None,
     annotated: JsonObject | None = None,
     response_codec: ResponseCodec | None = None,
     error: BaseException | None = None,
     ended_us: int | None = None,
-    strict: bool = False,
 ) -> None:
-    """Sanitize the event copy of ``response``, annotate it, emit the end event.
+    """Emit the end event of a claimed handle: the recorded copy of ``response``.
 
-    With ``strict`` (manual ``llm_call_end``) a non-JSON response or end
-    ``data`` raises before anything is emitted and the handle is claimed here;
-    otherwise the caller has claimed it and bad payloads are counted and
-    omitted.
+    ``raw`` is the snapshot of a response the caller passed (validated up
+    front); a provider's non-JSON response is counted and omitted instead.
+    Without recorded output, ``data`` (else the handle's ``data``) is recorded.
     """
-    runtime = handle.runtime
-    schema = None if response_codec is None else response_codec.data_schema
-    data_raw = None
-    if error is None and response is not None:
-        sanitizers = chain(runtime, SANITIZE_RESPONSE)
-        if not sanitizers:
-            view = response
-            data_raw = (
-                snapshot(response, "response")
-                if strict
-                else event_snapshot(runtime, response, _RESPONSE_SNAPSHOT)
-            )
-        else:
-            if strict:
-                snapshot(response, "response")  # bad input is the caller's error
-            ctx = SanitizeContext(handle.name, "llm", "response", schema)
-            sanitized = sanitize(runtime, SANITIZE_RESPONSE, sanitizers, response, ctx, dumps)
-            view, data_raw = (None, None) if sanitized is None else sanitized
-        if data_raw is None:
-            annotated = None
-        elif annotated is None and response_codec is not None:
-            annotated = annotate(runtime, response_codec, "annotate_response", view)
-    if data_raw is None:
-        fallback = handle.data if data is None else data
-        data_raw = (
-            snapshot(fallback, "data")
-            if strict
-            else event_snapshot(runtime, fallback, "llm_call_end:data")
-        )
-        schema = None
-    metadata_raw = end_metadata(handle, metadata, error)
-    if strict:
-        handle.claim_end()
-    runtime.record(
+    record_call_event(
         handle,
         "end",
+        LLM_SANITIZE_RESPONSE,
+        response,
+        raw,
         handle.end_time(None) if ended_us is None else ended_us,
-        data_raw,
-        schema,
-        metadata_raw,
-        profile_with(handle, "annotated_response", annotated),
+        end_metadata(handle, metadata, error),
+        schema=None if response_codec is None else response_codec.data_schema,
+        profile_key="annotated_response",
+        annotation=annotated,
+        codec=response_codec,
+        fallback=handle.data if data is None else data,
     )
 
 
@@ -454,18 +364,31 @@ def llm_call(
     arguments raise before anything is emitted.
     """
     if isinstance(name, LlmCallParams):
-        return llm_call(**unpack_params(name, locals()))
+        return llm_call(
+            **from_params(
+                name,
+                request=request,
+                parent=parent,
+                attributes=attributes,
+                data=data,
+                metadata=metadata,
+                model_name=model_name,
+                annotated_request=annotated_request,
+                timestamp=timestamp,
+            )
+        )
     handle = _new_handle(
         get_runtime(), name, parent, attributes, data, metadata, model_name, timestamp
     )
     if type(request) is not LlmRequest:
         request = _check_request(request)
+    recorded = recorded_request(request)
     annotated = (
         None
         if annotated_request is None
         else _annotation_dict(annotated_request, "annotated_request")
     )
-    _start(handle, request, None, annotated)
+    _start(handle, request, recorded, None, annotated)
     return handle
 
 
@@ -489,33 +412,49 @@ def llm_call_end(
     explicit time not after the start raises ``ValueError``. Ending twice
     raises :class:`HandleError` and emits nothing.
     """
-    if isinstance(handle, LlmCallEndParams):
-        fields = unpack_params(handle, locals())
-        return llm_call_end(fields.pop("handle"), **fields)
-    if isinstance(response, EndLlmHandleParams):
-        given = locals()
-        del given["handle"]  # the params object stands in for everything after the handle
-        fields = unpack_params(response, given)
-        fields.pop("handle", None)  # an LlmCallEndParams passed as the second argument
-        return llm_call_end(handle, **fields)
+    if isinstance(handle, LlmCallEndParams) or isinstance(response, EndLlmHandleParams):
+        params = handle if isinstance(handle, LlmCallEndParams) else response
+        fields = from_params(
+            params,
+            response=None if params is response else response,
+            data=data,
+            metadata=metadata,
+            annotated_response=annotated_response,
+            response_codec=response_codec,
+            timestamp=timestamp,
+        )
+        # An LlmCallEndParams carries the handle; as the second argument its handle is ignored.
+        target = fields.pop("handle", None) if params is handle else handle
+        fields.pop("handle", None)
+        return llm_call_end(target, **fields)
     if not isinstance(handle, LlmHandle):
         raise HandleError(
             f"handle: expected an LlmHandle from llm_call(), got {type(handle).__name__}"
         )
     if handle.ended:
         handle.claim_end()  # raises
+    # Validate everything up front: a bad argument raises and the handle stays open.
     ended = handle.end_time(timestamp)
+    raw = snapshot(response, "response")
+    if data is not None:
+        snapshot(data, "data")
+    if metadata is not None:
+        end_metadata(handle, metadata, None)
+    annotated = (
+        None
+        if annotated_response is None
+        else _annotation_dict(annotated_response, "annotated_response")
+    )
+    handle.claim_end()
     _end(
         handle,
         response,
+        raw=raw,
         data=data,
         metadata=metadata,
-        annotated=None
-        if annotated_response is None
-        else _annotation_dict(annotated_response, "annotated_response"),
+        annotated=annotated,
         response_codec=response_codec,
         ended_us=ended,
-        strict=True,
     )
     return None
 
@@ -540,7 +479,7 @@ def _accept_request(codec: RequestCodec | None) -> Callable[[Any, LlmRequest], L
             return result
         if codec is not None and hasattr(result, "model_dump") and not isinstance(result, dict):
             return codec.encode(result, current)
-        raise TypeError(
+        raise ParameterTypeError(
             "a request intercept must return an LlmRequest"
             + (" or an annotated request" if codec is not None else "")
             + f", got {type(result).__name__}"
@@ -549,18 +488,72 @@ def _accept_request(codec: RequestCodec | None) -> Callable[[Any, LlmRequest], L
     return accept
 
 
-def _prepare(
-    runtime: Runtime, name: str, request: LlmRequest, codec: RequestCodec | None
+def _open(
+    runtime: Runtime,
+    handle: LlmHandle,
+    request: LlmRequest,
+    recorded: RecordedRequest,
+    codec: RequestCodec | None,
 ) -> Step[LlmRequest]:
-    """Guardrails then request intercepts: everything before the start event."""
-    return prepare_call(
+    """Guardrails, request intercepts, then the start event; returns the request to send.
+
+    ``recorded`` is the snapshot validation made of ``request``; when any
+    middleware saw the request it may have replaced or edited it in place, so
+    what is recorded is snapshotted again from the request the provider receives.
+    """
+    prepared, touched = yield from prepare_call(
         runtime,
-        (CONDITIONAL, REQUEST),
-        name,
+        (LLM_CONDITIONAL_EXECUTION, LLM_REQUEST),
+        handle.name,
         request,
-        _request_context(name, codec, runtime),
+        _request_context(handle.name, codec, runtime),
         _accept_request(codec),
     )
+    if touched:  # with sanitizers, their output is snapshotted: no need to here
+        recorded = recorded_request(prepared, not chain(runtime, LLM_SANITIZE_REQUEST))
+    if handle.profile is None and codec is not None:
+        _default_model_name(handle, codec, prepared)
+    handle.started_us = now_us()
+    _start(handle, prepared, recorded, codec)
+    return prepared
+
+
+def _default_model_name(handle: LlmHandle, codec: RequestCodec, request: LlmRequest) -> None:
+    """Without ``model_name=``, record the model the (intercepted) request names.
+
+    Read through the codec's ``request_model`` (for a codec without it, the
+    body's ``model``); a codec failure is counted, never raised.
+    """
+    read = getattr(codec, "request_model", None)
+    try:
+        model = request.content.get("model") if read is None else read(request)
+    except Exception as exc:
+        handle.runtime.record_failure(f"codec:{codec.data_schema.name}", exc)
+        return
+    if isinstance(model, str) and model and (model.isascii() or _is_text(model)):
+        handle.profile = {"model_name": model}
+        handle.profile_raw = profile_bytes("model_name", model)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _response_codec(
+    codec: RequestCodec | None, response_codec: ResponseCodec | None
+) -> ResponseCodec | None:
+    """``response_codec``, else ``codec`` itself when it also reads responses (same provider)."""
+    if (
+        response_codec is None
+        and codec is not None
+        and callable(getattr(codec, "annotate_response", None))
+    ):
+        return cast("ResponseCodec", codec)
+    return response_codec
 
 
 def _execute(
@@ -580,18 +573,15 @@ def _execute(
     runtime.check_open()
     handle = _new_handle(runtime, name, parent, attributes, data, metadata, model_name, None)
     request = _check_request(request)
-    dumps_request(request.headers, request.content)  # bad input fails before any middleware
+    recorded = recorded_request(request)  # bad input fails before any middleware
     check_callable(func, "func")
-    request = yield from _prepare(runtime, name, request, codec)
-    if model_name is None and codec is not None:
-        default_model_name(handle, request)
-    handle.started_us = now_us()
-    _start(handle, request, codec)
+    response_codec = _response_codec(codec, response_codec)
+    request = yield from _open(runtime, handle, request, recorded, codec)
 
     def end(result: Json, error: BaseException | None) -> None:
         _end(handle, result, response_codec=response_codec, error=error)
 
-    return (yield from execute_in_span(handle, EXECUTION, request, func, asynchronous, end))
+    return (yield from execute_in_span(handle, LLM_EXECUTION, request, func, asynchronous, end))
 
 
 async def llm_call_execute(
@@ -617,7 +607,20 @@ async def llm_call_execute(
     ``exception.type``/``exception.message``) and re-raises the original.
     """
     if isinstance(name, LlmCallExecuteParams):
-        return await llm_call_execute(**unpack_params(name, locals()))
+        return await llm_call_execute(
+            **from_params(
+                name,
+                request=request,
+                func=func,
+                parent=parent,
+                attributes=attributes,
+                data=data,
+                metadata=metadata,
+                model_name=model_name,
+                codec=codec,
+                response_codec=response_codec,
+            )
+        )
     return await drive_async(
         _execute(
             name,
@@ -650,7 +653,20 @@ def llm_call_execute_sync(
 ) -> Json:
     """Synchronous :func:`llm_call_execute`; an async callback raises a ``FlowError``."""
     if isinstance(name, LlmCallExecuteParams):
-        return llm_call_execute_sync(**unpack_params(name, locals()))
+        return llm_call_execute_sync(
+            **from_params(
+                name,
+                request=request,
+                func=func,
+                parent=parent,
+                attributes=attributes,
+                data=data,
+                metadata=metadata,
+                model_name=model_name,
+                codec=codec,
+                response_codec=response_codec,
+            )
+        )
     return drive_sync(
         _execute(
             name,
@@ -674,13 +690,15 @@ async def llm_conditional_execution(request: LlmRequest, *, name: str = "llm") -
     Raises :class:`GuardrailRejected` on the first rejection.
     """
     runtime = get_runtime()
-    await drive_async(run_guardrails(runtime, CONDITIONAL, name, _check_request(request)))
+    await drive_async(
+        run_guardrails(runtime, LLM_CONDITIONAL_EXECUTION, name, _check_request(request))
+    )
 
 
 def llm_conditional_execution_sync(request: LlmRequest, *, name: str = "llm") -> None:
     """Synchronous :func:`llm_conditional_execution`."""
     runtime = get_runtime()
-    drive_sync(run_guardrails(runtime, CONDITIONAL, name, _check_request(request)))
+    drive_sync(run_guardrails(runtime, LLM_CONDITIONAL_EXECUTION, name, _check_request(request)))
 
 
 async def llm_request_intercepts(
@@ -692,7 +710,7 @@ async def llm_request_intercepts(
     return await drive_async(
         run_request_intercepts(
             runtime,
-            REQUEST,
+            LLM_REQUEST,
             name,
             _check_request(request),
             _request_context(name, codec, runtime),
@@ -710,7 +728,7 @@ def llm_request_intercepts_sync(
     return drive_sync(
         run_request_intercepts(
             runtime,
-            REQUEST,
+            LLM_REQUEST,
             name,
             _check_request(request),
             _request_context(name, codec, runtime),
@@ -746,8 +764,22 @@ async def llm_stream_call_execute(
     provides them.
     """
     if isinstance(name, LlmStreamCallExecuteParams):
-        return await llm_stream_call_execute(**unpack_params(name, locals()))
-    from ._stream import LlmStream, stream_callbacks  # after locals(): would count as arguments
+        return await llm_stream_call_execute(
+            **from_params(
+                name,
+                request=request,
+                func=func,
+                collector=collector,
+                finalizer=finalizer,
+                parent=parent,
+                attributes=attributes,
+                data=data,
+                metadata=metadata,
+                model_name=model_name,
+                codec=codec,
+                response_codec=response_codec,
+            )
+        )
 
     runtime = get_runtime()
     runtime.check_open()
@@ -755,15 +787,12 @@ async def llm_stream_call_execute(
         runtime, name, parent, attributes, data, metadata, model_name, None, "streaming"
     )
     request = _check_request(request)
-    dumps_request(request.headers, request.content)  # bad input fails before any middleware
+    recorded = recorded_request(request)  # bad input fails before any middleware
     check_callable(func, "func")
     func = cast("Callable[[LlmRequest], Any]", func)
+    response_codec = _response_codec(codec, response_codec)
     collector, finalizer = stream_callbacks(runtime, collector, finalizer, response_codec)
-    prepared = await drive_async(_prepare(runtime, name, request, codec))
-    if model_name is None and codec is not None:
-        default_model_name(handle, prepared)
-    handle.started_us = now_us()
-    _start(handle, prepared, codec)
+    prepared = await drive_async(_open(runtime, handle, request, recorded, codec))
     return LlmStream(
         handle,
         prepared,

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ._errors import DuplicateRegistrationError
+from ._errors import DuplicateRegistrationError, ParameterTypeError
 
 __all__ = ["Entry", "Registry"]
 
@@ -51,16 +51,16 @@ class Registry(Generic[F]):
     def register(self, name: str, priority: int, fn: F) -> None:
         """Add ``fn`` under ``name``; a name already present raises.
 
-        Raises ``TypeError`` for a non-string name, a non-int priority or a
+        Raises :class:`ParameterTypeError` for a non-string name, a non-int priority or a
         non-callable ``fn``, and :class:`DuplicateRegistrationError` for a
         duplicate name.
         """
         if not isinstance(name, str) or not name:
-            raise TypeError(f"name: expected a non-empty str, got {name!r}")
+            raise ParameterTypeError(f"name: expected a non-empty str, got {name!r}")
         if not isinstance(priority, int) or isinstance(priority, bool):
-            raise TypeError(f"priority: expected an int, got {type(priority).__name__}")
+            raise ParameterTypeError(f"priority: expected an int, got {type(priority).__name__}")
         if not callable(fn):
-            raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
+            raise ParameterTypeError(f"fn: expected a callable, got {type(fn).__name__}")
         with self._lock:
             if name in self._entries:
                 raise DuplicateRegistrationError(

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from ._clock import new_uuid7, now_us
 from ._dispatch import Dispatcher, OverflowPolicy
-from ._errors import DuplicateRegistrationError, RuntimeShutdownError
+from ._errors import DuplicateRegistrationError, RuntimeShutdownError, describe_exception
 from ._event import _UNSET as UNSET
 from ._event import Event, LineParts, Origin, line
 from ._json import check_metadata, dumps, snapshot
@@ -104,18 +104,6 @@ class Diagnostics:
             "failures": dict(self.failures),
             "last_errors": dict(self.last_errors),
         }
-
-
-def describe_exception(exc: BaseException) -> tuple[str, str]:
-    """``(exception.type, exception.message)`` as recorded in event metadata."""
-    cls = type(exc)
-    module = cls.__module__
-    qualname = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-    try:
-        message = str(exc)
-    except BaseException:  # a __str__ that raises must not take the caller down with it
-        message = f"<unprintable {qualname}>"
-    return qualname, message
 
 
 class Runtime:

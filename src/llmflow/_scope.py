@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
@@ -17,12 +18,25 @@ from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from ._clock import new_uuid7, now_us, to_epoch_us
-from ._errors import FlowError, ScopeError
-from ._event import CATEGORIES, Origin
-from ._json import check_metadata, dumps, snapshot
+from ._errors import (
+    FlowError,
+    InvalidParameterError,
+    ParameterTypeError,
+    ScopeError,
+    describe_exception,
+)
+from ._event import Origin
+from ._json import dumps, metadata_snapshot, snapshot
 from ._registry import Registry
-from ._runtime import Runtime, describe_exception, get_runtime
+from ._runtime import Runtime, get_runtime
 from ._types import DataSchema, Json, JsonObject
+from ._validate import (
+    check_category,
+    check_data_schema,
+    check_name,
+    check_profile,
+    normalize_attributes,
+)
 
 __all__ = [
     "ScopeHandle",
@@ -79,15 +93,17 @@ class Span(Origin):
     def local_registry(self, family: str) -> Registry[Callable[..., Any]]:
         """The scope-local registry of ``family``, created on first use."""
         global live_local_registries
-        if self.ended:
-            raise ScopeError(f"scope: {self.name!r} ({self.uuid}) has already ended")
-        if self.local is None:
-            self.local = {}
-            live_local_registries += 1
-        registry = self.local.get(family)
-        if registry is None:
-            registry = self.local[family] = Registry(f"scope-local {family}")
-        return registry
+        with _LOCAL_LOCK:
+            if self.ended:
+                raise ScopeError(f"scope: {self.name!r} ({self.uuid}) has already ended")
+            local = self.local
+            if local is None:
+                local = self.local = {}
+                live_local_registries += 1
+            registry = local.get(family)
+            if registry is None:
+                registry = local[family] = Registry(f"scope-local {family}")
+            return registry
 
     def end_time(self, timestamp: object, param: str = "timestamp") -> int:
         """Validate or choose the end time: strictly later than the start."""
@@ -96,7 +112,7 @@ class Span(Origin):
             return us if us > self.started_us else self.started_us + 1
         us = to_epoch_us(timestamp, param)
         if us <= self.started_us:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{param}: the end ({us} µs) must be later than the start "
                 f"({self.started_us} µs) of {self.name!r}"
             )
@@ -107,8 +123,10 @@ class Span(Origin):
         global live_local_registries
         self.ended = True
         if self.local is not None:
-            self.local = None
-            live_local_registries -= 1
+            with _LOCAL_LOCK:
+                if self.local is not None:
+                    self.local = None
+                    live_local_registries -= 1
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "open"
@@ -133,6 +151,17 @@ class _Frame:
 
 _STACK: ContextVar[_Frame | None] = ContextVar("llmflow_scope_stack", default=None)
 live_local_registries = 0
+"""How many open spans hold scope-local middleware, process-wide.
+
+While it is 0, ``chain()`` skips walking the scope stack (the common case costs
+one global read). ``+=`` on a global is a read-modify-write that threads can
+interleave: a lost increment would hide a live scope-local guardrail from every
+call (a security hook silently off), a lost decrement would only cost speed.
+So every change happens under ``_LOCAL_LOCK``, together with the check that the
+span is still open; the hot-path read needs no lock (a stale non-zero read only
+costs one stack walk).
+"""
+_LOCAL_LOCK: Final = threading.Lock()
 
 
 def current_span() -> Span | None:
@@ -142,7 +171,13 @@ def current_span() -> Span | None:
 
 
 def current_scope() -> Span | None:
-    """The innermost open scope of this context, or ``None`` outside any scope."""
+    """The innermost open span of this context, or ``None`` outside any.
+
+    Inside a managed call's ``func`` (and its execution intercepts) that is the
+    call's :class:`~llmflow.LlmHandle` or :class:`~llmflow.ToolHandle`, not the
+    enclosing scope: it is the parent that events emitted there get, and it
+    accepts scope-local middleware (``scope=current_scope()``) like a scope.
+    """
     return current_span()
 
 
@@ -193,66 +228,9 @@ def resolve_parent(parent: object, param: str = "parent") -> str | None:
             return str(uuid.UUID(parent))  # canonical: the writer splices it in verbatim
         except ValueError:
             pass
-    raise TypeError(f"{param}: expected a scope/LLM/tool handle or a uuid string, got {parent!r}")
-
-
-def normalize_attributes(
-    attributes: Iterable[object], param: str = "attributes"
-) -> tuple[str, ...]:
-    """Sorted, de-duplicated attribute names; enum flags contribute their names."""
-    if attributes == () or attributes is None:
-        return _EMPTY
-    if isinstance(attributes, str):
-        raise TypeError(f"{param}: expected an iterable of str, got a single str {attributes!r}")
-    names: set[str] = set()
-    for item in attributes:
-        if isinstance(item, str) and item:
-            names.add(item)
-            continue
-        flag_names = getattr(item, "attribute_names", None)
-        if flag_names is None:
-            raise TypeError(f"{param}: expected non-empty str or LlmAttributes, got {item!r}")
-        names.update(flag_names)
-    return tuple(sorted(names))
-
-
-def check_category(category: object, profile: Mapping[str, Any] | None) -> str:
-    """Validate ``category`` (and the ``subtype`` that ``custom`` requires)."""
-    if not isinstance(category, str) or category not in CATEGORIES:
-        raise ValueError(f"category: expected one of {sorted(CATEGORIES)}, got {category!r}")
-    if category == "custom":
-        subtype = None if profile is None else profile.get("subtype")
-        if not isinstance(subtype, str) or not subtype:
-            raise ValueError(
-                "category_profile: category 'custom' requires category_profile['subtype'], "
-                "a dotted vendor name such as 'acme.planner'"
-            )
-    return category
-
-
-def check_name(name: object, param: str = "name") -> str:
-    """Validate an event name: a non-empty str."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{param}: expected a non-empty str, got {name!r}")
-    return name
-
-
-def check_data_schema(value: object) -> DataSchema | None:
-    """Accept a :class:`DataSchema`, a ``{"name", "version"}`` mapping, or ``None``."""
-    if value is None or isinstance(value, DataSchema):
-        return value
-    if isinstance(value, Mapping) and set(value) == {"name", "version"}:
-        return DataSchema(value["name"], value["version"])
-    raise TypeError(
-        f"data_schema: expected DataSchema or {{'name': str, 'version': str}}, got {value!r}"
+    raise ParameterTypeError(
+        f"{param}: expected a scope/LLM/tool handle or a uuid string, got {parent!r}"
     )
-
-
-def check_profile(value: object, param: str = "category_profile") -> JsonObject | None:
-    """``category_profile`` must be ``None`` or a dict."""
-    if value is None or isinstance(value, dict):
-        return value
-    raise TypeError(f"{param}: expected a dict or None, got {type(value).__name__}")
 
 
 def emit_span_event(
@@ -277,6 +255,31 @@ def emit_span_event(
         metadata_raw,
         profile_raw,
     )
+
+
+def on_stack(span: Span) -> bool:
+    """Whether ``span`` is on this context's stack."""
+    frame = _STACK.get()
+    while frame is not None:
+        if frame.span is span:
+            return True
+        frame = frame.parent
+    return False
+
+
+def unwind_to(span: Span) -> list[Span]:
+    """Pop ``span`` and every span above it from this context; return those above.
+
+    The spans above stay open (a callback pushed them and never popped them);
+    only this context stops seeing them. ``span`` must be on the stack.
+    """
+    leaked: list[Span] = []
+    while (top := current_span()) is not span and top is not None:
+        leaked.append(top)
+        leave_span(top)
+    if top is span:
+        leave_span(span)
+    return leaked
 
 
 def exception_metadata(exc: BaseException) -> dict[str, str]:
@@ -310,7 +313,7 @@ def push_scope(
     started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
     schema = check_data_schema(data_schema)
     data_raw = snapshot(data, "data")
-    metadata_raw = check_metadata(metadata)
+    metadata_raw = metadata_snapshot(metadata)
     profile_raw = snapshot(profile, "category_profile")
     handle = ScopeHandle(
         runtime, name, category, resolve_parent(parent), normalize_attributes(attributes), started
@@ -336,12 +339,12 @@ def pop_scope(
     innermost open scope of this context; nothing is emitted then.
     """
     if not isinstance(handle, ScopeHandle):
-        raise TypeError(f"handle: expected a ScopeHandle, got {type(handle).__name__}")
+        raise ParameterTypeError(f"handle: expected a ScopeHandle, got {type(handle).__name__}")
     if handle.ended:
         raise ScopeError(f"handle: scope {handle.name!r} ({handle.uuid}) has already ended")
     ended = handle.end_time(timestamp)
     data_raw = snapshot(data, "data")
-    metadata_raw = check_metadata(metadata)
+    metadata_raw = metadata_snapshot(metadata)
     leave_span(handle)
     handle.mark_ended()
     emit_span_event(handle, "end", ended, data_raw, None, metadata_raw, handle.end_profile_raw)
@@ -396,8 +399,8 @@ class scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        handle = self._take_handle()
-        if handle.ended:
+        handle = self._take_handle(exc is None)
+        if handle is None or handle.ended:
             return
         metadata = None if exc is None else exception_metadata(exc)
         try:
@@ -405,20 +408,45 @@ class scope:
         except FlowError:
             if exc is None:
                 raise
-            # Never mask the user's exception with a bookkeeping error.
+            # Never mask the application's exception with a bookkeeping error; the
+            # block left scopes open above this one: drop them from this context
+            # (they stay open) so the caller's stack is restored, and end this one.
+            if not handle.ended and on_stack(handle):
+                unwind_to(handle)
+                handle.mark_ended()
+                emit_span_event(
+                    handle,
+                    "end",
+                    handle.end_time(None),
+                    None,
+                    None,
+                    metadata_snapshot(metadata),
+                    handle.end_profile_raw,
+                )
 
-    def _take_handle(self) -> ScopeHandle:
+    def _take_handle(self, strict: bool) -> ScopeHandle | None:
+        """The handle this context opened with this object (innermost first), removed.
+
+        One scope object may be entered by several tasks or threads at once;
+        each closes its own. A context that never entered it gets
+        :class:`ScopeError` (``None`` when ``strict`` is false, so an exception
+        already propagating is never masked), and no other context's handle is
+        touched.
+        """
         handles = self._handles
-        handle = handles[-1]
-        top = current_span()
-        if not handle.ended and handle is not top:
-            # One scope object entered by concurrent tasks: close the one this context opened.
-            for candidate in reversed(handles):
-                if candidate is top:
-                    handle = candidate
-                    break
-        handles.remove(handle)
-        return handle
+        frame = _STACK.get()
+        while frame is not None:
+            span = frame.span
+            if span in handles:  # identity: handles are never equal otherwise
+                handles.remove(span)
+                return span
+            frame = frame.parent
+        if not strict:
+            return None
+        raise ScopeError(
+            f"scope: {self._name!r} was not entered in this context (or was already left); "
+            f"leave a scope in the task or thread that entered it"
+        )
 
     async def __aenter__(self) -> ScopeHandle:
         return self.__enter__()
@@ -482,7 +510,7 @@ def mark(
         us,
         snapshot(data, "data"),
         check_data_schema(data_schema),
-        check_metadata(metadata),
+        metadata_snapshot(metadata),
         snapshot(profile, "category_profile"),
     )
     return origin.uuid

@@ -16,19 +16,21 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from llmflow._call import Call
 from llmflow._clock import now_us
-from llmflow._errors import FlowError, SyncCallbackError
-from llmflow._json import check_metadata
-from llmflow._pipeline import Call, chain, check_callable, drive_sync
+from llmflow._drive import drive_sync
+from llmflow._errors import FlowError, MiddlewareProtocolError, SyncCallbackError
+from llmflow._families import LLM_STREAM_EXECUTION, chain
+from llmflow._json import metadata_snapshot
 from llmflow._scope import _STACK, enter_span
 from llmflow._types import Json, JsonObject, LlmRequest
+from llmflow._validate import check_callable
 
 if TYPE_CHECKING:
     from llmflow._scope import Span
     from llmflow.codecs import RequestCodec, ResponseCodec
 
 __all__ = [
-    "STREAM_EXECUTION",
     "LlmStream",
     "LlmStreamSync",
     "add_end_metadata",
@@ -36,7 +38,6 @@ __all__ = [
     "stream_callbacks",
 ]
 
-STREAM_EXECUTION: Final = "llm.stream_execution"
 _SAME: Final[Any] = object()
 _CANCELLED: Final = {"cancelled": True}
 
@@ -48,7 +49,7 @@ def add_end_metadata(call: Call, metadata: JsonObject) -> None:
     id); keys given later win. Invalid metadata raises before anything changes.
     """
     merged = {**call.metadata, **metadata} if call.metadata else dict(metadata)
-    raw = check_metadata(merged)
+    raw = metadata_snapshot(merged)
     call.metadata, call.metadata_raw = merged, raw
 
 
@@ -139,9 +140,9 @@ def _opener(
 
     Each intercept is ``(request, next) -> iterator``; ``next(request=None)``
     returns the rest of the chain's iterator and may be called again (retries)
-    until the stream has ended; after that it raises :class:`FlowError`.
+    until the stream has ended; after that it raises :class:`MiddlewareProtocolError`.
     """
-    entries = chain(call.runtime, STREAM_EXECUTION)
+    entries = chain(call.runtime, LLM_STREAM_EXECUTION)
 
     def build(index: int, req: LlmRequest) -> Any:
         if index == len(entries):
@@ -150,7 +151,7 @@ def _opener(
 
         def next_(new_request: Any = _SAME) -> Any:
             if call.ended:
-                raise FlowError(
+                raise MiddlewareProtocolError(
                     f"stream execution intercept {entry.name!r} called next() after the "
                     f"stream {call.name!r} ended"
                 )
@@ -457,14 +458,13 @@ def llm_stream_call_execute_sync(
     must be synchronous here (an async one raises :class:`SyncCallbackError`).
     Exactly one end event, as for the async form.
     """
-    from llmflow._llm import (
+    from llmflow._llm import (  # _llm imports this module
         _check_request,
         _end,
         _new_handle,
-        _prepare,
-        _start,
-        default_model_name,
-        dumps_request,
+        _open,
+        _response_codec,
+        recorded_request,
     )
     from llmflow._runtime import get_runtime
 
@@ -474,12 +474,9 @@ def llm_stream_call_execute_sync(
         runtime, name, parent, attributes, data, metadata, model_name, None, "streaming"
     )
     request = _check_request(request)
-    dumps_request(request.headers, request.content)  # bad input fails before any middleware
+    recorded = recorded_request(request)  # bad input fails before any middleware
     check_callable(func, "func")
+    response_codec = _response_codec(codec, response_codec)
     collector, finalizer = stream_callbacks(runtime, collector, finalizer, response_codec)
-    prepared = drive_sync(_prepare(runtime, name, request, codec))
-    if model_name is None and codec is not None:
-        default_model_name(handle, prepared)
-    handle.started_us = now_us()
-    _start(handle, prepared, codec)
+    prepared = drive_sync(_open(runtime, handle, request, recorded, codec))
     return LlmStreamSync(handle, prepared, func, collector, finalizer, response_codec, _end)

@@ -1,7 +1,8 @@
 """The tool lifecycle: ``tool_call``/``tool_call_end`` spans and managed tool calls.
 
-Tool calls reuse the LLM pipeline machinery of :mod:`llmflow._pipeline` with
-the ``tool.*`` middleware families. Events have category ``tool``;
+Tool calls run the pipeline of :mod:`llmflow._chain` and record their events
+with :mod:`llmflow._call`, as LLM calls do, with the ``tool.*`` middleware
+families. Events have category ``tool``;
 ``category_profile.tool_call_id`` (when given) links the tool scope to the
 assistant message that requested it.
 """
@@ -13,33 +14,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from ._call import Call, end_metadata, event_snapshot, profile_bytes, record_call_event
+from ._chain import execute_in_span, prepare_call
 from ._clock import now_us, to_epoch_us
-from ._errors import HandleError
-from ._json import check_metadata, snapshot
-from ._pipeline import (
-    Call,
+from ._credentials import strip_credential_fields
+from ._drive import Step, drive_async, drive_sync
+from ._errors import HandleError, ParameterTypeError
+from ._families import (
+    TOOL_CONDITIONAL_EXECUTION,
+    TOOL_EXECUTION,
+    TOOL_REQUEST,
+    TOOL_SANITIZE_REQUEST,
+    TOOL_SANITIZE_RESPONSE,
     RequestContext,
-    Step,
-    check_callable,
-    drive_async,
-    drive_sync,
-    end_metadata,
-    event_snapshot,
-    execute_in_span,
-    prepare_call,
-    profile_bytes,
-    profile_with,
-    sanitized_json,
 )
+from ._json import metadata_snapshot, snapshot
 from ._runtime import Runtime, get_runtime
-from ._scope import (
-    Span,
-    check_name,
-    emit_span_event,
-    normalize_attributes,
-    resolve_parent,
-)
-from ._types import Json, JsonObject
+from ._scope import Span, resolve_parent
+from ._types import Json, JsonObject, check_text
+from ._validate import check_callable, check_name, normalize_attributes
 
 __all__ = [
     "ToolExecutionResult",
@@ -50,11 +43,6 @@ __all__ = [
     "tool_call_execute_sync",
 ]
 
-CONDITIONAL: Final = "tool.conditional_execution"
-REQUEST: Final = "tool.request"
-EXECUTION: Final = "tool.execution"
-SANITIZE_REQUEST: Final = "tool.sanitize_request"
-SANITIZE_RESPONSE: Final = "tool.sanitize_response"
 ANNOTATION: Final = "tool_result_annotation"
 
 
@@ -97,11 +85,23 @@ def _check_call(
     """
     runtime.check_open()
     check_name(name)
-    if tool_call_id is not None and (not isinstance(tool_call_id, str) or not tool_call_id):
-        raise TypeError(f"tool_call_id: expected a non-empty str or None, got {tool_call_id!r}")
-    metadata_raw = check_metadata(metadata)
+    if tool_call_id is not None:
+        if not isinstance(tool_call_id, str) or not tool_call_id:
+            raise ParameterTypeError(
+                f"tool_call_id: expected a non-empty str or None, got {tool_call_id!r}"
+            )
+        if not tool_call_id.isascii():
+            check_text(tool_call_id, "tool_call_id")
+    metadata_raw = metadata_snapshot(metadata)
     # non-JSON arguments are the caller's error, raised before emitting
-    return snapshot(args, "args"), metadata_raw
+    return _args_snapshot(args), metadata_raw
+
+
+def _args_snapshot(args: Json) -> bytes | None:
+    """Snapshot tool arguments as recorded: top-level credential fields removed."""
+    if type(args) is dict:
+        args = strip_credential_fields(args)
+    return snapshot(args, "args")
 
 
 def _new_handle(
@@ -137,12 +137,15 @@ def _new_handle(
     )
 
 
-def _start(handle: ToolHandle, args: Json, args_raw: bytes | None = None) -> None:
-    data_raw = sanitized_json(
-        handle.runtime, SANITIZE_REQUEST, args, handle.name, "tool", "request", args_raw
-    )
-    emit_span_event(
-        handle, "start", handle.started_us, data_raw, None, handle.metadata_raw, handle.profile_raw
+def _start(handle: ToolHandle, args: Json, args_raw: bytes | None) -> None:
+    record_call_event(
+        handle,
+        "start",
+        TOOL_SANITIZE_REQUEST,
+        args,
+        args_raw,
+        handle.started_us,
+        handle.metadata_raw,
     )
 
 
@@ -150,38 +153,35 @@ def _end(
     handle: ToolHandle,
     result: Json,
     *,
+    raw: bytes | None = None,
     data: Json = None,
     metadata: JsonObject | None = None,
     error: BaseException | None = None,
     ended_us: int | None = None,
 ) -> None:
-    runtime = handle.runtime
+    """Emit the end event of a claimed handle: the recorded copy of ``result``.
+
+    ``raw`` is the snapshot of a result the caller passed (validated up front);
+    a tool's non-JSON result or annotation is counted and omitted instead.
+    """
     annotation = None
     if isinstance(result, ToolExecutionResult):
         result, annotation = result.result, result.annotation
     if error is not None:
         annotation = None  # only a successful end carries a result annotation
-    elif annotation is not None and event_snapshot(runtime, annotation, ANNOTATION) is None:
+    elif annotation is not None and event_snapshot(handle.runtime, annotation, ANNOTATION) is None:
         annotation = None  # a non-JSON annotation from the tool is counted and omitted
-    data_raw = None
-    if error is None and result is not None:
-        data_raw = sanitized_json(
-            runtime, SANITIZE_RESPONSE, result, handle.name, "tool", "response"
-        )
-        if data_raw is None:
-            annotation = None  # an omitted result takes its annotation with it (fail closed)
-    if data_raw is None:
-        data_raw = event_snapshot(
-            runtime, handle.data if data is None else data, "tool_call_end:data"
-        )
-    emit_span_event(
+    record_call_event(
         handle,
         "end",
+        TOOL_SANITIZE_RESPONSE,
+        result,
+        raw,
         handle.end_time(None) if ended_us is None else ended_us,
-        data_raw,
-        None,
         end_metadata(handle, metadata, error),
-        profile_with(handle, "tool_result_annotation", annotation),
+        profile_key=ANNOTATION,
+        annotation=annotation,
+        fallback=handle.data if data is None else data,
     )
 
 
@@ -232,12 +232,19 @@ def tool_call_end(
         )
     if handle.ended:
         handle.claim_end()  # raises
+    # Validate everything up front: a bad argument raises and the handle stays open.
     ended = handle.end_time(timestamp)
-    check_metadata(metadata)
     if isinstance(result, ToolExecutionResult):
         snapshot(result.annotation, "result.annotation")
+        raw = snapshot(result.result, "result.result")
+    else:
+        raw = snapshot(result, "result")
+    if data is not None:
+        snapshot(data, "data")
+    if metadata is not None:
+        end_metadata(handle, metadata, None)
     handle.claim_end()
-    _end(handle, result, data=data, metadata=metadata, ended_us=ended)
+    _end(handle, result, raw=raw, data=data, metadata=metadata, ended_us=ended)
 
 
 def _accept_args(result: Any, current: Json) -> Json:
@@ -257,14 +264,15 @@ def _execute(
     asynchronous: bool,
 ) -> Step[Json]:
     runtime = get_runtime()
-    _args_raw, metadata_raw = _check_call(runtime, name, args, tool_call_id, metadata)
+    args_raw, metadata_raw = _check_call(runtime, name, args, tool_call_id, metadata)
     check_callable(func, "func")
     # Bad attributes or parent must fail before any guardrail runs or emits.
     attributes = normalize_attributes(attributes)
     parent = resolve_parent(parent)
-    args = yield from prepare_call(
+    # Middleware may replace or edit the arguments in place: record what the tool receives.
+    args, touched = yield from prepare_call(
         runtime,
-        (CONDITIONAL, REQUEST),
+        (TOOL_CONDITIONAL_EXECUTION, TOOL_REQUEST),
         name,
         args,
         lambda _: RequestContext(name, None, None),
@@ -273,12 +281,12 @@ def _execute(
     handle = _new_handle(
         runtime, name, tool_call_id, parent, attributes, data, metadata, metadata_raw, None
     )
-    _start(handle, args)  # intercepts may have changed args: snapshot them again
+    _start(handle, args, _args_snapshot(args) if touched else args_raw)
 
     def end(result: Json, error: BaseException | None) -> None:
         _end(handle, result, error=error)
 
-    result = yield from execute_in_span(handle, EXECUTION, args, func, asynchronous, end)
+    result = yield from execute_in_span(handle, TOOL_EXECUTION, args, func, asynchronous, end)
     return result.result if isinstance(result, ToolExecutionResult) else result
 
 

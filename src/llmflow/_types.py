@@ -5,13 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-__all__ = ["DataSchema", "Json", "JsonObject", "LlmRequest"]
+from ._errors import InvalidParameterError, ParameterTypeError
+
+__all__ = ["DataSchema", "Json", "JsonObject", "LlmRequest", "check_text"]
 
 Json: TypeAlias = Any
 """A JSON value: ``None``, ``bool``, ``int``, ``float``, ``str``, ``list`` or ``dict``."""
 
 JsonObject: TypeAlias = dict[str, Any]
 """A JSON object with string keys."""
+
+
+def check_text(value: str, param: str) -> str:
+    """``value`` if it can be written as UTF-8; a lone surrogate raises naming ``param``.
+
+    Callers test ``value.isascii()`` first where it is hot: ASCII is always valid.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidParameterError(
+            f"{param}: not valid Unicode text ({exc.reason} at position {exc.start}: "
+            f"{value!r}); decode bytes with errors='replace' instead of 'surrogateescape'"
+        ) from None
+    return value
 
 
 @dataclass(slots=True)
@@ -27,12 +44,12 @@ class LlmRequest:
 
     def __post_init__(self) -> None:
         if not isinstance(self.headers, dict):
-            raise TypeError(
+            raise ParameterTypeError(
                 f"LlmRequest.headers: expected a dict of str to str, "
                 f"got {type(self.headers).__name__}"
             )
         if not isinstance(self.content, dict):
-            raise TypeError(
+            raise ParameterTypeError(
                 f"LlmRequest.content: expected a dict (the JSON body), "
                 f"got {type(self.content).__name__}"
             )
@@ -51,9 +68,11 @@ class DataSchema:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise TypeError("DataSchema.name: expected a non-empty str")
+            raise ParameterTypeError("DataSchema.name: expected a non-empty str")
         if not isinstance(self.version, str) or not self.version:
-            raise TypeError("DataSchema.version: expected a non-empty str")
+            raise ParameterTypeError("DataSchema.version: expected a non-empty str")
+        check_text(self.name, "DataSchema.name")
+        check_text(self.version, "DataSchema.version")
 
     def to_dict(self) -> dict[str, str]:
         """Return the wire form ``{"name": name, "version": version}``."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import get_args
 
+from ._errors import InvalidParameterError
 from ._runtime import EventHook, Runtime, SanitizerKind, get_runtime
 
 __all__ = [
@@ -30,7 +31,7 @@ _KINDS = get_args(SanitizerKind)
 
 def _check_kind(kind: str) -> SanitizerKind:
     if kind not in _KINDS:
-        raise ValueError(f"kind: expected one of {list(_KINDS)}, got {kind!r}")
+        raise InvalidParameterError(f"kind: expected one of {list(_KINDS)}, got {kind!r}")
     return kind  # type: ignore[return-value]
 
 

@@ -11,6 +11,8 @@ from ._codec import ProviderCodec
 from ._encoding import ElementPool, assemble_body
 from ._fields import (
     as_object,
+    build_content,
+    content_parts,
     fail,
     get_bool,
     get_int,
@@ -21,8 +23,10 @@ from ._fields import (
     invalid,
     item_path,
     key_path,
+    merge_extras,
     require_str,
     str_list,
+    with_extras,
 )
 
 __all__ = ["AnthropicMessagesCodec", "AnthropicStreamAccumulator"]
@@ -55,14 +59,6 @@ _PROVIDER_CHOICES = {"auto": "auto", "required": "any", "none": "none", "tool": 
 # -- request: provider -> annotation ---------------------------------------------
 
 
-def _with_extras(part: JsonObject, raw: JsonObject, known: tuple[str, ...]) -> JsonObject:
-    if len(raw) > len(known):
-        extras = {k: v for k, v in raw.items() if k not in known}
-        if extras:
-            part["extras"] = extras
-    return part
-
-
 def _image(raw: JsonObject, where: str) -> JsonObject | None:
     source = raw.get("source")
     if type(source) is not dict:
@@ -79,7 +75,7 @@ def _image(raw: JsonObject, where: str) -> JsonObject | None:
         part["file_id"] = require_str(source, "file_id", swhere)
     else:
         return None
-    return _with_extras(part, raw, ("type", "source"))
+    return with_extras(part, raw, ("type", "source"))
 
 
 def _block(raw: Json, where: str, *, nested: bool = False) -> JsonObject:
@@ -89,7 +85,7 @@ def _block(raw: Json, where: str, *, nested: bool = False) -> JsonObject:
     kind = raw.get("type")
     if kind == "text":
         part: JsonObject = {"type": "text", "text": require_str(raw, "text", where)}
-        return _with_extras(part, raw, ("type", "text"))
+        return with_extras(part, raw, ("type", "text"))
     if kind == "image":
         image = _image(raw, where)
         if image is not None:
@@ -106,7 +102,7 @@ def _block(raw: Json, where: str, *, nested: bool = False) -> JsonObject:
             "name": require_str(raw, "name", where),
             "arguments": arguments,
         }
-        return _with_extras(part, raw, ("type", "id", "name", "input"))
+        return with_extras(part, raw, ("type", "id", "name", "input"))
     elif kind == "tool_result":
         part = {"type": "tool_result", "tool_call_id": require_str(raw, "tool_use_id", where)}
         content = raw.get("content")
@@ -122,19 +118,11 @@ def _block(raw: Json, where: str, *, nested: bool = False) -> JsonObject:
         is_error = get_bool(raw, "is_error", where)
         if is_error is not None:
             part["is_error"] = is_error
-        return _with_extras(part, raw, ("type", "tool_use_id", "content", "is_error"))
+        return with_extras(part, raw, ("type", "tool_use_id", "content", "is_error"))
     elif kind == "thinking":
         part = {"type": "reasoning", "text": require_str(raw, "thinking", where)}
-        return _with_extras(part, raw, ("type", "thinking"))
+        return with_extras(part, raw, ("type", "thinking"))
     return {"type": "opaque", "value": raw}
-
-
-def _blocks(content: Json, where: str) -> list[JsonObject]:
-    if type(content) is str:
-        return [{"type": "text", "text": content}]
-    if type(content) is list:
-        return [_block(b, item_path(where, i)) for i, b in enumerate(content)]
-    raise fail(where, "a string or an array of content blocks", content)
 
 
 def _message(raw: Json, where: str) -> JsonObject:
@@ -145,9 +133,11 @@ def _message(raw: Json, where: str) -> JsonObject:
         raise invalid(key_path(where, "role"), f"unknown message role {role!r}")
     message: JsonObject = {
         "role": role,
-        "content": _blocks(raw.get("content"), key_path(where, "content")),
+        "content": content_parts(
+            raw.get("content"), key_path(where, "content"), _block, "content blocks"
+        ),
     }
-    return _with_extras(message, raw, ("role", "content"))
+    return with_extras(message, raw, ("role", "content"))
 
 
 def _system(value: Json) -> list[JsonObject]:
@@ -161,7 +151,7 @@ def _system(value: Json) -> list[JsonObject]:
         if type(block) is not dict or block.get("type") != "text":
             raise fail(where, "a text block", block)
         part: JsonObject = {"type": "text", "text": require_str(block, "text", where)}
-        parts.append(_with_extras(part, block, ("type", "text")))
+        parts.append(with_extras(part, block, ("type", "text")))
     return parts
 
 
@@ -180,7 +170,7 @@ def _tool(raw: Json, where: str) -> JsonObject:
     parameters = get_object(raw, "input_schema", where)
     if parameters is not None:
         tool["parameters"] = parameters
-    return _with_extras(tool, raw, ("name", "description", "input_schema"))
+    return with_extras(tool, raw, ("name", "description", "input_schema"))
 
 
 def _tool_choice(raw: Json) -> JsonObject | None:
@@ -198,7 +188,7 @@ def _tool_choice(raw: Json) -> JsonObject | None:
             return None
         choice["name"] = name
         known = ("type", "name")
-    return _with_extras(choice, raw, known)
+    return with_extras(choice, raw, known)
 
 
 def _annotate_request(body: JsonObject) -> JsonObject:
@@ -256,15 +246,10 @@ def _annotate_request(body: JsonObject) -> JsonObject:
 # -- request: annotation -> provider ---------------------------------------------
 
 
-def _merge(raw: JsonObject, annotated: JsonObject) -> JsonObject:
-    extras = annotated.get("extras")
-    return {**extras, **raw} if extras else raw
-
-
 def _build_block(part: JsonObject, where: str) -> JsonObject:
     kind = part["type"]
     if kind == "text":
-        return _merge({"type": "text", "text": part["text"]}, part)
+        return merge_extras({"type": "text", "text": part["text"]}, part)
     if kind == "image":
         if "data" in part:
             source: JsonObject = {
@@ -278,13 +263,13 @@ def _build_block(part: JsonObject, where: str) -> JsonObject:
             source = {"type": "file", "file_id": part["file_id"]}
         else:
             raise invalid(where, "an image needs data, a url or a file_id")
-        return _merge({"type": "image", "source": source}, part)
+        return merge_extras({"type": "image", "source": source}, part)
     if kind == "tool_call":
         arguments = part.get("arguments")
         if type(arguments) is not dict:
             raise invalid(where, "Anthropic tool_use input must be a JSON object")
         call = {"type": "tool_use", "id": part.get("id"), "name": part["name"], "input": arguments}
-        return _merge(call, part)
+        return merge_extras(call, part)
     if kind == "tool_result":
         result: JsonObject = {"type": "tool_result", "tool_use_id": part["tool_call_id"]}
         content = part.get("content")
@@ -294,19 +279,12 @@ def _build_block(part: JsonObject, where: str) -> JsonObject:
             result["content"] = content
         if "is_error" in part:
             result["is_error"] = part["is_error"]
-        return _merge(result, part)
+        return merge_extras(result, part)
     if kind == "reasoning":
-        return _merge({"type": "thinking", "thinking": part.get("text", "")}, part)
+        return merge_extras({"type": "thinking", "thinking": part.get("text", "")}, part)
     if kind == "opaque":
         return dict(part["value"])
     raise invalid(where, f"a {kind} part cannot be sent to the Anthropic Messages API")
-
-
-def _build_content(parts: list[JsonObject], where: str) -> str | list[JsonObject]:
-    if len(parts) == 1 and parts[0]["type"] == "text" and "extras" not in parts[0]:
-        text: str = parts[0]["text"]
-        return text
-    return [_build_block(p, item_path(where, i)) for i, p in enumerate(parts)]
 
 
 def _build_message(message: JsonObject, where: str) -> JsonObject:
@@ -317,7 +295,7 @@ def _build_message(message: JsonObject, where: str) -> JsonObject:
         )
     raw: JsonObject = dict(message.get("extras") or {})
     raw["role"] = "user" if role == "tool" else role  # tool results travel in user turns
-    raw["content"] = _build_content(message["content"], key_path(where, "content"))
+    raw["content"] = build_content(message["content"], key_path(where, "content"), _build_block)
     return raw
 
 
@@ -346,7 +324,7 @@ def _encode_body(body: JsonObject, before: JsonObject, after: JsonObject) -> Jso
         elif value is None:
             out.pop(_FIELDS[name][0], None)
         elif name == "system":
-            system = _build_content(value, "system")
+            system = build_content(value, "system", _build_block)
             out["system"] = system
         elif name == "tools":
             pool = ElementPool(body.get("tools") or [], before.get("tools") or [])
@@ -357,7 +335,7 @@ def _encode_body(body: JsonObject, before: JsonObject, after: JsonObject) -> Jso
             choice: JsonObject = {"type": _PROVIDER_CHOICES[value["type"]]}
             if "name" in value:
                 choice["name"] = value["name"]
-            out["tool_choice"] = _merge(choice, value)
+            out["tool_choice"] = merge_extras(choice, value)
         else:
             out[_FIELDS[name][0]] = value
 

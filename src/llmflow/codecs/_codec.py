@@ -74,6 +74,12 @@ class ProviderCodec:
     _encode_body: ClassVar[Callable[[JsonObject, JsonObject, JsonObject], JsonObject]]
     """``(original body, its annotation, edited annotation)`` -> new body."""
 
+    def request_model(self, request: LlmRequest | JsonObject) -> str | None:
+        """The ``model`` the request body names, or ``None`` (what ``model_name`` defaults to)."""
+        body = request_body(request)
+        model = body.get("model") if isinstance(body, dict) else None
+        return model if isinstance(model, str) and model else None
+
     def annotate_request(self, request: LlmRequest | JsonObject) -> JsonObject:
         """JSON form of ``decode(request)``; raises ``CodecError`` on a malformed body."""
         return type(self)._annotate_body(request_body(request))

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from llmflow._errors import CodecError
+from llmflow._errors import CodecError, ParameterTypeError
 from llmflow._types import Json, JsonObject
 
 from ._annotated import AnnotatedLlmRequest
@@ -33,7 +33,9 @@ __all__ = ["ElementPool", "annotation_of", "assemble_body"]
 def annotation_of(annotated: AnnotatedLlmRequest) -> JsonObject:
     """The JSON form of ``annotated`` (what ``annotate_request`` returns)."""
     if not isinstance(annotated, AnnotatedLlmRequest):
-        raise TypeError(f"encode: expected an AnnotatedLlmRequest, got {type(annotated).__name__}")
+        raise ParameterTypeError(
+            f"encode: expected an AnnotatedLlmRequest, got {type(annotated).__name__}"
+        )
     return annotated.model_dump(mode="json", exclude_none=True)
 
 

@@ -17,10 +17,13 @@ from typing import Any
 import orjson
 
 from llmflow._errors import CodecError
+from llmflow._json import json_form
 from llmflow._types import Json, JsonObject, LlmRequest
 
 __all__ = [
     "as_object",
+    "build_content",
+    "content_parts",
     "dump_arguments",
     "fail",
     "get_bool",
@@ -29,16 +32,19 @@ __all__ = [
     "get_number",
     "get_object",
     "get_str",
+    "image_from_url",
     "invalid",
     "item_path",
     "join_data_url",
     "key_path",
+    "merge_extras",
     "parse_arguments",
     "request_body",
     "require_str",
     "split_data_url",
     "str_list",
     "token_usage",
+    "with_extras",
 ]
 
 
@@ -69,21 +75,17 @@ def invalid(path: str, message: str) -> CodecError:
 def as_object(value: object, path: str) -> JsonObject:
     """Return ``value`` as a JSON object.
 
-    Accepts a ``dict`` or a pydantic model (the openai/anthropic SDK objects),
-    which is dumped to its wire form. Anything else raises ``CodecError``.
+    Accepts a ``dict`` or an SDK object (pydantic model, ``to_dict()``), taken
+    in the JSON form the recorded events use (``llmflow._json.json_form``).
+    Anything else raises ``CodecError``.
     """
     if type(value) is dict:
         return value
     if isinstance(value, dict):
         return dict(value)
-    dump = getattr(value, "model_dump", None)
-    if dump is not None:
-        try:
-            dumped = dump(mode="json", by_alias=True, exclude_unset=True)
-        except TypeError:
-            dumped = dump()
-        if isinstance(dumped, dict):
-            return dumped
+    dumped = json_form(value)
+    if isinstance(dumped, dict):
+        return dumped
     raise fail(path, "a JSON object", value)
 
 
@@ -206,6 +208,59 @@ def split_data_url(url: str) -> tuple[str, str] | None:
 def join_data_url(media_type: str, data: str) -> str:
     """The inverse of :func:`split_data_url`."""
     return f"data:{media_type};base64,{data}"
+
+
+def image_from_url(url: str) -> JsonObject:
+    """The annotated image part of ``url``: inline ``media_type``/``data`` for a data URL."""
+    inline = split_data_url(url)
+    if inline is None:
+        return {"type": "image", "url": url}
+    return {"type": "image", "media_type": inline[0], "data": inline[1]}
+
+
+# -- extras and content: what every codec does the same way -------------------------
+
+
+def with_extras(part: JsonObject, raw: JsonObject, known: tuple[str, ...]) -> JsonObject:
+    """``part`` with the provider keys it does not model kept under ``"extras"``.
+
+    Keys of ``raw`` outside ``known`` survive a decode/encode round trip this way.
+    """
+    if len(raw) > len(known):
+        extras = {k: v for k, v in raw.items() if k not in known}
+        if extras:
+            part["extras"] = extras
+    return part
+
+
+def merge_extras(raw: JsonObject, annotated: JsonObject) -> JsonObject:
+    """The provider form ``raw`` with ``annotated``'s extras under it (modelled keys win)."""
+    extras = annotated.get("extras")
+    return {**extras, **raw} if extras else raw
+
+
+def content_parts(
+    content: Json,
+    where: str,
+    parse_part: Callable[[Json, str], JsonObject],
+    noun: str = "content parts",
+) -> list[JsonObject]:
+    """Annotated parts of a message's ``content``: a string is one text part."""
+    if type(content) is str:
+        return [{"type": "text", "text": content}]
+    if type(content) is list:
+        return [parse_part(p, item_path(where, i)) for i, p in enumerate(content)]
+    raise fail(where, f"a string or an array of {noun}", content)
+
+
+def build_content(
+    parts: list[JsonObject], where: str, build_part: Callable[[JsonObject, str], JsonObject]
+) -> str | list[JsonObject]:
+    """The provider ``content`` of annotated ``parts``: one plain text part becomes a string."""
+    if len(parts) == 1 and parts[0]["type"] == "text" and "extras" not in parts[0]:
+        text: str = parts[0]["text"]
+        return text
+    return [build_part(p, item_path(where, i)) for i, p in enumerate(parts)]
 
 
 def token_usage(prompt: str, completion: str) -> Callable[[Json], JsonObject]:

@@ -8,6 +8,8 @@ from ._codec import ProviderCodec
 from ._encoding import ElementPool, assemble_body
 from ._fields import (
     as_object,
+    build_content,
+    content_parts,
     dump_arguments,
     fail,
     get_bool,
@@ -16,15 +18,17 @@ from ._fields import (
     get_number,
     get_object,
     get_str,
+    image_from_url,
     invalid,
     item_path,
     join_data_url,
     key_path,
+    merge_extras,
     parse_arguments,
     require_str,
-    split_data_url,
     str_list,
     token_usage,
+    with_extras,
 )
 
 __all__ = ["OpenAIChatCodec", "OpenAIChatStreamAccumulator"]
@@ -88,7 +92,7 @@ def _content_part(raw: Json, where: str) -> JsonObject:
         if type(image) is not dict or not image.keys() <= {"url", "detail"}:
             return {"type": "opaque", "value": raw}
         where = key_path(where, "image_url")
-        part = _image_from_url(require_str(image, "url", where))
+        part = image_from_url(require_str(image, "url", where))
         detail = get_str(image, "detail", where)
         if detail is not None:
             part["detail"] = detail
@@ -98,24 +102,7 @@ def _content_part(raw: Json, where: str) -> JsonObject:
         known = ("type", "refusal")
     else:
         return {"type": "opaque", "value": raw}
-    if len(raw) > len(known):
-        part["extras"] = {k: v for k, v in raw.items() if k not in known}
-    return part
-
-
-def _image_from_url(url: str) -> JsonObject:
-    inline = split_data_url(url)
-    if inline is None:
-        return {"type": "image", "url": url}
-    return {"type": "image", "media_type": inline[0], "data": inline[1]}
-
-
-def _content_parts(content: Json, where: str) -> list[JsonObject]:
-    if type(content) is str:
-        return [{"type": "text", "text": content}]
-    if type(content) is list:
-        return [_content_part(p, item_path(where, i)) for i, p in enumerate(content)]
-    raise fail(where, "a string or an array of content parts", content)
+    return with_extras(part, raw, known)
 
 
 def _tool_call(raw: Json, where: str) -> JsonObject:
@@ -159,14 +146,14 @@ def _message(raw: Json, where: str) -> JsonObject:
             "tool_call_id": require_str(raw, "tool_call_id", where),
         }
         if type(content) is list:
-            result["content"] = _content_parts(content, cwhere)
+            result["content"] = content_parts(content, cwhere, _content_part)
         elif content is not None:
             if type(content) is not str:
                 raise fail(cwhere, "a string or an array of content parts", content)
             result["content"] = content
         parts = [result]
     else:
-        parts = [] if content is None else _content_parts(content, cwhere)
+        parts = [] if content is None else content_parts(content, cwhere, _content_part)
         if role == "assistant":
             refusal = get_str(raw, "refusal", where)
             if refusal is not None:
@@ -294,15 +281,7 @@ def _build_part(part: JsonObject, where: str) -> JsonObject:
         return dict(part["value"])
     else:
         raise invalid(where, f"a {kind} part cannot be sent as Chat Completions message content")
-    extras = part.get("extras")
-    return {**extras, **raw} if extras else raw
-
-
-def _build_content(parts: list[JsonObject], where: str) -> str | list[JsonObject]:
-    if len(parts) == 1 and parts[0]["type"] == "text" and "extras" not in parts[0]:
-        text: str = parts[0]["text"]
-        return text
-    return [_build_part(p, item_path(where, i)) for i, p in enumerate(parts)]
+    return merge_extras(raw, part)
 
 
 def _build_tool_call(part: JsonObject, calls: ElementPool) -> JsonObject:
@@ -356,7 +335,7 @@ def _build_message(message: JsonObject, calls: ElementPool, where: str) -> JsonO
     if tool_calls and role != "assistant":
         raise invalid(cwhere, "only assistant messages can carry tool calls")
     if body or not tool_calls:
-        raw["content"] = _build_content(body, cwhere)
+        raw["content"] = build_content(body, cwhere, _build_part)
     if refusals:
         raw["refusal"] = "".join(refusals)
     if tool_calls:

@@ -8,6 +8,7 @@ from ._codec import ProviderCodec
 from ._encoding import ElementPool, assemble_body
 from ._fields import (
     as_object,
+    content_parts,
     dump_arguments,
     fail,
     get_bool,
@@ -16,14 +17,16 @@ from ._fields import (
     get_number,
     get_object,
     get_str,
+    image_from_url,
     invalid,
     item_path,
     join_data_url,
     key_path,
+    merge_extras,
     parse_arguments,
     require_str,
-    split_data_url,
     token_usage,
+    with_extras,
 )
 
 __all__ = ["OpenAIResponsesCodec", "OpenAIResponsesStreamAccumulator"]
@@ -50,49 +53,27 @@ _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"
 # -- request: provider -> annotation ---------------------------------------------
 
 
-def _with_extras(part: JsonObject, raw: JsonObject, known: tuple[str, ...]) -> JsonObject:
-    if len(raw) > len(known):
-        extras = {k: v for k, v in raw.items() if k not in known}
-        if extras:
-            part["extras"] = extras
-    return part
-
-
 def _content_part(raw: Json, where: str) -> JsonObject:
     if type(raw) is not dict:
         raise fail(where, "a content part object", raw)
     kind = raw.get("type")
     if kind in ("input_text", "output_text"):
         part: JsonObject = {"type": "text", "text": require_str(raw, "text", where)}
-        return _with_extras(part, raw, ("type", "text"))
+        return with_extras(part, raw, ("type", "text"))
     if kind == "input_image":
-        part = {"type": "image"}
         url = get_str(raw, "image_url", where)
-        if url is not None:
-            inline = split_data_url(url)
-            if inline is None:
-                part["url"] = url
-            else:
-                part["media_type"], part["data"] = inline
+        part = {"type": "image"} if url is None else image_from_url(url)
         file_id = get_str(raw, "file_id", where)
         if file_id is not None:
             part["file_id"] = file_id
         detail = get_str(raw, "detail", where)
         if detail is not None:
             part["detail"] = detail
-        return _with_extras(part, raw, ("type", "image_url", "file_id", "detail"))
+        return with_extras(part, raw, ("type", "image_url", "file_id", "detail"))
     if kind == "refusal":
         part = {"type": "refusal", "text": require_str(raw, "refusal", where)}
-        return _with_extras(part, raw, ("type", "refusal"))
+        return with_extras(part, raw, ("type", "refusal"))
     return {"type": "opaque", "value": raw}
-
-
-def _content(content: Json, where: str) -> list[JsonObject]:
-    if type(content) is str:
-        return [{"type": "text", "text": content}]
-    if type(content) is list:
-        return [_content_part(p, item_path(where, i)) for i, p in enumerate(content)]
-    raise fail(where, "a string or an array of content parts", content)
 
 
 def _item(raw: Json, where: str) -> JsonObject:
@@ -108,8 +89,10 @@ def _item(raw: Json, where: str) -> JsonObject:
         message: JsonObject = {"role": role}
         if provider_role != role:
             message["provider_role"] = provider_role
-        message["content"] = _content(raw.get("content"), key_path(where, "content"))
-        return _with_extras(message, raw, ("type", "role", "content"))
+        message["content"] = content_parts(
+            raw.get("content"), key_path(where, "content"), _content_part
+        )
+        return with_extras(message, raw, ("type", "role", "content"))
     if kind == "function_call":
         call: JsonObject = {
             "type": "tool_call",
@@ -117,7 +100,7 @@ def _item(raw: Json, where: str) -> JsonObject:
             "name": require_str(raw, "name", where),
         }
         parse_arguments(require_str(raw, "arguments", where), call)
-        _with_extras(call, raw, ("type", "call_id", "name", "arguments"))
+        with_extras(call, raw, ("type", "call_id", "name", "arguments"))
         return {"role": "assistant", "content": [call]}
     if kind == "function_call_output":
         result: JsonObject = {
@@ -128,8 +111,8 @@ def _item(raw: Json, where: str) -> JsonObject:
         if type(output) is str:
             result["content"] = output
         else:
-            result["content"] = _content(output, key_path(where, "output"))
-        _with_extras(result, raw, ("type", "call_id", "output"))
+            result["content"] = content_parts(output, key_path(where, "output"), _content_part)
+        with_extras(result, raw, ("type", "call_id", "output"))
         return {"role": "tool", "content": [result]}
     if type(kind) is not str:
         raise fail(key_path(where, "type"), "a string", kind)
@@ -153,7 +136,7 @@ def _tool(raw: Json, where: str) -> JsonObject:
     parameters = get_object(raw, "parameters", where)
     if parameters is not None:
         tool["parameters"] = parameters
-    return _with_extras(tool, raw, ("type", "name", "description", "parameters"))
+    return with_extras(tool, raw, ("type", "name", "description", "parameters"))
 
 
 def _tool_choice(raw: Json) -> JsonObject | None:
@@ -222,16 +205,11 @@ def _annotate_request(body: JsonObject) -> JsonObject:
 # -- request: annotation -> provider ---------------------------------------------
 
 
-def _merge(raw: JsonObject, annotated: JsonObject) -> JsonObject:
-    extras = annotated.get("extras")
-    return {**extras, **raw} if extras else raw
-
-
 def _build_part(part: JsonObject, role: str, where: str) -> JsonObject:
     kind = part["type"]
     if kind == "text":
         text_type = "output_text" if role == "assistant" else "input_text"
-        return _merge({"type": text_type, "text": part["text"]}, part)
+        return merge_extras({"type": text_type, "text": part["text"]}, part)
     if kind == "image":
         raw: JsonObject = {"type": "input_image"}
         if "data" in part:
@@ -242,9 +220,9 @@ def _build_part(part: JsonObject, role: str, where: str) -> JsonObject:
         if "file_id" in part:
             raw["file_id"] = part["file_id"]
         raw["detail"] = part.get("detail", "auto")
-        return _merge(raw, part)
+        return merge_extras(raw, part)
     if kind == "refusal":
-        return _merge({"type": "refusal", "refusal": part["text"]}, part)
+        return merge_extras({"type": "refusal", "refusal": part["text"]}, part)
     if kind == "opaque":
         return dict(part["value"])
     raise invalid(where, f"a {kind} part cannot be sent as Responses message content")
@@ -285,7 +263,7 @@ def _build_items(message: JsonObject, where: str) -> list[JsonObject]:
                 "name": part["name"],
                 "arguments": dump_arguments(part),
             }
-            items.append(_merge(call, part))
+            items.append(merge_extras(call, part))
         elif kind == "tool_result":
             flush()
             content = part.get("content", "")
@@ -296,7 +274,7 @@ def _build_items(message: JsonObject, where: str) -> list[JsonObject]:
             )
             result = {"type": "function_call_output", "call_id": part["tool_call_id"]}
             result["output"] = output
-            items.append(_merge(result, part))
+            items.append(merge_extras(result, part))
         elif kind == "opaque" and part["value"].get("type") not in _PART_TYPES:
             flush()
             items.append(dict(part["value"]))

@@ -15,9 +15,9 @@ from typing import Any, Final
 import httpx2
 import orjson
 
+from llmflow._call import Call
+from llmflow._credentials import strip_credentials
 from llmflow._errors import CodecError, GuardrailRejected
-from llmflow._llm import strip_credentials
-from llmflow._pipeline import Call
 from llmflow._runtime import Runtime
 from llmflow._scope import current_span
 from llmflow._stream import add_end_metadata, stream_callbacks

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
+from llmflow._call import Call
 from llmflow._errors import FlowError
-from llmflow._pipeline import Call
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._end_metadata import current_call, record_mark
 from llmflow.middleware._retry import classify

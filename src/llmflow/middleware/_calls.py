@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmflow._pipeline import Call
+from llmflow._call import Call
 from llmflow._scope import current_span
 from llmflow._stream import add_end_metadata as _add
 

@@ -13,7 +13,7 @@ add metadata is counted in diagnostics as ``middleware:<name>`` (fail open).
 
 from __future__ import annotations
 
-from llmflow._pipeline import Call
+from llmflow._call import Call
 from llmflow._runtime import get_runtime
 from llmflow._scope import current_span, mark
 from llmflow._stream import add_end_metadata

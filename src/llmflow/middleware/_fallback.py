@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from llmflow._pipeline import Call
+from llmflow._call import Call
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._breaker import CircuitOpenError
 from llmflow.middleware._end_metadata import current_call, record_end, record_mark

@@ -9,8 +9,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+from llmflow._call import Call
 from llmflow._errors import FlowError
-from llmflow._pipeline import Call
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._end_metadata import current_call, record_mark
 from llmflow.middleware._streams import is_async_iterator

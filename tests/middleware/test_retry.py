@@ -600,12 +600,12 @@ def test_a_retry_after_http_date_from_the_server_is_honoured(provider: Any) -> N
 def test_a_record_that_cannot_be_written_is_counted_and_never_breaks_the_call(
     monkeypatch: pytest.MonkeyPatch, runtime: llmflow.Runtime
 ) -> None:
-    from llmflow.middleware import _end_metadata
+    from llmflow.middleware import _recording
 
     def broken_mark(*args: Any, **kwargs: Any) -> str:
         raise OSError("no space left on device")
 
-    monkeypatch.setattr(_end_metadata, "mark", broken_mark)
+    monkeypatch.setattr(_recording, "mark", broken_mark)
     time = FakeTime()
     install(time)
     func = flaky([HTTPFailure(429)])

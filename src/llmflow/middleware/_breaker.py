@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 from llmflow._call import Call
 from llmflow._errors import FlowError
 from llmflow._types import Json, LlmRequest
-from llmflow.middleware._end_metadata import current_call, record_mark
+from llmflow.middleware._recording import current_call, record_mark
 from llmflow.middleware._retry import classify
 from llmflow.middleware._streams import before_first_chunk
 

@@ -16,9 +16,9 @@ from llmflow import guardrails, intercepts
 from llmflow._runtime import get_runtime
 from llmflow._scope import Span
 from llmflow._types import Json, LlmRequest
-from llmflow.middleware._calls import current_call
 from llmflow.middleware._cost import price
 from llmflow.middleware._prices import PriceTable
+from llmflow.middleware._recording import current_call
 from llmflow.middleware._shapes import (
     BUILT_IN,
     StreamTap,

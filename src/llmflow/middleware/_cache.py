@@ -22,7 +22,7 @@ from llmflow import intercepts
 from llmflow._runtime import get_runtime
 from llmflow._scope import Span
 from llmflow._types import Json, LlmRequest
-from llmflow.middleware._calls import add_end_metadata, current_call
+from llmflow.middleware._recording import current_call, record_end
 from llmflow.middleware._shapes import (
     BUILT_IN,
     ReplayedStream,
@@ -287,7 +287,7 @@ class ResponseCache:
                 self.hits += 1
             else:
                 self.misses += 1
-        add_end_metadata(call, {"cache.hit": hit})
+        record_end("cache", call, {"cache.hit": hit})
 
     # -- plain calls -------------------------------------------------------------------
 

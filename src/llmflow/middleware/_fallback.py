@@ -11,7 +11,7 @@ from typing import Any
 from llmflow._call import Call
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._breaker import CircuitOpenError
-from llmflow.middleware._end_metadata import current_call, record_end, record_mark
+from llmflow.middleware._recording import current_call, record_end, record_mark
 from llmflow.middleware._retry import classify
 from llmflow.middleware._streams import before_first_chunk
 

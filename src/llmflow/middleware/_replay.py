@@ -17,7 +17,7 @@ from llmflow._scope import Span
 from llmflow._types import Json, LlmRequest
 from llmflow.atof import parse_event
 from llmflow.atof._reader import numbered_lines
-from llmflow.middleware._calls import add_end_metadata, current_call
+from llmflow.middleware._recording import current_call, record_end
 from llmflow.middleware._shapes import (
     BUILT_IN,
     ReplayedStream,
@@ -226,7 +226,7 @@ class Replay:
             if self.on_miss == "call":
                 return next_(request)
             raise self._miss(request)
-        add_end_metadata(call, {"replay.source": self._source(recorded)})
+        record_end("replay", call, {"replay.source": self._source(recorded)})
         return self._answer(recorded)
 
     def _stream(self, request: LlmRequest, next_: Callable[..., Any]) -> Any:
@@ -236,7 +236,7 @@ class Replay:
             if self.on_miss == "call":
                 return next_(request)
             raise self._miss(request)
-        add_end_metadata(call, {"replay.source": self._source(recorded)})
+        record_end("replay", call, {"replay.source": self._source(recorded)})
         response = self._answer(recorded)
         try:
             chunks = rechunk(response, recorded.codec)

@@ -12,7 +12,7 @@ from typing import Any
 from llmflow._call import Call
 from llmflow._errors import FlowError
 from llmflow._types import Json, LlmRequest
-from llmflow.middleware._end_metadata import current_call, record_mark
+from llmflow.middleware._recording import current_call, record_mark
 from llmflow.middleware._streams import is_async_iterator
 
 __all__ = ["CallTimeoutError", "Timeout", "timeout"]

@@ -39,8 +39,11 @@ def record_mark(source: str, name: str, data: Json, call: Call | None) -> None:
 
 
 def record_end(source: str, call: Call | None, metadata: JsonObject) -> None:
-    """Add ``metadata`` to the end event of ``call`` (nothing without one); failures counted."""
-    if call is None:
+    """Add ``metadata`` to the end event of ``call`` (nothing without one or once it ended).
+
+    Failures are counted, never raised.
+    """
+    if call is None or call.ended:
         return
     try:
         add_end_metadata(call, metadata)

@@ -140,6 +140,8 @@ def _span_facts(span: Span) -> list[str]:
             parts.append(cost(facts.cost_usd))
         if facts.cache_hit:
             parts.append("cache hit")
+        if facts.retry_attempts is not None and facts.retry_attempts > 1:
+            parts.append(f"{facts.retry_attempts} attempts")
         if facts.status_code is not None and facts.status_code >= 400:
             parts.append(f"HTTP {facts.status_code}")
     if span.category != "llm" and any(isinstance(c, Span) for c in span.children):
@@ -153,10 +155,15 @@ def _span_facts(span: Span) -> list[str]:
     return parts
 
 
+def _short(value: object) -> str:
+    # A retry's jittered delay is a float with 17 digits; four say enough.
+    return f"{value:.4g}" if isinstance(value, float) else repr(value)
+
+
 def _mark_facts(mark: Mark) -> list[str]:
     data = mark.event.get("data") if mark.event is not None else None
     if isinstance(data, dict):
-        preview = ", ".join(f"{k}={v!r}" for k, v in list(data.items())[:3])
+        preview = ", ".join(f"{k}={_short(v)}" for k, v in list(data.items())[:3])
         return [preview if len(preview) <= 80 else preview[:79] + "…"]
     return []
 

@@ -134,6 +134,7 @@ def _register_middleware() -> CostRecorder:
     # The SDK clients are built with max_retries=0: llmflow retries, in one span per call.
     policy = retry(RETRY_ATTEMPTS, base_delay=0.02, max_delay=0.5, deadline=10)
     intercepts.register_llm_execution("retry", 10, policy)
+    intercepts.register_llm_stream_execution("retry", 10, policy.stream)
     return CostRecorder().register()  # cost.usd on every LLM end event
 
 

@@ -125,6 +125,7 @@ def test_a_span_named_in_the_url_opens_with_its_error(
     detail = dom[dom.index('<aside id="detail"') :]
     detail_text = visible_text(detail[: detail.index("</aside>")])
     assert "HTTP 529 from the provider: Overloaded" in detail_text
+    assert "attempts 3" in detail_text  # llmflow's retry gave up after three
     assert 'class="row span cat-llm error selected"' in dom
 
 

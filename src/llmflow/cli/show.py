@@ -2,10 +2,11 @@
 
 One line per span or mark, e.g.::
 
-    agent trip-planner  Σ 6 llm  tokens 97→60  1 error                      20.4 ms
-    ├─ llm openai.chat  [demo-gpt-mini]  tokens 29→12                        2.4 ms
-    │  └─ tool get_weather  (call_1)                                          0.4 ms
-    └─ mark user_input  role='user'
+    agent trip-planner  Σ 2 llm  1 tool  tokens 254→57  $0.000067              20.4 ms
+    ├─ mark user_input  role='user'
+    ├─ llm openai.chat  [gpt-4o-mini]  tokens 96→36  $0.000036                 2.4 ms
+    ├─ tool get_weather  (call_weather_1)                                      0.4 ms
+    └─ llm openai.chat  [gpt-4o-mini]  tokens 158→21  $0.000031  2 attempts   9.1 ms
 
 A scope that contains LLM calls shows their totals (``Σ``). Filters keep the
 matching nodes with the path that leads to them. Bad lines are warnings;

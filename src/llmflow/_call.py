@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 from ._errors import FlowError, HandleError
 from ._families import Family, SanitizeContext, chain
 from ._json import dumps, json_form, metadata_snapshot, snapshot
+from ._provider_error import provider_error_metadata
 from ._registry import Entry
 from ._runtime import Runtime
 from ._scope import Span, exception_metadata
@@ -107,14 +108,19 @@ def profile_with(call: Call, key: str, value: Json) -> bytes | None:
 def end_metadata(
     call: Call, metadata: JsonObject | None, error: BaseException | None
 ) -> bytes | None:
-    """The end metadata: the call's, then the end's, then the exception's, merged."""
+    """The end metadata: the call's, then the end's, then the exception's, merged.
+
+    The exception's are ``exception.type``/``exception.message`` and, for an
+    HTTP error from a provider, its status, error code, request id and
+    Retry-After (see :func:`llmflow._provider_error.provider_error_metadata`).
+    """
     if not metadata and error is None:
         return call.metadata_raw
     merged = call.metadata
     if metadata:
         merged = {**merged, **metadata} if merged else metadata
     if error is not None:
-        merged = {**(merged or {}), **exception_metadata(error)}
+        merged = {**(merged or {}), **provider_error_metadata(error), **exception_metadata(error)}
     return metadata_snapshot(merged, "metadata")
 
 

@@ -1,0 +1,186 @@
+"""Issue 11, items 6-9: the entry points as real code uses them.
+
+Provider errors are raised by the real openai/anthropic SDKs talking to
+``llmflow.testing.FakeProvider`` over loopback with UNinstrumented clients, so
+what the end event records comes from the SDK exception alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import llmflow
+from llmflow import LlmRequest, testing
+from llmflow.atof import span_facts
+from llmflow.testing import ErrorReply, FakeProvider
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+
+
+@pytest.fixture
+def provider() -> Iterator[FakeProvider]:
+    with FakeProvider() as fake:
+        yield fake
+
+
+def _chat_request() -> LlmRequest:
+    return LlmRequest(
+        {"content-type": "application/json"},
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+    )
+
+
+def _messages_request() -> LlmRequest:
+    return LlmRequest(
+        {"content-type": "application/json"},
+        {
+            "model": "claude-fake-1",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
+
+
+def _end(events: list[llmflow.Event]) -> llmflow.Event:
+    (end,) = [e for e in events if e.category == "llm" and e.scope_category == "end"]
+    return end
+
+
+# -- item 6: provider SDK errors in end metadata -------------------------------------
+
+
+def test_openai_429_records_status_error_code_request_id_and_retry_after(
+    provider: FakeProvider, run_async: Any
+) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-t", max_retries=0)
+    provider.script(ErrorReply(429, message="Rate limit reached.", retry_after="7"))
+
+    async def main() -> None:
+        await llmflow.llm_call_execute(
+            "chat", _chat_request(), lambda r: client.chat.completions.create(**r.content)
+        )
+
+    with testing.capture() as events, pytest.raises(openai.RateLimitError) as caught:
+        run_async(main())
+    metadata = _end(events).metadata
+    assert metadata["http.status_code"] == 429
+    assert metadata["provider.error_code"] == "rate_limit_exceeded"
+    assert metadata["provider.request_id"] == caught.value.request_id
+    assert metadata["provider.request_id"].startswith("req_fake_")
+    assert metadata["http.retry_after"] == "7"
+    assert metadata["exception.type"] == "openai.RateLimitError"
+
+
+def test_openai_500_records_status_and_the_body_error_type(provider: FakeProvider) -> None:
+    client = openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-t", max_retries=0)
+    provider.script(ErrorReply(500))
+    with testing.capture() as events, pytest.raises(openai.InternalServerError):
+        llmflow.llm_call_execute_sync(
+            "chat", _chat_request(), lambda r: client.chat.completions.create(**r.content)
+        )
+    metadata = _end(events).metadata
+    assert metadata["http.status_code"] == 500
+    assert metadata["provider.error_code"] == "server_error"
+    assert metadata["provider.request_id"].startswith("req_fake_")
+    assert "http.retry_after" not in metadata
+
+
+def test_anthropic_429_records_the_same_keys(provider: FakeProvider) -> None:
+    client = anthropic.Anthropic(base_url=provider.base_url, api_key="sk-ant-t", max_retries=0)
+    provider.script(ErrorReply(429, retry_after="3"))
+    with testing.capture() as events, pytest.raises(anthropic.RateLimitError) as caught:
+        llmflow.llm_call_execute_sync(
+            "chat", _messages_request(), lambda r: client.messages.create(**r.content)
+        )
+    metadata = _end(events).metadata
+    assert metadata["http.status_code"] == 429
+    assert metadata["provider.error_code"] == "rate_limit_error"
+    assert metadata["provider.request_id"] == caught.value.request_id
+    assert metadata["http.retry_after"] == "3"
+    assert metadata["exception.type"] == "anthropic.RateLimitError"
+
+
+def test_anthropic_500_keeps_the_facts_and_no_retry_after(provider: FakeProvider) -> None:
+    client = anthropic.Anthropic(base_url=provider.base_url, api_key="sk-ant-t", max_retries=0)
+    provider.script(ErrorReply(500))
+    with testing.capture() as events, pytest.raises(anthropic.InternalServerError):
+        llmflow.llm_call_execute_sync(
+            "chat", _messages_request(), lambda r: client.messages.create(**r.content)
+        )
+    metadata = _end(events).metadata
+    assert (metadata["http.status_code"], metadata["provider.error_code"]) == (500, "api_error")
+    assert "http.retry_after" not in metadata
+
+
+def test_retry_after_ms_is_recorded_when_retry_after_is_absent(provider: FakeProvider) -> None:
+    client = openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-t", max_retries=0)
+    provider.script(ErrorReply(429, headers={"retry-after-ms": "250"}))
+    with testing.capture() as events, pytest.raises(openai.RateLimitError):
+        llmflow.llm_call_execute_sync(
+            "chat", _chat_request(), lambda r: client.chat.completions.create(**r.content)
+        )
+    assert _end(events).metadata["http.retry_after"] == "250"
+
+
+def test_provider_error_facts_are_scrubbed_of_credentials() -> None:
+    class LeakyError(Exception):
+        status_code = 401
+        code = "invalid_api_key sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
+        request_id = "req_1"
+
+    def fail(request: LlmRequest) -> None:
+        raise LeakyError("Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz0123456789")
+
+    with testing.capture() as events, pytest.raises(LeakyError):
+        llmflow.llm_call_execute_sync("chat", _chat_request(), fail)
+    metadata = _end(events).metadata
+    assert metadata["http.status_code"] == 401
+    assert "abcdefghijklmnop" not in str(metadata)
+    assert metadata["provider.error_code"].startswith("invalid_api_key ")
+
+
+def test_errors_without_an_http_status_record_only_the_exception() -> None:
+    class Odd(Exception):
+        code = "not-http"  # a ``code`` alone (SystemExit-like) is no HTTP fact
+
+        @property
+        def response(self) -> Any:
+            raise RuntimeError("reading me fails")
+
+    def fail(request: LlmRequest) -> None:
+        raise Odd("boom")
+
+    with testing.capture() as events, pytest.raises(Odd):
+        llmflow.llm_call_execute_sync("chat", _chat_request(), fail)
+    assert set(_end(events).metadata) == {"exception.type", "exception.message"}
+
+
+def test_a_tool_failing_with_an_sdk_error_records_the_facts_too(provider: FakeProvider) -> None:
+    client = openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-t", max_retries=0)
+    provider.script(ErrorReply(503, retry_after="1"))
+    with testing.capture() as events, pytest.raises(openai.APIStatusError):
+        llmflow.tool_call_execute_sync(
+            "summarize",
+            {"text": "x"},
+            lambda a: client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": a["text"]}]
+            ),
+        )
+    (end,) = [e for e in events if e.scope_category == "end"]
+    assert (end.metadata["http.status_code"], end.metadata["http.retry_after"]) == (503, "1")
+
+
+def test_provider_facts_are_read_by_span_facts(provider: FakeProvider) -> None:
+    client = openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-t", max_retries=0)
+    provider.script(ErrorReply(429, retry_after="2"))
+    with testing.capture() as events, pytest.raises(openai.RateLimitError):
+        llmflow.llm_call_execute_sync(
+            "chat", _chat_request(), lambda r: client.chat.completions.create(**r.content)
+        )
+    start, end = [e for e in events if e.category == "llm"]
+    facts = span_facts(start.to_dict(), end.to_dict())
+    assert facts.status_code == 429

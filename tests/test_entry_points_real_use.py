@@ -7,6 +7,7 @@ what the end event records comes from the SDK exception alone.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import llmflow
 from llmflow import LlmRequest, testing
 from llmflow.atof import span_facts
-from llmflow.testing import ErrorReply, FakeProvider
+from llmflow.testing import ErrorReply, FakeProvider, Reply
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
@@ -184,3 +185,135 @@ def test_provider_facts_are_read_by_span_facts(provider: FakeProvider) -> None:
     start, end = [e for e in events if e.category == "llm"]
     facts = span_facts(start.to_dict(), end.to_dict())
     assert facts.status_code == 429
+
+
+# -- item 7: manual spans: codec=, error=, with ------------------------------------
+
+
+def test_llm_call_with_codec_annotates_the_request_and_the_end_uses_its_response_codec(
+    provider: FakeProvider,
+) -> None:
+    from llmflow.codecs import OpenAIChatCodec
+
+    client = openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-t", max_retries=0)
+    provider.script(Reply(text="hello", usage={"input_tokens": 11, "output_tokens": 3}))
+    request = _chat_request()
+    with testing.capture() as events:
+        handle = llmflow.llm_call("chat", request, codec=OpenAIChatCodec())
+        completion = client.chat.completions.create(**request.content)
+        llmflow.llm_call_end(handle, completion)
+    start, end = events
+    assert start.data_schema == end.data_schema == OpenAIChatCodec().data_schema
+    assert start.category_profile["model_name"] == "gpt-4o-mini"
+    assert start.category_profile["annotated_request"]["messages"][0]["role"] == "user"
+    annotated = end.category_profile["annotated_response"]
+    assert annotated["usage"]["input_tokens"] == 11
+    facts = span_facts(start.to_dict(), end.to_dict())
+    assert (facts.model, facts.input_tokens, facts.output_tokens) == ("gpt-4o-mini", 11, 3)
+
+
+def test_llm_call_rejects_a_codec_that_is_not_one_naming_the_parameter() -> None:
+    with testing.capture() as events, pytest.raises(llmflow.ParameterTypeError, match=r"^codec:"):
+        llmflow.llm_call("chat", _chat_request(), codec="openai")  # type: ignore[arg-type]
+    assert events == []
+
+
+def test_llm_call_end_error_records_what_the_managed_path_records(
+    provider: FakeProvider,
+) -> None:
+    client = openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-t", max_retries=0)
+    provider.script(ErrorReply(429, retry_after="5"), ErrorReply(429, retry_after="5"))
+    request = _chat_request()
+    with testing.capture() as managed, pytest.raises(openai.RateLimitError):
+        llmflow.llm_call_execute_sync(
+            "chat", request, lambda r: client.chat.completions.create(**r.content)
+        )
+    with testing.capture() as manual:
+        handle = llmflow.llm_call("chat", request)
+        try:
+            client.chat.completions.create(**request.content)
+        except openai.RateLimitError as exc:
+            llmflow.llm_call_end(handle, error=exc)
+    managed_end, manual_end = _end(managed).metadata, _end(manual).metadata
+    assert managed_end.keys() == manual_end.keys()
+    assert {k: v for k, v in manual_end.items() if k != "provider.request_id"} == {
+        k: v for k, v in managed_end.items() if k != "provider.request_id"
+    }
+    assert manual_end["exception.type"] == "openai.RateLimitError"
+
+
+def test_llm_call_end_error_must_be_an_exception_and_the_handle_stays_open() -> None:
+    handle = llmflow.llm_call("chat", _chat_request())
+    with pytest.raises(llmflow.ParameterTypeError, match=r"^error:"):
+        llmflow.llm_call_end(handle, error="boom")  # type: ignore[arg-type]
+    assert not handle.ended
+    llmflow.llm_call_end(handle, error=ValueError("late"))
+    assert handle.ended
+
+
+def test_tool_call_end_error_records_exception_type_and_message() -> None:
+    with testing.capture() as events:
+        handle = llmflow.tool_call("search", {"q": "x"})
+        llmflow.tool_call_end(handle, error=TimeoutError("search took too long"))
+    end = events[-1]
+    assert end.metadata == {
+        "exception.type": "TimeoutError",
+        "exception.message": "search took too long",
+    }
+    assert end.data is None
+
+
+def test_with_llm_call_and_end_inside_records_one_normal_end() -> None:
+    with testing.capture() as events:
+        with llmflow.llm_call("chat", _chat_request()) as h:
+            h.end({"text": "hi"})
+    assert [e.scope_category for e in events] == ["start", "end"]
+    assert events[1].data == {"text": "hi"}
+    assert events[1].metadata is None
+
+
+def test_an_exception_in_the_with_block_ends_the_call_with_it_and_propagates_unchanged() -> None:
+    boom = KeyError("missing")
+    with testing.capture() as events, pytest.raises(KeyError) as caught:
+        with llmflow.llm_call("chat", _chat_request(), data={"fallback": 1}) as h:
+            raise boom
+    assert caught.value is boom
+    assert h.ended
+    end = events[-1]
+    assert end.metadata == {"exception.type": "KeyError", "exception.message": "'missing'"}
+    assert end.data == {"fallback": 1}
+
+
+def test_leaving_the_with_block_without_end_records_a_handle_error() -> None:
+    with testing.capture() as events:
+        with llmflow.tool_call("search", {"q": "x"}) as t:
+            pass
+    assert t.ended
+    end = events[-1]
+    assert end.metadata["exception.type"] == "llmflow.HandleError"
+    assert "without end()" in end.metadata["exception.message"]
+
+
+def test_an_exception_after_end_inside_the_with_block_adds_no_second_end() -> None:
+    with testing.capture() as events, pytest.raises(RuntimeError):
+        with llmflow.tool_call("search", {"q": "x"}) as t:
+            t.end(["result"])
+            raise RuntimeError("after the end")
+    assert [e.scope_category for e in events] == ["start", "end"]
+    assert events[-1].metadata is None
+
+
+def test_async_with_llm_call_ends_on_cancellation(run_async: Any) -> None:
+    async def main() -> None:
+        async with llmflow.llm_call("chat", _chat_request()):
+            raise asyncio.CancelledError
+
+    with testing.capture() as events, pytest.raises(asyncio.CancelledError):
+        run_async(main())
+    assert events[-1].metadata["exception.type"] == "asyncio.exceptions.CancelledError"
+
+
+def test_the_with_block_does_not_change_the_current_scope() -> None:
+    with llmflow.scope("agent") as agent, llmflow.llm_call("chat", _chat_request()) as h:
+        assert llmflow.current_scope() is agent
+        h.end()

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from types import TracebackType
+from typing import Any, Final, Literal, Self
 
 from ._errors import FlowError, HandleError
 from ._families import Family, SanitizeContext, chain
@@ -83,6 +84,51 @@ class Call(Span):
                 f"{param}: {self.category} call {self.name!r} ({self.uuid}) has already ended"
             )
         self.mark_ended()
+
+    # -- the ``with`` form of manual calls ----------------------------------------------
+
+    def end_with_error(self, error: BaseException) -> None:
+        """Emit the end of this (claimed) call recording ``error``; subclasses define it."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """End a call its ``with`` block left open: with the block's exception, else
+        with a :class:`HandleError` saying ``end()`` was not called. Never raises
+        (the block's exception propagates unchanged); a failure to record is
+        counted as ``<category>_call_end:record``."""
+        if self.ended:
+            return
+        if exc is None:
+            exc = HandleError(
+                f"{self.category} call {self.name!r} left its with block without end()"
+            )
+        try:
+            self.claim_end()
+        except HandleError:  # another thread ended it meanwhile: its end stands
+            return
+        try:
+            self.end_with_error(exc)
+        except Exception as failure:
+            self.runtime.record_failure(f"{self.category}_call_end:record", failure)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
 
 
 _PROFILE_CACHE: dict[tuple[str, str], bytes] = {}

@@ -8,7 +8,9 @@ what the end event records comes from the SDK exception alone.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -317,3 +319,123 @@ def test_the_with_block_does_not_change_the_current_scope() -> None:
     with llmflow.scope("agent") as agent, llmflow.llm_call("chat", _chat_request()) as h:
         assert llmflow.current_scope() is agent
         h.end()
+
+
+# -- item 8: threads ------------------------------------------------------------------
+
+
+def _echo(request: LlmRequest) -> dict[str, str]:
+    return {"text": "ok"}
+
+
+def test_propagate_makes_calls_in_pool_workers_children_of_the_callers_scope() -> None:
+    def work(i: int) -> str | None:
+        llmflow.llm_call_execute_sync(f"chat-{i}", _chat_request(), _echo)
+        return llmflow.current_scope() and llmflow.current_scope().name  # type: ignore[union-attr]
+
+    with testing.capture() as events:
+        with llmflow.scope("agent") as agent, ThreadPoolExecutor(max_workers=4) as pool:
+            seen = list(pool.map(llmflow.propagate(work), range(8)))
+    assert seen == ["agent"] * 8
+    starts = [e for e in events if e.category == "llm" and e.scope_category == "start"]
+    assert len(starts) == 8
+    assert {e.parent_uuid for e in starts} == {agent.uuid}
+
+
+def test_without_propagate_pool_calls_are_orphans() -> None:
+    with testing.capture() as events:
+        with llmflow.scope("agent"), ThreadPoolExecutor(max_workers=2) as pool:
+            pool.submit(llmflow.llm_call_execute_sync, "chat", _chat_request(), _echo).result()
+    (start,) = [e for e in events if e.category == "llm" and e.scope_category == "start"]
+    assert start.parent_uuid is None
+
+
+def test_propagate_captures_the_scope_at_wrap_time_and_keeps_the_worker_from_leaking() -> None:
+    with llmflow.scope("outer") as outer:
+        wrapped = llmflow.propagate(lambda: llmflow.push_scope("leaked-in-worker"))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pushed = pool.submit(wrapped).result()
+        assert pushed.parent_uuid == outer.uuid
+        # the scope the worker pushed lived in a copy: neither the caller nor the
+        # next call on the same worker thread sees it
+        assert llmflow.current_scope() is None
+        parent = pool.submit(wrapped).result().parent_uuid
+    assert parent == outer.uuid
+
+
+def test_propagate_runs_in_many_threads_at_once_and_returns_and_raises_like_fn() -> None:
+    barrier = threading.Barrier(4)
+
+    def work(x: int) -> int:
+        barrier.wait(timeout=10)
+        if x == 3:
+            raise ValueError("three")
+        return x * 2
+
+    with llmflow.scope("agent"), ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(llmflow.propagate(work), x) for x in range(4)]
+        assert [f.result() for f in futures[:3]] == [0, 2, 4]
+        with pytest.raises(ValueError, match="three"):
+            futures[3].result()
+    assert llmflow.propagate(work).__name__ == "work"
+
+
+def test_propagate_rejects_what_is_not_callable() -> None:
+    with pytest.raises(llmflow.ParameterTypeError, match=r"^fn:"):
+        llmflow.propagate(42)  # type: ignore[arg-type]
+
+
+def test_propagate_with_run_in_executor_under_asyncio_and_uvloop(run_async: Any) -> None:
+    async def main() -> tuple[str | None, str]:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            async with llmflow.scope("agent") as agent:
+                uuid = await loop.run_in_executor(
+                    pool, llmflow.propagate(lambda: llmflow.mark("in-thread"))
+                )
+        return agent.uuid, uuid
+
+    with testing.capture() as events:
+        agent_uuid, mark_uuid = run_async(main())
+    (mark,) = [e for e in events if e.uuid == mark_uuid]
+    assert mark.parent_uuid == agent_uuid
+
+
+# -- item 9: a scope's output ---------------------------------------------------------
+
+
+def test_set_output_becomes_the_scope_end_data() -> None:
+    with testing.capture() as events:
+        with llmflow.scope("plan") as s:
+            s.set_output({"steps": ["search", "answer"]})
+    assert events[-1].scope_category == "end"
+    assert events[-1].data == {"steps": ["search", "answer"]}
+
+
+def test_set_output_is_validated_at_the_call_naming_data() -> None:
+    with testing.capture() as events:
+        with llmflow.scope("plan") as s:
+            s.set_output({"ok": 1})
+            with pytest.raises(llmflow.InvalidPayloadError, match="data"):
+                s.set_output({"bad": object()})
+    assert events[-1].data == {"ok": 1}
+
+
+def test_set_output_survives_an_exception_and_pop_scope_data_wins() -> None:
+    with testing.capture() as events, pytest.raises(RuntimeError):
+        with llmflow.scope("plan") as s:
+            s.set_output("partial")
+            raise RuntimeError("stop")
+    assert (events[-1].data, events[-1].metadata["exception.type"]) == ("partial", "RuntimeError")
+    with testing.capture() as events:
+        handle = llmflow.push_scope("plan")
+        handle.set_output("from set_output")
+        llmflow.pop_scope(handle, data="explicit")
+    assert events[-1].data == "explicit"
+
+
+def test_set_output_on_an_ended_scope_raises_scope_error() -> None:
+    with llmflow.scope("plan") as s:
+        pass
+    with pytest.raises(llmflow.ScopeError):
+        s.set_output({"late": True})

@@ -439,3 +439,16 @@ def test_set_output_on_an_ended_scope_raises_scope_error() -> None:
         pass
     with pytest.raises(llmflow.ScopeError):
         s.set_output({"late": True})
+
+
+def test_params_objects_carry_codec_and_error() -> None:
+    from llmflow.codecs import OpenAIChatCodec
+
+    with testing.capture() as events:
+        handle = llmflow.llm_call(
+            llmflow.LlmCallParams(name="chat", request=_chat_request(), codec=OpenAIChatCodec())
+        )
+        llmflow.llm_call_end(handle, llmflow.EndLlmHandleParams(error=ValueError("bad answer")))
+    start, end = events
+    assert start.category_profile["model_name"] == "gpt-4o-mini"
+    assert end.metadata["exception.type"] == "ValueError"

@@ -452,3 +452,20 @@ def test_params_objects_carry_codec_and_error() -> None:
     start, end = events
     assert start.category_profile["model_name"] == "gpt-4o-mini"
     assert end.metadata["exception.type"] == "ValueError"
+
+
+def test_a_stream_the_sdk_refuses_with_429_records_the_facts(provider: FakeProvider) -> None:
+    from llmflow.codecs import OpenAIChatCodec
+
+    client = openai.OpenAI(base_url=f"{provider.base_url}/v1", api_key="sk-t", max_retries=0)
+    provider.script(ErrorReply(429, retry_after="4"))
+    with testing.capture() as events, pytest.raises(openai.RateLimitError):
+        stream = llmflow.llm_stream_call_execute_sync(
+            "chat",
+            _chat_request(),
+            lambda r: client.chat.completions.create(**r.content, stream=True),
+            codec=OpenAIChatCodec(),
+        )
+        list(stream)
+    metadata = _end(events).metadata
+    assert (metadata["http.status_code"], metadata["http.retry_after"]) == (429, "4")

@@ -100,10 +100,12 @@ class Call(Span):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """End a call its ``with`` block left open: with the block's exception, else
-        with a :class:`HandleError` saying ``end()`` was not called. Never raises
-        (the block's exception propagates unchanged); a failure to record is
-        counted as ``<category>_call_end:record``."""
+        """End a call its ``with`` block left open, recording the block's exception.
+
+        Without one, the end records a :class:`HandleError` saying ``end()`` was
+        not called. Never raises (the block's exception propagates unchanged);
+        a failure to record is counted as ``<category>_call_end:record``.
+        """
         if self.ended:
             return
         if exc is None:

@@ -431,8 +431,45 @@ def test_fast_path_equals_the_full_alternation_on_json(value: Any) -> None:
     assert Redactor().json(value) == _reference_json(value)
 
 
-def test_a_value_orjson_refuses_is_still_redacted_string_by_string() -> None:
+def test_non_str_keys_and_lone_surrogates_are_walked_like_any_value() -> None:
     value = {"a": ["mail " + EMAIL, "\ud800 lone surrogate"], 1: "card " + CARD}
     out = Redactor().json(value)
     assert out == {"a": ["mail [REDACTED:email]", "\ud800 lone surrogate"],
                    1: "card [REDACTED:credit_card]"}  # fmt: skip
+
+
+_SHARED = Redactor()  # its memory of redacted strings persists across examples
+
+
+@settings(max_examples=200)
+@given(value=st.lists(pii_texts | st.dictionaries(pii_texts, pii_texts, max_size=3), max_size=5))
+def test_a_redactor_reused_across_payloads_gives_what_a_fresh_one_gives(value: Any) -> None:
+    expected = _reference_json(value)
+    assert _SHARED.json(value) == expected
+    assert _SHARED.json(value) == expected  # the second time every string is known
+    assert [_SHARED.text(t) for t in value if isinstance(t, str)] == [
+        _reference_text(t) for t in value if isinstance(t, str)
+    ]
+
+
+def test_huge_and_many_texts_are_redacted_every_time_beyond_the_memory_bound() -> None:
+    redactor = Redactor(["email"])
+    huge = "x " * 40_000 + EMAIL  # longer than what is remembered
+    for _ in range(2):
+        assert redactor.json({"a": [huge]}) == {"a": ["x " * 40_000 + "[REDACTED:email]"]}
+    many = [f"{i:07d} {'y' * 1000} {EMAIL}" for i in range(5000)]  # more than the budget
+    for _ in range(2):
+        assert redactor.json(many) == [t.replace(EMAIL, "[REDACTED:email]") for t in many]
+
+
+def test_unchanged_parts_are_shared_and_changed_ones_copied() -> None:
+    clean = {"k": ["plain text", 1, None]}
+    value = {"clean": clean, "dirty": {"mail": EMAIL, "n": 2}, "list": ["ok", EMAIL]}
+    out = Redactor().json(value)
+    assert out["clean"] is clean
+    assert out == {
+        "clean": clean,
+        "dirty": {"mail": "[REDACTED:email]", "n": 2},
+        "list": ["ok", "[REDACTED:email]"],
+    }
+    assert value["dirty"]["mail"] == EMAIL and value["list"][1] == EMAIL  # input untouched

@@ -14,7 +14,6 @@ from typing import Any, Final, Literal
 
 from llmflow import events, guardrails
 from llmflow._event import Event
-from llmflow._json import dumps
 from llmflow._runtime import Runtime, get_runtime
 from llmflow._scope import Span
 from llmflow._types import Json, LlmRequest
@@ -257,7 +256,16 @@ class Redactor:
     the mod-97 check to be redacted.
     """
 
-    __slots__ = ("_combined", "_custom", "_labels", "_mask", "_salt", "strategy")
+    __slots__ = (
+        "_combined",
+        "_custom",
+        "_known",
+        "_known_chars",
+        "_labels",
+        "_mask",
+        "_salt",
+        "strategy",
+    )
 
     def __init__(
         self,
@@ -280,6 +288,11 @@ class Redactor:
         self._mask = sum(_BIT[label] for label in self._labels)
         self._combined: dict[int, _Combined] = {}
         self._custom = _user_patterns(patterns)
+        # text -> its redaction. Recorded payloads repeat their strings (an agent
+        # resends the whole conversation every turn): a dict lookup (the hash is
+        # cached on the str) instead of a scan. Bounded by total characters.
+        self._known: dict[str, str] = {}
+        self._known_chars = 0
 
     def replacement(self, label: str, value: str) -> str:
         """What ``value`` (found as ``label``) is replaced with under this strategy."""
@@ -303,7 +316,23 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """``value`` with every finding replaced (the same object when there is none)."""
-        return self._text(value, self._mask)
+        known = self._known.get(value)
+        if known is not None:
+            return value if known is _UNCHANGED else known
+        if len(value) <= 2:
+            return value
+        return self._remember(value, self._text(value, self._mask))
+
+    def _remember(self, value: str, redacted: str) -> str:
+        size = len(value)
+        if size <= _KNOWN_MAX_TEXT:
+            if self._known_chars + size > _KNOWN_MAX_CHARS:
+                # racing threads may both clear or miscount: only the bound's precision suffers
+                self._known.clear()
+                self._known_chars = 0
+            self._known[value] = _UNCHANGED if redacted is value else redacted
+            self._known_chars += size
+        return redacted
 
     def _text(self, value: str, wanted: int) -> str:
         if wanted and len(value) > 2:
@@ -322,41 +351,51 @@ class Redactor:
 
     def json(self, value: Any) -> Any:
         """A copy of a JSON value with every string redacted (keys kept); unchanged parts shared."""
-        if isinstance(value, str):
-            return self.text(value)
-        if not isinstance(value, (dict, list)):
-            return value
-        wanted = self._mask
-        if not self._custom:
-            # One test of the whole value first: every preset hint is a substring
-            # of a finding, and findings hold no character JSON escapes, so a
-            # preset whose hint is absent from the serialized value matches none
-            # of its strings. Most payloads hold no PII: one orjson call and a
-            # few C passes instead of a walk and a test per string.
-            try:
-                serialized = dumps(value)
-            except TypeError:  # not plain JSON (a surrogate, a non-str key): walk it
-                pass
-            else:
-                wanted = _candidates(serialized.decode(), wanted)
-                if not wanted:
-                    return value
-        return self._json(value, wanted)
+        if self._custom or not isinstance(value, (dict, list)):
+            return self._walk(value, None)
+        # Strings not seen before are left as they are by the first walk and then
+        # tested together, joined: every preset hint is a substring of a finding,
+        # so a preset whose hint is absent from the joined text matches none of
+        # them. Most payloads hold no PII: one walk and a few C passes over the
+        # new text instead of a test per string.
+        misses: list[str] = []
+        out = self._walk(value, misses)
+        if not misses:
+            return out
+        wanted = _candidates("\n".join(misses), self._mask)
+        for text in misses:
+            self._remember(text, self._text(text, wanted) if wanted else text)
+        return self._walk(value, None) if wanted else out
 
-    def _json(self, value: Any, wanted: int) -> Any:
+    def _walk(self, value: Any, misses: list[str] | None) -> Any:
+        """``value`` redacted from what is known; unknown strings go to ``misses`` (or text())."""
         if isinstance(value, str):
-            return self._text(value, wanted)
+            known = self._known.get(value)
+            if known is not None:
+                return value if known is _UNCHANGED else known
+            if misses is None:
+                return self.text(value)
+            if len(value) > 2:
+                misses.append(value)
+            return value
         if isinstance(value, dict):
-            changed = False
-            out = {}
+            copy = None
             for key, item in value.items():
-                new = self._json(item, wanted)
-                changed = changed or new is not item
-                out[key] = new
-            return out if changed else value
+                new = self._walk(item, misses)
+                if new is not item:
+                    if copy is None:
+                        copy = dict(value)
+                    copy[key] = new
+            return value if copy is None else copy
         if isinstance(value, list):
-            items = [self._json(item, wanted) for item in value]
-            return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+            items = None
+            for index, item in enumerate(value):
+                new = self._walk(item, misses)
+                if new is not item:
+                    if items is None:
+                        items = list(value)
+                    items[index] = new
+            return value if items is None else items
         return value
 
     # -- the sanitizers of each family ----------------------------------------------
@@ -430,6 +469,10 @@ def _user_patterns(
         compiled.append((label, regex))
     return compiled
 
+
+_UNCHANGED: Final = "\x00unchanged"  # a _known value: the text has nothing to redact
+_KNOWN_MAX_TEXT: Final = 1 << 16
+_KNOWN_MAX_CHARS: Final = 1 << 22
 
 _CALL_FIELDS: Final = ("metadata",)
 _ALL_FIELDS: Final = ("data", "metadata", "category_profile")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Final, cast
 
 import httpx2
+from orjson import JSONDecodeError, loads
 
 from llmflow._errors import GuardrailRejected
 from llmflow._llm import llm_call_execute, llm_call_execute_sync, llm_stream_call_execute
@@ -190,8 +191,10 @@ class Transport(httpx2.BaseTransport):
                 for part in stream:
                     if not splitter.buffer and part.startswith(b"data: {") and one_event(part):
                         # the usual read, one whole one-line event: no split
-                        chunk = chunk_of(part[6:-2])
-                        if chunk is SKIP:  # malformed: counted, sent with the next chunk
+                        try:  # starts with "{": neither a comment nor [DONE]
+                            chunk = loads(part[6:-2])
+                        except JSONDecodeError:  # counted, sent with the next chunk
+                            chunk_of(part[6:-2])
                             pending += part
                             continue
                         fold(chunk)
@@ -378,8 +381,10 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
                 async for part in stream:
                     if not splitter.buffer and part.startswith(b"data: {") and one_event(part):
                         # the usual read, one whole one-line event: no split
-                        chunk = chunk_of(part[6:-2])
-                        if chunk is SKIP:  # malformed: counted, sent with the next chunk
+                        try:  # starts with "{": neither a comment nor [DONE]
+                            chunk = loads(part[6:-2])
+                        except JSONDecodeError:  # counted, sent with the next chunk
+                            chunk_of(part[6:-2])
                             pending += part
                             continue
                         fold(chunk)

@@ -220,11 +220,6 @@ class _StreamState:
         """The LLM call this stream ends (its ``uuid``, ``name``, ``metadata``)."""
         return self._call
 
-    def _collect(self, chunk: Json) -> None:
-        if self.first_chunk_us is None:
-            self.first_chunk_us = now_us()
-        self._collector(chunk)
-
     def _finish(self, error: BaseException | None, metadata: JsonObject | None) -> None:
         if self.done:
             return
@@ -282,7 +277,9 @@ class LlmStream(_StreamState, AsyncIterator[Json]):
             self._finish(exc, None)
             raise
         try:
-            self._collect(chunk)
+            if self.first_chunk_us is None:  # inlined: this runs per chunk
+                self.first_chunk_us = now_us()
+            self._collector(chunk)
         except BaseException as exc:
             try:
                 await self._close_inner()
@@ -385,7 +382,9 @@ class LlmStreamSync(_StreamState, Iterator[Json]):
             self._finish(exc, None)
             raise
         try:
-            self._collect(chunk)
+            if self.first_chunk_us is None:  # inlined: this runs per chunk
+                self.first_chunk_us = now_us()
+            self._collector(chunk)
         except BaseException as exc:
             try:
                 self._close_inner()

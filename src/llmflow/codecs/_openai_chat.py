@@ -574,53 +574,58 @@ class OpenAIChatStreamAccumulator:
             self._usage = usage
 
     def _collect_choice(self, raw: Json, position: int) -> None:
-        where = f"chunk.choices[{position}]"
+        # The error path (``where``) is built only when a check fails: this runs per chunk.
         if type(raw) is not dict:
-            raise fail(where, "an object", raw)
+            raise fail(f"chunk.choices[{position}]", "an object", raw)
         index = raw.get("index", 0)
         if type(index) is not int:
-            raise fail(key_path(where, "index"), "an integer", index)
+            raise fail(f"chunk.choices[{position}].index", "an integer", index)
         state = self._choices.get(index)
         if state is None:
             state = self._choices[index] = _Choice()
         delta = raw.get("delta")
         if delta:
             if type(delta) is not dict:
-                raise fail(key_path(where, "delta"), "an object", delta)
+                raise fail(f"chunk.choices[{position}].delta", "an object", delta)
             text = delta.get("content")
             if text is not None:
                 if type(text) is not str:
-                    raise fail(key_path(where, "delta.content"), "a string", text)
+                    raise fail(f"chunk.choices[{position}].delta.content", "a string", text)
                 if state.content is None:
                     state.content = [text]
                 else:
                     state.content.append(text)
-            refusal = delta.get("refusal")
-            if refusal is not None:
-                if type(refusal) is not str:
-                    raise fail(key_path(where, "delta.refusal"), "a string", refusal)
-                if state.refusal is None:
-                    state.refusal = [refusal]
-                else:
-                    state.refusal.append(refusal)
-            role = delta.get("role")
-            if role:
-                state.role = role
-            calls = delta.get("tool_calls")
-            if calls:
-                self._collect_tool_calls(state, calls, key_path(where, "delta.tool_calls"))
+            if len(delta) > 1 or text is None:  # more than the usual text fragment
+                self._collect_delta(state, delta, position)
         finish = raw.get("finish_reason")
         if finish is not None:
             state.finish_reason = finish
         logprobs = raw.get("logprobs")
         if logprobs:
             if type(logprobs) is not dict:
-                raise fail(key_path(where, "logprobs"), "an object", logprobs)
+                raise fail(f"chunk.choices[{position}].logprobs", "an object", logprobs)
             if state.logprobs is None:
                 state.logprobs = {}
             for key, items in logprobs.items():
                 if type(items) is list:
                     state.logprobs.setdefault(key, []).extend(items)
+
+    def _collect_delta(self, state: _Choice, delta: JsonObject, position: int) -> None:
+        where = f"chunk.choices[{position}]"
+        refusal = delta.get("refusal")
+        if refusal is not None:
+            if type(refusal) is not str:
+                raise fail(key_path(where, "delta.refusal"), "a string", refusal)
+            if state.refusal is None:
+                state.refusal = [refusal]
+            else:
+                state.refusal.append(refusal)
+        role = delta.get("role")
+        if role:
+            state.role = role
+        calls = delta.get("tool_calls")
+        if calls:
+            self._collect_tool_calls(state, calls, key_path(where, "delta.tool_calls"))
 
     @staticmethod
     def _collect_tool_calls(state: _Choice, calls: Json, where: str) -> None:

@@ -18,6 +18,7 @@ import orjson
 from llmflow._call import Call
 from llmflow._credentials import strip_credentials
 from llmflow._errors import CodecError, GuardrailRejected
+from llmflow._families import LLM_STREAM_EXECUTION, chain
 from llmflow._runtime import Runtime
 from llmflow._scope import current_span
 from llmflow._stream import add_end_metadata, stream_callbacks
@@ -39,6 +40,10 @@ SKIP: Final[Any] = object()
 _REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "apim-request-id")
 _DONE_FRAME: Final = b"data: [DONE]\n\n"
 _ERROR_BODY_CHARS: Final = 4096
+
+
+def _ignore(chunk: Json) -> None:
+    pass
 
 
 def current_call() -> Call | None:
@@ -95,6 +100,7 @@ class Exchange:
         "body",
         "call",
         "content",
+        "fold",
         "headers",
         "live",
         "llm_request",
@@ -102,6 +108,7 @@ class Exchange:
         "own",
         "own_raw",
         "parsed",
+        "raw",
         "request",
         "result",
         "route",
@@ -143,6 +150,8 @@ class Exchange:
         self.own: Any = None
         self.own_raw = b""
         self.tail = b""
+        self.raw = False
+        self.fold: Callable[[Json], object] = _ignore
 
     # -- the pipeline's view ----------------------------------------------------------
 
@@ -277,7 +286,12 @@ class Exchange:
     # -- streams ----------------------------------------------------------------------
 
     def stream_callbacks(self) -> tuple[Callable[[Json], object], Callable[[], Json]]:
-        """Collector and finalizer: the codec folds SSE chunks; a whole body is itself."""
+        """Collector and finalizer: the codec folds SSE chunks; a whole body is itself.
+
+        In raw mode (:meth:`use_raw`) the stream's items are the provider's event
+        bytes and the transport folds each event's chunk itself (:attr:`fold`)
+        as it relays it; the collector then ignores the bytes.
+        """
         codec = self.codec
         if codec is None:
             chunks: list[Json] = []
@@ -285,11 +299,27 @@ class Exchange:
             fold: Callable[[], Json] = lambda: chunks  # noqa: E731
         else:
             collect, fold = stream_callbacks(self.runtime, None, None, codec)
+        self.fold = collect
 
         def finalize() -> Json:
             return fold() if self.whole is _UNSET else self.whole
 
-        return collect, finalize
+        return self.collect, finalize
+
+    def collect(self, chunk: Json) -> None:
+        """The stream's collector: folds an intercept's chunk; raw bytes are folded already."""
+        if not self.raw:
+            self.fold(chunk)
+
+    def use_raw(self) -> bool:
+        """Relay the provider's event bytes and parse them at the end, or parse as they come.
+
+        Raw when no stream execution intercept needs parsed chunks. Decided as
+        the provider stream opens, by the same chain lookup that (with nothing
+        in it) called for that stream.
+        """
+        self.raw = not chain(self.runtime, LLM_STREAM_EXECUTION)
+        return self.raw
 
     def started_stream(self, response: httpx2.Response) -> None:
         self.live = response

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["SseSplitter", "encode_event"]
+__all__ = ["SseSplitter", "encode_event", "one_event"]
 
 _BOUNDARY: Final = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _LINE: Final = re.compile(rb"\r\n|\n|\r")
@@ -23,38 +23,41 @@ class SseSplitter:
 
     ``data`` is the event's joined ``data:`` lines as bytes, or ``None`` for
     an event without data (a comment, a keep-alive). Bytes after the last
-    complete event wait for the next feed; :meth:`rest` returns them at the end.
+    complete event wait for the next feed (in ``buffer``); :meth:`rest` returns
+    them at the end.
     """
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("buffer",)
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self.buffer = b""
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes | None]]:
-        end = len(chunk) - 2
-        if (
-            not self._buffer
-            and chunk.startswith(b"data: ")
-            and chunk.endswith(b"\n\n")
-            and chunk.find(b"\n", 0, end) == -1
-            and b"\r" not in chunk
-        ):
-            return [(chunk, chunk[6:end])]  # one one-line event per chunk: how providers flush
-        buffer = self._buffer + chunk if self._buffer else chunk
+        if not self.buffer and chunk.startswith(b"data: ") and one_event(chunk):
+            return [(chunk, chunk[6:-2])]  # one one-line event per chunk: how providers flush
+        buffer = self.buffer + chunk if self.buffer else chunk
         events: list[tuple[bytes, bytes | None]] = []
         start = 0
         while (found := _BOUNDARY.search(buffer, start)) is not None:
             end = found.end()
             events.append((buffer[start:end], _data_of(buffer[start : found.start()])))
             start = end
-        self._buffer = buffer[start:]
+        self.buffer = buffer[start:]
         return events
 
     def rest(self) -> bytes:
         """Bytes that never formed a complete event (a cut-off stream)."""
-        rest, self._buffer = self._buffer, b""
+        rest, self.buffer = self.buffer, b""
         return rest
+
+
+def one_event(chunk: bytes) -> bool:
+    """Whether ``chunk`` (starting with a field) is exactly one one-line event ending ``\\n\\n``."""
+    return (
+        chunk.endswith(b"\n\n")
+        and chunk.find(b"\n", 0, len(chunk) - 2) == -1
+        and b"\r" not in chunk
+    )
 
 
 def _data_of(block: bytes) -> bytes | None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Final, cast
 
 import httpx2
+from orjson import JSONDecodeError, loads
 
 from llmflow._errors import GuardrailRejected
 from llmflow._llm import llm_call_execute, llm_call_execute_sync, llm_stream_call_execute
@@ -30,7 +31,7 @@ from llmflow.http._exchange import (
     parse_body,
 )
 from llmflow.http._routes import DEFAULT_ROUTES, Route, match_route
-from llmflow.http._sse import SseSplitter
+from llmflow.http._sse import SseSplitter, one_event
 
 __all__ = ["AsyncTransport", "Transport"]
 
@@ -183,15 +184,47 @@ class Transport(httpx2.BaseTransport):
         splitter = SseSplitter()
         pending = b""
         try:
-            for part in stream:
-                for raw, data in splitter.feed(part):
-                    chunk = exchange.chunk_of(data)
-                    if chunk is SKIP:  # its bytes go out with the next chunk
-                        pending += raw
+            if exchange.use_raw():
+                # The SDK gets the provider's bytes of each event as it completes; only
+                # the codec's fold reads the parsed chunk (no stream intercept needs it).
+                fold, chunk_of, feed = exchange.fold, exchange.chunk_of, splitter.feed
+                for part in stream:
+                    if not splitter.buffer and part.startswith(b"data: {") and one_event(part):
+                        # the usual read, one whole one-line event: no split
+                        try:  # starts with "{": neither a comment nor [DONE]
+                            chunk = loads(part[6:-2])
+                        except JSONDecodeError:  # counted, sent with the next chunk
+                            chunk_of(part[6:-2])
+                            pending += part
+                            continue
+                        fold(chunk)
+                        if pending:
+                            yield pending + part
+                            pending = b""
+                        else:
+                            yield part
                         continue
-                    exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
-                    pending = b""
-                    yield chunk
+                    for raw, data in feed(part):
+                        chunk = chunk_of(data)
+                        if chunk is SKIP:  # its bytes go out with the next chunk, as below
+                            pending += raw
+                            continue
+                        fold(chunk)
+                        if pending:
+                            yield pending + raw
+                            pending = b""
+                        else:
+                            yield raw
+            else:
+                for part in stream:
+                    for raw, data in splitter.feed(part):
+                        chunk = exchange.chunk_of(data)
+                        if chunk is SKIP:  # its bytes go out with the next chunk
+                            pending += raw
+                            continue
+                        exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
+                        pending = b""
+                        yield chunk
             exchange.tail = pending + splitter.rest()
         finally:
             stream.close()
@@ -224,9 +257,13 @@ class _SyncRelay(httpx2.SyncByteStream):
         exchange = self._exchange
         if self._first is not _END:
             first, self._first = self._first, _END
-            yield exchange.frame(first)
-            for chunk in self._stream:
-                yield exchange.frame(chunk)
+            if exchange.raw:  # the items are the provider's bytes already
+                yield first
+                yield from self._stream
+            else:
+                yield exchange.frame(first)
+                for chunk in self._stream:
+                    yield exchange.frame(chunk)
         tail = exchange.take_tail()
         if tail:
             yield tail
@@ -337,15 +374,47 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
         splitter = SseSplitter()
         pending = b""
         try:
-            async for part in stream:
-                for raw, data in splitter.feed(part):
-                    chunk = exchange.chunk_of(data)
-                    if chunk is SKIP:
-                        pending += raw
+            if exchange.use_raw():
+                # The SDK gets the provider's bytes of each event as it completes; only
+                # the codec's fold reads the parsed chunk (no stream intercept needs it).
+                fold, chunk_of, feed = exchange.fold, exchange.chunk_of, splitter.feed
+                async for part in stream:
+                    if not splitter.buffer and part.startswith(b"data: {") and one_event(part):
+                        # the usual read, one whole one-line event: no split
+                        try:  # starts with "{": neither a comment nor [DONE]
+                            chunk = loads(part[6:-2])
+                        except JSONDecodeError:  # counted, sent with the next chunk
+                            chunk_of(part[6:-2])
+                            pending += part
+                            continue
+                        fold(chunk)
+                        if pending:
+                            yield pending + part
+                            pending = b""
+                        else:
+                            yield part
                         continue
-                    exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
-                    pending = b""
-                    yield chunk
+                    for raw, data in feed(part):
+                        chunk = chunk_of(data)
+                        if chunk is SKIP:  # its bytes go out with the next chunk, as below
+                            pending += raw
+                            continue
+                        fold(chunk)
+                        if pending:
+                            yield pending + raw
+                            pending = b""
+                        else:
+                            yield raw
+            else:
+                async for part in stream:
+                    for raw, data in splitter.feed(part):
+                        chunk = exchange.chunk_of(data)
+                        if chunk is SKIP:  # its bytes go out with the next chunk
+                            pending += raw
+                            continue
+                        exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
+                        pending = b""
+                        yield chunk
             exchange.tail = pending + splitter.rest()
         finally:
             await stream.aclose()
@@ -378,9 +447,14 @@ class _AsyncRelay(httpx2.AsyncByteStream):
         exchange = self._exchange
         if self._first is not _END:
             first, self._first = self._first, _END
-            yield exchange.frame(first)
-            async for chunk in self._stream:
-                yield exchange.frame(chunk)
+            if exchange.raw:  # the items are the provider's bytes already
+                yield first
+                async for chunk in self._stream:
+                    yield chunk
+            else:
+                yield exchange.frame(first)
+                async for chunk in self._stream:
+                    yield exchange.frame(chunk)
         tail = exchange.take_tail()
         if tail:
             yield tail

@@ -42,13 +42,16 @@ _SAME: Final[Any] = object()
 _CANCELLED: Final = {"cancelled": True}
 
 
-def add_end_metadata(call: Call, metadata: JsonObject) -> None:
+def add_end_metadata(call: Call, metadata: JsonObject, *, replace: Iterable[str] = ()) -> None:
     """Merge ``metadata`` into what the call's end event will record.
 
     For code that learns facts while the call runs (an HTTP status, a request
-    id); keys given later win. Invalid metadata raises before anything changes.
+    id); keys given later win, and the keys named in ``replace`` are dropped
+    first (the facts of an earlier attempt that this one supersedes). Invalid
+    metadata raises before anything changes.
     """
-    merged = {**call.metadata, **metadata} if call.metadata else dict(metadata)
+    kept = {k: v for k, v in call.metadata.items() if k not in replace} if call.metadata else {}
+    merged = {**kept, **metadata}
     raw = metadata_snapshot(merged)
     call.metadata, call.metadata_raw = merged, raw
 

@@ -519,6 +519,8 @@ def test_the_openai_sdk_with_max_retries_0_is_retried_through_429_a_drop_and_a_5
     (end,) = llm_ends(events)  # every attempt inside one managed call
     assert end.metadata["retry.attempts"] == 4
     assert end.metadata["http.status_code"] == 200
+    # the answer that ended the call speaks, not the failed attempts before it
+    assert not {"http.error_body", "provider.error_code", "http.retry_after"} & set(end.metadata)
 
 
 def test_the_async_openai_sdk_is_retried_without_blocking_the_loop(

@@ -38,6 +38,16 @@ RAW_BODY: Final = "llmflow.raw_body"
 _UNSET: Final[Any] = object()
 SKIP: Final[Any] = object()
 _REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "apim-request-id")
+_RESPONSE_KEYS: Final = frozenset(
+    {
+        "http.status_code",
+        "provider.request_id",
+        "http.retry_after",
+        "http.error_body",
+        "provider.error_code",
+    }
+)
+"""What one HTTP answer says: an attempt retried inside the call replaces them all."""
 _DONE_FRAME: Final = b"data: [DONE]\n\n"
 _ERROR_BODY_CHARS: Final = 4096
 
@@ -233,7 +243,7 @@ class Exchange:
             extensions=response.extensions,
         )
         if call is not None:
-            add_end_metadata(call, self.response_metadata(response, parsed))
+            add_end_metadata(call, self.response_metadata(response, parsed), replace=_RESPONSE_KEYS)
         if response.status_code >= 400:
             raise ProviderHTTPError(response.status_code, response.headers, raw, sdk)
         self.check_shape(parsed)
@@ -324,7 +334,9 @@ class Exchange:
     def started_stream(self, response: httpx2.Response) -> None:
         self.live = response
         if self.call is not None:
-            add_end_metadata(self.call, self.response_metadata(response, None))
+            add_end_metadata(
+                self.call, self.response_metadata(response, None), replace=_RESPONSE_KEYS
+            )
 
     def chunk_of(self, data: bytes | None) -> Any:
         """The JSON chunk of one SSE event's data, or :data:`SKIP` (counted when malformed)."""

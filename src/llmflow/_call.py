@@ -123,7 +123,7 @@ def event_snapshot(runtime: Runtime, payload: Any, source: str) -> bytes | None:
     try:
         return snapshot(payload, "data")
     except FlowError as exc:
-        runtime.record_failure(source, exc)
+        runtime.count_failure(source, exc)
         return None
 
 
@@ -133,7 +133,7 @@ def annotate(runtime: Runtime, codec: Any, method: str, payload: Any) -> JsonObj
         return getattr(codec, method)(payload)  # type: ignore[no-any-return]
     except Exception as exc:
         schema = getattr(codec, "data_schema", None)
-        runtime.record_failure(f"codec:{getattr(schema, 'name', type(codec).__name__)}", exc)
+        runtime.count_failure(f"codec:{getattr(schema, 'name', type(codec).__name__)}", exc)
         return None
 
 
@@ -160,7 +160,7 @@ def sanitize(
                 return None
             raw = snapshot_of(payload)
         except Exception as exc:
-            runtime.record_failure(family.failure_source(entry.name), exc)
+            runtime.count_failure(family.failure_source(entry.name), exc)
             return None
     return payload, raw
 

@@ -26,7 +26,7 @@ from ._dispatch import Dispatcher, OverflowPolicy
 from ._errors import DuplicateRegistrationError, RuntimeShutdownError, describe_exception
 from ._event import _UNSET as UNSET
 from ._event import Event, LineParts, Origin, line
-from ._json import check_metadata, dumps, snapshot
+from ._json import dumps, metadata_snapshot, snapshot
 from ._registry import Registry
 from ._types import DataSchema, Json
 from .exporters._base import Exporter, set_default_runtime
@@ -157,7 +157,7 @@ class Runtime:
             deliver=self._deliver,
             flush_sinks=self._flush_exporters,
             report_drops=self._report_drops,
-            on_error=lambda exc: self.record_failure("delivery:worker", exc),
+            on_error=lambda exc: self.count_failure("delivery:worker", exc),
         )
         self.emit: Callable[[Event | LineParts], None] = self._dispatcher.put
         """Queue an event (or its line); never waits for delivery. After
@@ -207,7 +207,7 @@ class Runtime:
             # The worker still writes: closing its exporters under it would turn
             # queued events into failures (or, with a reused descriptor, write them
             # elsewhere). They stay open; the worker ends after the queue.
-            self.record_failure(
+            self.count_failure(
                 "delivery:shutdown",
                 TimeoutError(f"shutdown timed out with {self._dispatcher.depth} items queued"),
             )
@@ -285,7 +285,7 @@ class Runtime:
                 self.record(origin, "end", now_us(), None, None, marker, profile)
                 count += 1
             except Exception as exc:
-                self.record_failure("delivery:abandoned", exc)
+                self.count_failure("delivery:abandoned", exc)
         return count
 
     def _reconfigure(self) -> None:
@@ -367,7 +367,7 @@ class Runtime:
             raise TypeError("exporter: expected an object with export(), flush() and shutdown()")
         if name in self._exporters:
             raise DuplicateRegistrationError(f"name: exporter {name!r} is already registered")
-        slot = ExporterSlot(name, exporter, self.record_failure)
+        slot = ExporterSlot(name, exporter, self.count_failure)
         self._exporters = {**self._exporters, name: slot}
         attach = getattr(exporter, "attach", None)
         if callable(attach):
@@ -402,7 +402,7 @@ class Runtime:
 
     # -- diagnostics ---------------------------------------------------------------
 
-    def record_failure(self, source: str, exc: BaseException) -> None:
+    def count_failure(self, source: str, exc: BaseException) -> None:
         """Count an isolated failure of ``source`` (``"kind:name"``)."""
         kind, message = describe_exception(exc)
         with self._failure_lock:
@@ -457,14 +457,14 @@ class Runtime:
                         lines.append(event.line_parts())
                     except Exception as exc:  # one bad event never costs its batch
                         bad += 1
-                        self.record_failure("delivery:serialize", exc)
+                        self.count_failure("delivery:serialize", exc)
                         continue
                 events.append(event)
                 for sub in subscribers:
                     try:
                         sub.fn(event)
                     except BaseException as exc:  # even SystemExit: isolate, count
-                        self.record_failure(f"subscriber:{sub.name}", exc)
+                        self.count_failure(f"subscriber:{sub.name}", exc)
         else:
             lines = batch if line_sinks else None  # type: ignore[assignment]
             events = (
@@ -508,9 +508,9 @@ class Runtime:
                 if not isinstance(extra, Mapping):
                     raise TypeError(f"expected a mapping or None, got {type(extra).__name__}")
                 additions = {k: v for k, v in extra.items() if k not in metadata}
-                check_metadata(additions, "metadata")
+                metadata_snapshot(additions, "metadata")
             except BaseException as exc:  # fail open: skip this injector only
-                self.record_failure(f"metadata_injector:{entry.name}", exc)
+                self.count_failure(f"metadata_injector:{entry.name}", exc)
                 continue
             if additions:
                 metadata.update(additions)
@@ -533,11 +533,11 @@ class Runtime:
                         f"{sorted(_SANITIZABLE)}, got {update!r:.80}"
                     )
                 raws = {
-                    key: check_metadata(value) if key == "metadata" else snapshot(value, key)
+                    key: metadata_snapshot(value) if key == "metadata" else snapshot(value, key)
                     for key, value in update.items()
                 }
             except BaseException as exc:  # fail closed: drop every field it may touch
-                self.record_failure(f"{kind}_sanitizer:{entry.name}", exc)
+                self.count_failure(f"{kind}_sanitizer:{entry.name}", exc)
                 for key in ("data", "profile", "metadata"):
                     event._replace_payload(key, None)
                 return
@@ -570,7 +570,7 @@ class Runtime:
                 try:
                     reopen()
                 except Exception as exc:
-                    self.record_failure(f"exporter:{name}", exc)
+                    self.count_failure(f"exporter:{name}", exc)
 
 
 _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
@@ -612,7 +612,7 @@ def _create_default() -> Runtime:
         try:
             AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
         except Exception as exc:  # configuration must never crash the application
-            runtime.record_failure(f"config:{ATOF_PATH_ENV}", exc)
+            runtime.count_failure(f"config:{ATOF_PATH_ENV}", exc)
             _warn_once(
                 f"{ATOF_PATH_ENV}={path!r} cannot be used ({describe_exception(exc)[1]}); "
                 "events are not written to a file"

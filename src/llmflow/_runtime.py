@@ -61,6 +61,37 @@ Recorder = Callable[
 _SANITIZABLE = frozenset({"data", "category_profile", "metadata"})
 
 
+def _recorder(build: Callable[..., Event | LineParts]) -> Callable[..., None]:
+    """A ``Runtime`` method that queues what ``build`` makes of an event's fields.
+
+    ``build`` is :class:`Event` or :func:`line` (the event as its JSONL line);
+    the rest (open-span bookkeeping, the byte bound of big payloads) is the same.
+    """
+
+    def record(
+        self: Runtime,
+        origin: Origin,
+        phase: Literal["start", "end"] | None,
+        timestamp_us: int,
+        data_raw: bytes | None,
+        data_schema: DataSchema | None,
+        metadata_raw: bytes | None,
+        profile_raw: bytes | None,
+    ) -> None:
+        item = build(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
+        if phase is not None:
+            if phase == "start":
+                self._open_spans[origin] = profile_raw
+            else:
+                self._open_spans.pop(origin, None)
+        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
+            self._dispatcher.put_big(item, len(data_raw))
+        else:
+            self.emit(item)
+
+    return record
+
+
 @dataclass(frozen=True)
 class Diagnostics:
     """A snapshot of a runtime's health counters.
@@ -224,49 +255,9 @@ class Runtime:
     def _emit_after_shutdown(self, *_event: object) -> None:
         self.check_open()
 
-    # ``record`` is one of these two; callers are type-checked against ``Recorder``.
-
-    def _record_event(
-        self,
-        origin: Origin,
-        phase: Literal["start", "end"] | None,
-        timestamp_us: int,
-        data_raw: bytes | None,
-        data_schema: DataSchema | None,
-        metadata_raw: bytes | None,
-        profile_raw: bytes | None,
-    ) -> None:
-        event = Event(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
-        if phase is not None:
-            if phase == "start":
-                self._open_spans[origin] = profile_raw
-            else:
-                self._open_spans.pop(origin, None)
-        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
-            self._dispatcher.put_big(event, len(data_raw))
-        else:
-            self.emit(event)
-
-    def _record_line(
-        self,
-        origin: Origin,
-        phase: Literal["start", "end"] | None,
-        timestamp_us: int,
-        data_raw: bytes | None,
-        data_schema: DataSchema | None,
-        metadata_raw: bytes | None,
-        profile_raw: bytes | None,
-    ) -> None:
-        parts = line(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
-        if phase is not None:
-            if phase == "start":
-                self._open_spans[origin] = profile_raw
-            else:
-                self._open_spans.pop(origin, None)
-        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
-            self._dispatcher.put_big(parts, len(data_raw))
-        else:
-            self.emit(parts)
+    # ``record`` is one of these two, chosen by :meth:`_reconfigure`.
+    _record_event = _recorder(Event)
+    _record_line = _recorder(line)
 
     def end_abandoned(self) -> int:
         """Write an end for every span that was started and never ended; return how many.

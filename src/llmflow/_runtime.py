@@ -96,14 +96,34 @@ def _recorder(build: Callable[..., Event | LineParts]) -> Callable[..., None]:
 class Diagnostics:
     """A snapshot of a runtime's health counters.
 
-    ``delivered`` events were written by every exporter on the delivery
-    thread; ``failed`` ones were not (a failed write, an unserializable event);
-    ``dropped`` ones overflowed the queue. ``emitted`` is derived:
-    ``delivered + failed + queued + dropped``. ``exporters[name]`` holds one
-    exporter's ``received``/``exported``/``failed``/``dropped`` counters and
-    its ``stats()``. ``failures`` counts isolated failures by source, e.g.
+    Events handed to the runtime are counted once they settle:
+
+    * ``delivered``: written by every exporter on the delivery thread (and
+      shown to the subscribers);
+    * ``failed``: not written: its line could not be built, or an exporter on
+      the delivery thread rejected it (the largest count over those exporters);
+    * ``queued``: items still in the queue (pending flush barriers included);
+    * ``dropped``: discarded by a full queue under ``overflow="drop"`` (always
+      0 under ``"block"``).
+
+    ``emitted`` is computed, so ``emitted == delivered + failed + queued +
+    dropped`` always holds; it equals the number of events the application
+    emitted whenever no batch is in flight (e.g. after :meth:`Runtime.flush`).
+    The ``llmflow.events_dropped`` mark that reports drops is not counted.
+
+    ``exporters[name]`` holds one exporter's counters: ``received`` (handed
+    to it), ``exported`` (in batches it accepted), ``failed`` (in batches it
+    rejected or raised on, or whose line could not be built), ``dropped``
+    (background exporters only: overflowed its buffer or still buffered at
+    shutdown), ``queued`` (background exporters only: in its buffer), plus
+    the keys its ``stats()`` returns that do not clash with these. Once
+    ``flush()`` returned ``True``, ``received == exported + failed + dropped``
+    (+ ``queued``) holds for every exporter; background exporters are not part
+    of the runtime-level ``delivered``/``failed``.
+
+    ``failures`` counts isolated failures by source, e.g.
     ``{"subscriber:audit": 2, "sanitize_request:pii": 1}``; ``last_errors``
-    keeps the last message per source.
+    keeps the last ``"Type: message"`` per source.
     """
 
     delivered: int

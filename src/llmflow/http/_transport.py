@@ -60,6 +60,47 @@ def _route_of(routes: tuple[Route, ...], request: httpx2.Request) -> Route | Non
     return route
 
 
+def _call_options(exchange: Exchange) -> dict[str, Any]:
+    """The keyword arguments of the managed call (streamed or not) for ``exchange``."""
+    return {
+        "attributes": _REMOTE,
+        "metadata": exchange.metadata or None,
+        "codec": exchange.codec,
+        "response_codec": exchange.codec,
+    }
+
+
+class _ChunkReader:
+    """The provider's SSE bytes as chunks, each with its own bytes (no I/O: both twins feed it).
+
+    Before a chunk is yielded, ``exchange.own``/``own_raw`` are set to it and
+    its bytes; an event that is no chunk (``SKIP``) goes out with the next one.
+    """
+
+    __slots__ = ("_exchange", "_pending", "_splitter")
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+        self._splitter = SseSplitter()
+        self._pending = b""
+
+    def feed(self, part: bytes) -> Iterator[Json]:
+        exchange = self._exchange
+        for raw, data in self._splitter.feed(part):
+            chunk = exchange.chunk_of(data)
+            if chunk is SKIP:  # its bytes go out with the next chunk
+                self._pending += raw
+                continue
+            pending = self._pending
+            exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
+            self._pending = b""
+            yield chunk
+
+    def finish(self) -> None:
+        """At the end of the body: what follows the last chunk becomes the exchange's tail."""
+        self._exchange.tail = self._pending + self._splitter.rest()
+
+
 def _open_embedder(exchange: Exchange) -> ScopeHandle:
     return push_scope(
         exchange.route.name,
@@ -122,10 +163,7 @@ class Transport(httpx2.BaseTransport):
                 route.name,
                 exchange.llm_request,
                 lambda req: self._send(exchange, req),
-                attributes=_REMOTE,
-                metadata=exchange.metadata or None,
-                codec=exchange.codec,
-                response_codec=exchange.codec,
+                **_call_options(exchange),
             )
         except GuardrailRejected as exc:
             return exchange.rejection(exc)
@@ -163,10 +201,7 @@ class Transport(httpx2.BaseTransport):
                 lambda req: self._events(exchange, req),
                 collect,
                 finalize,
-                attributes=_REMOTE,
-                metadata=exchange.metadata or None,
-                codec=exchange.codec,
-                response_codec=exchange.codec,
+                **_call_options(exchange),
             )
         except GuardrailRejected as exc:
             return exchange.rejection(exc)
@@ -180,19 +215,11 @@ class Transport(httpx2.BaseTransport):
             return
         exchange.started_stream(response)
         stream = cast(httpx2.SyncByteStream, response.stream)
-        splitter = SseSplitter()
-        pending = b""
+        reader = _ChunkReader(exchange)
         try:
             for part in stream:
-                for raw, data in splitter.feed(part):
-                    chunk = exchange.chunk_of(data)
-                    if chunk is SKIP:  # its bytes go out with the next chunk
-                        pending += raw
-                        continue
-                    exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
-                    pending = b""
-                    yield chunk
-            exchange.tail = pending + splitter.rest()
+                yield from reader.feed(part)
+            reader.finish()
         finally:
             stream.close()
 
@@ -274,10 +301,7 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
                 route.name,
                 exchange.llm_request,
                 lambda req: self._send(exchange, req),
-                attributes=_REMOTE,
-                metadata=exchange.metadata or None,
-                codec=exchange.codec,
-                response_codec=exchange.codec,
+                **_call_options(exchange),
             )
         except GuardrailRejected as exc:
             return exchange.rejection(exc)
@@ -316,10 +340,7 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
                 lambda req: self._events(exchange, req),
                 collect,
                 finalize,
-                attributes=_REMOTE,
-                metadata=exchange.metadata or None,
-                codec=exchange.codec,
-                response_codec=exchange.codec,
+                **_call_options(exchange),
             )
         except GuardrailRejected as exc:
             return exchange.rejection(exc)
@@ -334,19 +355,12 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
             return
         exchange.started_stream(response)
         stream = cast(httpx2.AsyncByteStream, response.stream)
-        splitter = SseSplitter()
-        pending = b""
+        reader = _ChunkReader(exchange)
         try:
             async for part in stream:
-                for raw, data in splitter.feed(part):
-                    chunk = exchange.chunk_of(data)
-                    if chunk is SKIP:
-                        pending += raw
-                        continue
-                    exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
-                    pending = b""
+                for chunk in reader.feed(part):
                     yield chunk
-            exchange.tail = pending + splitter.rest()
+            reader.finish()
         finally:
             await stream.aclose()
 

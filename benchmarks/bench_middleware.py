@@ -136,11 +136,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--calls", type=int, default=None, help="calls per timed batch")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--cases", default=None, help=f"comma-separated subset of {list(CASES)} (bare always runs)"
+    )
     args = parser.parse_args()
+    names = ["bare", *(c for c in (args.cases or ",".join(CASES)).split(",") if c != "bare")]
+    unknown = [name for name in names if name not in CASES]
+    if unknown:
+        parser.error(f"--cases: unknown {unknown}, expected names from {list(CASES)}")
     rounds = args.rounds or (3 if args.quick else 5)
     calls = args.calls or (500 if args.quick else 2000)
-    results: dict[str, list[float]] = {case: [] for case in CASES}
-    names = list(CASES)
+    results: dict[str, list[float]] = {case: [] for case in names}
     with tempfile.TemporaryDirectory() as directory:
         for round_ in range(rounds):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]

@@ -141,15 +141,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--cases", default=None, help=f"comma-separated subset of {list(CASES)} (bare always runs)"
+    )
+    parser.add_argument("--kinds", default="plain,stream", help="plain, stream or both")
     args = parser.parse_args(argv)
+    names = ["bare", *(c for c in (args.cases or ",".join(CASES)).split(",") if c != "bare")]
+    kinds = args.kinds.split(",")
+    if unknown := [n for n in names if n not in CASES] + [
+        k for k in kinds if k not in ("plain", "stream")
+    ]:
+        parser.error(f"--cases/--kinds: unknown {unknown}")
     results: dict[str, dict[str, list[float]]] = {
-        kind: {case: [] for case in CASES} for kind in ("plain", "stream")
+        kind: {case: [] for case in names} for kind in kinds
     }
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
-            for kind in ("plain", "stream"):
+            for kind in kinds:
                 calls = args.calls if kind == "plain" else max(args.calls // 5, 20)
-                for case in CASES:
+                for case in names:
                     results[kind][case].append(measure(case, kind == "stream", calls, Path(tmp)))
     summary: dict[str, dict[str, float]] = {}
     print(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from llmflow.atof import span_facts
+from llmflow.atof._facts import request_facts
 
 
 def _start(**extra: object) -> dict[str, object]:
@@ -43,3 +47,42 @@ def test_errors_and_explicit_provider_are_read_from_metadata() -> None:
     assert facts.provider == "azure.ai.openai"
     assert facts.error_type == "TimeoutError" and not facts.ok
     assert facts.cost_usd is None  # a bool is not a price
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.floats()
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_names = st.sampled_from(["", "gpt-4o", "claude", "openai/chat-completions", "anthropic/messages"])
+_profiles = (
+    st.none()
+    | _values
+    | st.fixed_dictionaries(
+        {},
+        optional={
+            "model_name": st.none() | _names | st.integers(),
+            "annotated_request": st.none()
+            | _values
+            | st.fixed_dictionaries({}, optional={"model": st.none() | _names | st.integers()}),
+        },
+    )
+)
+_metadata = (
+    st.none()
+    | _values
+    | st.fixed_dictionaries({}, optional={"provider.name": st.none() | _names | st.integers()})
+)
+_schemas = st.none() | _values | st.fixed_dictionaries({"name": _names | st.integers()})
+
+
+@given(profile=_profiles, metadata=_metadata, schema=_schemas)
+def test_request_facts_say_what_span_facts_of_an_open_span_say(
+    profile: object, metadata: object, schema: object
+) -> None:
+    start = _start(category_profile=profile, metadata=metadata, data_schema=schema)
+    facts = span_facts(start, None)
+    assert request_facts(start) == (facts.model, facts.provider)

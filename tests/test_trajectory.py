@@ -180,7 +180,7 @@ def test_agent_turn_log_converts_to_an_atif_trajectory_with_the_tool_call_and_ob
     assert [s.message for s in trajectory.steps if s.source == "user"] == ["Weather in Porto?"]
 
 
-def test_demo_log_converts_with_call_weather_1_paired_to_its_observation(
+def test_demo_log_converts_with_both_weather_calls_paired_to_their_observations(
     runtime: llmflow.Runtime, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     converter = pytest.importorskip("nat.atof.scripts.atof_to_atif_converter")
@@ -201,11 +201,13 @@ def test_demo_log_converts_with_call_weather_1_paired_to_its_observation(
 
     trajectory = converter.convert_file(openai_only)
 
-    step, content = _observations(trajectory)["call_weather_1"]
+    paired = _observations(trajectory)
+    step, content = paired["call_weather_1"]
     assert step.source == "agent"
-    assert [c.tool_call_id for c in step.tool_calls] == ["call_weather_1"]
-    assert step.tool_calls[0].function_name == "get_weather"
+    assert [c.tool_call_id for c in step.tool_calls] == ["call_weather_1", "call_weather_2"]
+    assert [c.function_name for c in step.tool_calls] == ["get_weather", "get_weather"]
     assert content == "19°C and sunny"
+    assert paired["call_weather_2"] == (step, "16°C, light rain")
     # The demo installs and shuts down its own runtime; the fixture's is the default again.
     assert llmflow.get_runtime() is runtime and not runtime.closed
     with testing.capture() as events:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from . import credentials, events, exporters, guardrails, intercepts, subscribers, testing
+from ._context import propagate
 from ._errors import (
     AtofParseError,
     CodecError,
@@ -171,6 +172,7 @@ __all__ = [
     "mark",
     "middleware",
     "pop_scope",
+    "propagate",
     "push_scope",
     "scope",
     "subscribers",

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from types import TracebackType
+from typing import Any, Final, Literal, Self
 
 from ._errors import FlowError, HandleError
 from ._families import Family, SanitizeContext, chain
 from ._json import dumps, json_form, metadata_snapshot, snapshot
+from ._provider_error import provider_error_metadata
 from ._registry import Entry
 from ._runtime import Runtime
 from ._scope import Span, exception_metadata
@@ -83,6 +85,53 @@ class Call(Span):
             )
         self.mark_ended()
 
+    # -- the ``with`` form of manual calls ----------------------------------------------
+
+    def end_with_error(self, error: BaseException) -> None:
+        """Emit the end of this (claimed) call recording ``error``; subclasses define it."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """End a call its ``with`` block left open, recording the block's exception.
+
+        Without one, the end records a :class:`HandleError` saying ``end()`` was
+        not called. Never raises (the block's exception propagates unchanged);
+        a failure to record is counted as ``<category>_call_end:record``.
+        """
+        if self.ended:
+            return
+        if exc is None:
+            exc = HandleError(
+                f"{self.category} call {self.name!r} left its with block without end()"
+            )
+        try:
+            self.claim_end()
+        except HandleError:  # another thread ended it meanwhile: its end stands
+            return
+        try:
+            self.end_with_error(exc)
+        except Exception as failure:
+            self.runtime.record_failure(f"{self.category}_call_end:record", failure)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
 
 _PROFILE_CACHE: dict[tuple[str, str], bytes] = {}
 
@@ -107,14 +156,19 @@ def profile_with(call: Call, key: str, value: Json) -> bytes | None:
 def end_metadata(
     call: Call, metadata: JsonObject | None, error: BaseException | None
 ) -> bytes | None:
-    """The end metadata: the call's, then the end's, then the exception's, merged."""
+    """The end metadata: the call's, then the end's, then the exception's, merged.
+
+    The exception's are ``exception.type``/``exception.message`` and, for an
+    HTTP error from a provider, its status, error code, request id and
+    Retry-After (see :func:`llmflow._provider_error.provider_error_metadata`).
+    """
     if not metadata and error is None:
         return call.metadata_raw
     merged = call.metadata
     if metadata:
         merged = {**merged, **metadata} if merged else metadata
     if error is not None:
-        merged = {**(merged or {}), **exception_metadata(error)}
+        merged = {**(merged or {}), **provider_error_metadata(error), **exception_metadata(error)}
     return metadata_snapshot(merged, "metadata")
 
 

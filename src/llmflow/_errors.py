@@ -71,7 +71,11 @@ class ScopeError(FlowError, ValueError):
 
 
 class HandleError(FlowError, ValueError):
-    """An LLM or tool handle is unknown, foreign to this runtime, or already ended."""
+    """An LLM or tool handle is unknown, foreign to this runtime, or already ended.
+
+    Also what a handle's end records (never raises) when its ``with`` block was
+    left without ``end()``.
+    """
 
 
 class DuplicateRegistrationError(FlowError, ValueError):

@@ -35,6 +35,7 @@ from ._stream import LlmStream, stream_callbacks
 from ._types import Json, JsonObject, LlmRequest
 from ._validate import (
     check_callable,
+    check_error,
     check_model_name,
     check_name,
     from_params,
@@ -88,9 +89,18 @@ class LlmHandle(Call):
 
     ``data`` is kept on the handle (not emitted on the start event) and becomes
     the end event's ``data`` when the sanitized response is null.
+
+    A handle from :func:`llm_call` is a context manager: ``with llm_call(...) as
+    h: ...; h.end(response)``. An exception leaving the block ends the call
+    with it (recorded as by :func:`llm_call_end` with ``error=``) and
+    propagates unchanged; leaving the block without ``end()`` records a
+    ``llmflow.HandleError``. The block does not change the current scope.
     """
 
-    __slots__ = ()
+    # The response codec ``llm_call_end`` uses when given none: ``llm_call``'s
+    # ``codec`` when it also reads responses.
+    __slots__ = ("response_codec",)
+    response_codec: ResponseCodec | None
 
     @property
     def model_name(self) -> str | None:
@@ -105,6 +115,32 @@ class LlmHandle(Call):
         ``create`` plus the start event.
         """
         return _new_handle(get_runtime(), **from_params(params))
+
+    def end(
+        self,
+        response: Json = None,
+        *,
+        data: Json = None,
+        metadata: JsonObject | None = None,
+        annotated_response: AnnotatedLlmResponse | JsonObject | None = None,
+        response_codec: ResponseCodec | None = None,
+        error: BaseException | None = None,
+        timestamp: datetime | int | None = None,
+    ) -> None:
+        """``llm_call_end(self, ...)``: the same arguments, rules and errors."""
+        llm_call_end(
+            self,
+            response,
+            data=data,
+            metadata=metadata,
+            annotated_response=annotated_response,
+            response_codec=response_codec,
+            error=error,
+            timestamp=timestamp,
+        )
+
+    def end_with_error(self, error: BaseException) -> None:
+        _end(self, None, error=error)
 
 
 # -- params objects -----------------------------------------------------------------
@@ -129,6 +165,7 @@ class LlmCallParams(CreateLlmHandleParams):
 
     request: LlmRequest
     annotated_request: AnnotatedLlmRequest | JsonObject | None = None
+    codec: RequestCodec | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -140,6 +177,7 @@ class EndLlmHandleParams:
     metadata: JsonObject | None = None
     annotated_response: AnnotatedLlmResponse | JsonObject | None = None
     response_codec: ResponseCodec | None = None
+    error: BaseException | None = None
     timestamp: datetime | int | None = None
 
 
@@ -193,6 +231,7 @@ def _new_handle(
     model_name: str | None,
     timestamp: datetime | int | None,
     extra_attribute: str | None = None,
+    response_codec: ResponseCodec | None = None,
 ) -> LlmHandle:
     """Validate the fields of a new LLM handle and build it; nothing is emitted.
 
@@ -216,7 +255,7 @@ def _new_handle(
     if extra_attribute is not None and extra_attribute not in attrs:
         attrs = tuple(sorted((*attrs, extra_attribute)))
     started = now_us() if timestamp is None else to_epoch_us(timestamp, "timestamp")
-    return LlmHandle(
+    handle = LlmHandle(
         runtime,
         name,
         "llm",
@@ -229,6 +268,8 @@ def _new_handle(
         profile,
         profile_raw,
     )
+    handle.response_codec = response_codec
+    return handle
 
 
 def _request_snapshot(value: object) -> bytes:
@@ -354,14 +395,20 @@ def llm_call(
     metadata: JsonObject | None = None,
     model_name: str | None = None,
     annotated_request: AnnotatedLlmRequest | JsonObject | None = None,
+    codec: RequestCodec | None = None,
     timestamp: datetime | int | None = None,
 ) -> LlmHandle:
     """Start a manual LLM span: emit the llm start event and return its handle.
 
     The event ``data`` is the sanitized request ``{"headers", "content"}``
     without credential headers; ``category_profile.model_name`` is
-    ``model_name``; ``data`` stays on the handle. No intercept runs. Invalid
-    arguments raise before anything is emitted.
+    ``model_name`` (with a ``codec``, by default the model the request names);
+    ``data`` stays on the handle. With ``codec`` the start records its
+    ``data_schema`` and its reading of the request (unless
+    ``annotated_request`` is given), and the end uses the matching response
+    codec unless ``llm_call_end`` gets one. No intercept runs. Invalid
+    arguments raise before anything is emitted. The handle is a context
+    manager (see :class:`LlmHandle`).
     """
     if isinstance(name, LlmCallParams):
         return llm_call(
@@ -374,11 +421,21 @@ def llm_call(
                 metadata=metadata,
                 model_name=model_name,
                 annotated_request=annotated_request,
+                codec=codec,
                 timestamp=timestamp,
             )
         )
     handle = _new_handle(
-        get_runtime(), name, parent, attributes, data, metadata, model_name, timestamp
+        get_runtime(),
+        name,
+        parent,
+        attributes,
+        data,
+        metadata,
+        model_name,
+        timestamp,
+        None,
+        None if codec is None else _response_codec(_check_codec(codec), None),
     )
     if type(request) is not LlmRequest:
         request = _check_request(request)
@@ -388,7 +445,9 @@ def llm_call(
         if annotated_request is None
         else _annotation_dict(annotated_request, "annotated_request")
     )
-    _start(handle, request, recorded, None, annotated)
+    if codec is not None and handle.profile is None:
+        _default_model_name(handle, codec, request)
+    _start(handle, request, recorded, codec, annotated)
     return handle
 
 
@@ -400,16 +459,20 @@ def llm_call_end(
     metadata: JsonObject | None = None,
     annotated_response: AnnotatedLlmResponse | JsonObject | None = None,
     response_codec: ResponseCodec | None = None,
+    error: BaseException | None = None,
     timestamp: datetime | int | None = None,
 ) -> None:
     """End a manual LLM span: emit the llm end event.
 
     ``data`` of the event is the sanitized response, or ``data`` (then the
     handle's ``data``) when that is null. End metadata is the handle's metadata
-    with ``metadata`` merged over it. With ``response_codec`` and no
-    ``annotated_response`` the annotation is decoded from the sanitized
-    response. The end time is ``timestamp``, else now, else start + 1 µs; an
-    explicit time not after the start raises ``ValueError``. Ending twice
+    with ``metadata`` merged over it, then, with ``error`` (an exception), the
+    ``exception.type``/``exception.message`` and provider HTTP facts a managed
+    call records for it. With ``response_codec`` (default: the one
+    :func:`llm_call`'s ``codec`` implies) and no ``annotated_response`` the
+    annotation is decoded from the sanitized response. The end time is
+    ``timestamp``, else now, else start + 1 µs; an explicit time not after the
+    start raises ``ValueError``. Ending twice
     raises :class:`HandleError` and emits nothing.
     """
     if isinstance(handle, LlmCallEndParams) or isinstance(response, EndLlmHandleParams):
@@ -421,6 +484,7 @@ def llm_call_end(
             metadata=metadata,
             annotated_response=annotated_response,
             response_codec=response_codec,
+            error=error,
             timestamp=timestamp,
         )
         # An LlmCallEndParams carries the handle; as the second argument its handle is ignored.
@@ -440,6 +504,8 @@ def llm_call_end(
         snapshot(data, "data")
     if metadata is not None:
         end_metadata(handle, metadata, None)
+    if error is not None:
+        check_error(error)
     annotated = (
         None
         if annotated_response is None
@@ -453,7 +519,8 @@ def llm_call_end(
         data=data,
         metadata=metadata,
         annotated=annotated,
-        response_codec=response_codec,
+        response_codec=handle.response_codec if response_codec is None else response_codec,
+        error=error,
         ended_us=ended,
     )
     return None
@@ -541,6 +608,15 @@ def _is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _check_codec(codec: object, param: str = "codec") -> RequestCodec:
+    """``codec`` must be a request codec (it has ``annotate_request`` and ``data_schema``)."""
+    if not callable(getattr(codec, "annotate_request", None)) or not hasattr(codec, "data_schema"):
+        raise ParameterTypeError(
+            f"{param}: expected a request codec (llmflow.codecs), got {type(codec).__name__}"
+        )
+    return cast("RequestCodec", codec)
 
 
 def _response_codec(

@@ -137,8 +137,25 @@ class ScopeHandle(Span):
     """An open (or ended) scope created by :func:`push_scope` or :func:`scope`."""
 
     # Every ``custom`` event names its subtype, so the end repeats the start's.
-    __slots__ = ("end_profile_raw",)
+    # ``output_raw`` is the snapshot of what ``set_output`` was given.
+    __slots__ = ("end_profile_raw", "output_raw")
     end_profile_raw: bytes | None
+    output_raw: bytes | None
+
+    def set_output(self, data: Json) -> None:
+        """Set the ``data`` the scope's end event records (the scope's output).
+
+        Validated now: a value that is not JSON raises
+        :class:`~llmflow.InvalidPayloadError` naming ``data`` and the output
+        stays as it was. A later call replaces it; ``None`` clears it; an
+        explicit ``pop_scope(data=...)`` wins over it. An output set before an
+        exception left the block is still recorded. Raises
+        :class:`~llmflow.ScopeError` once the scope has ended.
+        """
+        raw = snapshot(data, "data")
+        if self.ended:
+            raise ScopeError(f"handle: scope {self.name!r} ({self.uuid}) has already ended")
+        self.output_raw = raw
 
 
 class _Frame:
@@ -321,6 +338,7 @@ def push_scope(
     handle.end_profile_raw = (
         None if profile is None or category != "custom" else dumps({"subtype": profile["subtype"]})
     )
+    handle.output_raw = None
     emit_span_event(handle, "start", started, data_raw, schema, metadata_raw, profile_raw)
     enter_span(handle)
     return handle
@@ -335,15 +353,16 @@ def pop_scope(
 ) -> None:
     """Close ``handle`` (the innermost open scope) and emit its end event.
 
-    Raises :class:`ScopeError` if the scope already ended or is not the
-    innermost open scope of this context; nothing is emitted then.
+    ``data`` (else what :meth:`ScopeHandle.set_output` set) is the end's
+    ``data``. Raises :class:`ScopeError` if the scope already ended or is not
+    the innermost open scope of this context; nothing is emitted then.
     """
     if not isinstance(handle, ScopeHandle):
         raise ParameterTypeError(f"handle: expected a ScopeHandle, got {type(handle).__name__}")
     if handle.ended:
         raise ScopeError(f"handle: scope {handle.name!r} ({handle.uuid}) has already ended")
     ended = handle.end_time(timestamp)
-    data_raw = snapshot(data, "data")
+    data_raw = handle.output_raw if data is None else snapshot(data, "data")
     metadata_raw = metadata_snapshot(metadata)
     leave_span(handle)
     handle.mark_ended()
@@ -418,7 +437,7 @@ class scope:
                     handle,
                     "end",
                     handle.end_time(None),
-                    None,
+                    handle.output_raw,
                     None,
                     metadata_snapshot(metadata),
                     handle.end_profile_raw,

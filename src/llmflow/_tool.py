@@ -32,7 +32,7 @@ from ._json import metadata_snapshot, snapshot
 from ._runtime import Runtime, get_runtime
 from ._scope import Span, resolve_parent
 from ._types import Json, JsonObject, check_text
-from ._validate import check_callable, check_name, normalize_attributes
+from ._validate import check_callable, check_error, check_name, normalize_attributes
 
 __all__ = [
     "ToolExecutionResult",
@@ -62,7 +62,12 @@ class ToolExecutionResult:
 
 class ToolHandle(Call):
     """A started tool call: ``uuid``, ``started_at``, ``name``, ``data``, ``metadata``,
-    ``attributes``, ``parent_uuid`` and ``tool_call_id``."""
+    ``attributes``, ``parent_uuid`` and ``tool_call_id``.
+
+    A context manager like :class:`~llmflow.LlmHandle`: ``with tool_call(...)
+    as t: ...; t.end(result)``; an exception leaving the block ends the call
+    with it, leaving without ``end()`` records a ``llmflow.HandleError``.
+    """
 
     __slots__ = ()
 
@@ -70,6 +75,21 @@ class ToolHandle(Call):
     def tool_call_id(self) -> str | None:
         """The provider's tool-call id this call answers, if given."""
         return None if self.profile is None else self.profile.get("tool_call_id")
+
+    def end(
+        self,
+        result: Json | ToolExecutionResult = None,
+        *,
+        data: Json = None,
+        metadata: JsonObject | None = None,
+        error: BaseException | None = None,
+        timestamp: datetime | int | None = None,
+    ) -> None:
+        """``tool_call_end(self, ...)``: the same arguments, rules and errors."""
+        tool_call_end(self, result, data=data, metadata=metadata, error=error, timestamp=timestamp)
+
+    def end_with_error(self, error: BaseException) -> None:
+        _end(self, None, error=error)
 
 
 def _check_call(
@@ -213,10 +233,11 @@ def tool_call(
 
 def tool_call_end(
     handle: ToolHandle,
-    result: Json | ToolExecutionResult,
+    result: Json | ToolExecutionResult = None,
     *,
     data: Json = None,
     metadata: JsonObject | None = None,
+    error: BaseException | None = None,
     timestamp: datetime | int | None = None,
 ) -> None:
     """End a manual tool span: emit the tool end event (sanitized ``result``).
@@ -224,7 +245,8 @@ def tool_call_end(
     A :class:`ToolExecutionResult` puts its non-null annotation in
     ``category_profile.tool_result_annotation`` (a non-JSON annotation raises
     ``InvalidPayloadError`` and the handle stays open). Timestamp,
-    metadata-merge and double-end rules are those of :func:`llmflow.llm_call_end`.
+    metadata-merge, ``error`` and double-end rules are those of
+    :func:`llmflow.llm_call_end`; an end with ``error`` records no annotation.
     """
     if not isinstance(handle, ToolHandle):
         raise HandleError(
@@ -243,8 +265,10 @@ def tool_call_end(
         snapshot(data, "data")
     if metadata is not None:
         end_metadata(handle, metadata, None)
+    if error is not None:
+        check_error(error)
     handle.claim_end()
-    _end(handle, result, raw=raw, data=data, metadata=metadata, ended_us=ended)
+    _end(handle, result, raw=raw, data=data, metadata=metadata, error=error, ended_us=ended)
 
 
 def _accept_args(result: Any, current: Json) -> Json:

@@ -19,6 +19,7 @@ __all__ = [
     "check_callable",
     "check_category",
     "check_data_schema",
+    "check_error",
     "check_model_name",
     "check_name",
     "check_profile",
@@ -135,3 +136,11 @@ def from_params(params: object, **others: object) -> dict[str, Any]:
             f"(also got {', '.join(clashes)})"
         )
     return {name: getattr(params, name) for name in params.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+def check_error(error: object, param: str = "error") -> None:
+    """``error`` must be an exception instance (``None`` is checked by the caller)."""
+    if not isinstance(error, BaseException):
+        raise ParameterTypeError(
+            f"{param}: expected an exception instance or None, got {type(error).__name__}"
+        )

@@ -113,7 +113,7 @@ def test_stdin_is_read_plain_and_gzipped(demo_log: Path) -> None:
     for payload in (demo_log.read_bytes(), gzip.compress(demo_log.read_bytes())):
         result = run_cli("stats", "--json", "-", input=payload)
         assert result.returncode == 0, result.stderr
-        assert orjson.loads(result.stdout)["spans"] == 18
+        assert orjson.loads(result.stdout)["spans"] == 17
 
 
 def test_epoch_and_rfc3339_timestamps_mix_in_one_stream(tmp_path: Path) -> None:

@@ -31,18 +31,30 @@ def test_stats_of_the_demo_agree_with_span_facts_of_every_call(demo_log: Path) -
     llm = [
         n for n in iter_spans(iter_records(demo_log)) if isinstance(n, Span) and n.category == "llm"
     ]
-    model = groups(document, "model")["demo-gpt-mini"]
-    assert model["calls"] == len(llm) == 6
-    assert model["errors"] == 1
-    assert model["tokens"]["input"] == sum(s.facts.input_tokens or 0 for s in llm if s.facts) == 88
-    assert model["tokens"]["output"] == 48
-    durations = sorted(s.duration_us for s in llm if s.duration_us is not None)
-    assert model["latency_us"]["p50"] == statistics.median(durations)
-    assert model["latency_us"]["max"] == durations[-1]
-    assert set(groups(document, "name")) == {"openai.chat", "openai.chat.stream"}
-    assert groups(document, "tool")["get_weather"]["calls"] == 1
-    assert groups(document, "provider")["openai"]["calls"] == 5
-    assert document["spans"] == 18 and document["marks"] == 3 and document["skipped_lines"] == 0
+    assert len(llm) == 4
+    expected = {  # model: (calls, errors, input, output, cached, retries)
+        "gpt-4o-mini": (2, 0, 254, 57, 64, 1),  # the 429 waited out: one retry
+        "claude-3-5-haiku-latest": (2, 1, 22, 12, 0, 2),  # overloaded: 3 attempts, then failed
+    }
+    for key, (calls, errors, tokens_in, tokens_out, cached, retries) in expected.items():
+        spans = [s for s in llm if s.facts is not None and s.facts.model == key]
+        model = groups(document, "model")[key]
+        assert model["calls"] == len(spans) == calls
+        assert model["errors"] == sum(not s.facts.ok for s in spans if s.facts) == errors
+        assert model["tokens"]["input"] == sum(s.facts.input_tokens or 0 for s in spans if s.facts)
+        assert (model["tokens"]["input"], model["tokens"]["output"]) == (tokens_in, tokens_out)
+        assert model["tokens"]["cached"] == cached
+        assert model["retries"] == retries
+        costs = [s.facts.cost_usd for s in spans if s.facts and s.facts.cost_usd is not None]
+        assert model["cost_usd"] == pytest.approx(sum(costs)) and model["cost_usd"] > 0
+        durations = sorted(s.duration_us for s in spans if s.duration_us is not None)
+        assert model["latency_us"]["p50"] == statistics.median(durations)
+        assert model["latency_us"]["max"] == durations[-1]
+    assert set(groups(document, "name")) == {"openai.chat", "anthropic.messages"}
+    assert groups(document, "tool")["get_weather"]["calls"] == 2
+    assert groups(document, "provider")["openai"]["calls"] == 2
+    assert groups(document, "provider")["anthropic"]["calls"] == 2
+    assert document["spans"] == 17 and document["marks"] == 6 and document["skipped_lines"] == 0
 
 
 def test_stats_counts_cost_cache_hits_retries_and_cached_reasoning_tokens(tmp_path: Path) -> None:
@@ -96,7 +108,8 @@ def test_stats_counts_cost_cache_hits_retries_and_cached_reasoning_tokens(tmp_pa
 
 def test_stats_adds_up_several_files(demo_log: Path) -> None:
     document = stats_json(str(demo_log), str(demo_log))
-    assert groups(document, "model")["demo-gpt-mini"]["calls"] == 12
+    assert groups(document, "model")["gpt-4o-mini"]["calls"] == 4
+    assert groups(document, "model")["claude-3-5-haiku-latest"]["errors"] == 2
     assert document["files"] == [str(demo_log), str(demo_log)]
 
 

@@ -87,18 +87,21 @@ def test_tail_without_follow_prints_the_last_calls_and_exits(demo_log: Path) -> 
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert len(lines) == 2
-    assert "openai.chat.stream" in lines[0]
-    assert lines[1].split()[1:3] == ["llm", "openai.chat"]
-    assert lines[1].endswith("!! TimeoutError: upstream timed out after 30 s")
+    assert lines[0].split()[1:4] == ["llm", "anthropic.messages", "[claude-3-5-haiku-latest]"]
+    assert lines[0].endswith("tokens 22→12  $0.000066  ok")
+    assert lines[1].split()[1:3] == ["llm", "anthropic.messages"]
+    assert lines[1].endswith(
+        "3 attempts  !! llmflow.http.ProviderHTTPError: HTTP 529 from the provider: Overloaded"
+    )
 
 
 def test_tail_filters_by_category_name_and_errors(demo_log: Path) -> None:
     out = run_cli("tail", "--category", "tool", str(demo_log)).stdout.splitlines()
-    assert len(out) == 1 and "get_weather" in out[0]
-    out = run_cli("tail", "--name", "*.stream", str(demo_log)).stdout.splitlines()
-    assert len(out) == 3
+    assert len(out) == 2 and all("get_weather" in line for line in out)
+    out = run_cli("tail", "--name", "anthropic.*", str(demo_log)).stdout.splitlines()
+    assert len(out) == 2 and all("[claude-3-5-haiku-latest]" in line for line in out)
     out = run_cli("tail", "--errors", "--category", "all", str(demo_log)).stdout.splitlines()
-    assert len(out) == 2 and "REJECTED" in out[0] and "TimeoutError" in out[1]
+    assert len(out) == 2 and "HTTP 529" in out[0] and "REJECTED" in out[1]
 
 
 def test_tail_follow_prints_each_call_as_a_writer_process_ends_it_and_stops_on_sigint(
@@ -157,4 +160,5 @@ def test_tail_follow_refuses_a_gzip_file_in_one_line(demo_log: Path, tmp_path: P
     result = run_cli("tail", "-f", str(gz))
     assert result.returncode == 2
     assert result.stderr == f"llmflow tail: -f follows plain files; {gz} is gzip\n"
-    assert len(run_cli("tail", str(gz)).stdout.splitlines()) == 7  # without -f it reads it
+    # without -f it reads it: the six LLM and tool calls
+    assert len(run_cli("tail", str(gz)).stdout.splitlines()) == 6

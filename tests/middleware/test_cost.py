@@ -188,6 +188,22 @@ def test_negative_token_counts_are_rejected() -> None:
         price("gpt-4o", {"input_tokens": 1, "output_tokens": -5})
 
 
+@pytest.mark.parametrize("bad", [True, 2.0, "5"])
+def test_non_int_token_counts_are_rejected_bools_included(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"usage\.input_tokens"):
+        price("gpt-4o", {"input_tokens": bad, "output_tokens": 1})
+
+
+def test_int_subclasses_and_usage_objects_price_like_plain_dicts() -> None:
+    class Count(int):
+        pass
+
+    plain = price("gpt-4o", {"input_tokens": 1000, "output_tokens": 10})
+    assert plain is not None
+    assert price("gpt-4o", {"input_tokens": Count(1000), "output_tokens": 10}) == plain
+    assert price("gpt-4o", Usage(input_tokens=1000, output_tokens=10)) == plain
+
+
 def test_a_table_of_another_format_is_refused() -> None:
     with pytest.raises(ValueError, match="format"):
         PriceTable({"format": 99})

@@ -360,3 +360,116 @@ def test_through_an_instrumented_sdk_client_the_wire_record_is_redacted() -> Non
     assert EMAIL not in recorded and KEY not in recorded
     end = next(e for e in events if e.category == "llm" and e.scope_category == "end")
     assert "[REDACTED:email]" in json.dumps(end.category_profile["annotated_response"])
+
+
+# -- the fast path equals the straightforward scan --------------------------------------
+# Redactor skips presets by cheap necessary-condition tests (per string, and once
+# over the serialized JSON value). The reference below applies the alternation of
+# every preset to every string with no pre-test at all: the two must agree.
+
+from llmflow.middleware._redact import PRESETS  # noqa: E402
+
+_REFERENCE = __import__("re").compile("|".join(f"({pattern})" for pattern, _ in PRESETS.values()))
+_REFERENCE_LABELS = list(PRESETS)
+
+
+def _reference_text(value: str) -> str:
+    if len(value) <= 2:
+        return value
+
+    def replace(match: Any) -> str:
+        label = _REFERENCE_LABELS[match.lastindex - 1]
+        validator = PRESETS[label][1]
+        if validator is not None and not validator(match.group(0)):
+            return match.group(0)
+        return f"[REDACTED:{label}]"
+
+    return _REFERENCE.sub(replace, value)
+
+
+def _reference_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return _reference_text(value)
+    if isinstance(value, list):
+        return [_reference_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _reference_json(item) for key, item in value.items()}
+    return value
+
+
+_pii = st.sampled_from([
+    EMAIL, CARD, "4111-1111-1111-1111", "4111111111111111", "4111111111111112",
+    "4222222222222", IBAN,
+    "DE89370400440532013000", "192.168.0.1", "10.0.0.255", "999.1.1.1", "1.2.3",
+    "2001:db8::8a2e:370:7334", "fe80::1", "::1", "a:b:c", KEY, "AKIA" + "ABCDEFGHIJKLMNOP",
+    "AIza" + "x" * 35, "ghp_" + "a1" * 18, "+44 20 7946 0958", "(030) 1234-5678",
+    "555-123-4567", "555 1234", "+1", "12 34", "v1.2.3.4.5", "0.2", "x@y", "a@b.cc",
+    # Arabic-Indic digits: \d matches them, so these take the regular-expression hints
+    "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662\u0663",
+    "\u0664\u0661\u0661\u0661 \u0661\u0661\u0661\u0661 \u0661\u0661\u0661\u0661",
+    "192.168.\u0660.1",
+])  # fmt: skip
+_noise_chars = list('aZ09 .-+:@_()/\n"\\\u00e9\u0663') + list(string.ascii_letters)
+_noise = st.text(st.sampled_from(_noise_chars), max_size=12)
+pii_texts = st.lists(_pii | _noise, max_size=8).map("".join)
+
+
+@settings(max_examples=400)
+@given(text=pii_texts)
+def test_fast_path_equals_the_full_alternation_on_text(text: str) -> None:
+    assert Redactor().text(text) == _reference_text(text)
+
+
+@settings(max_examples=200)
+@given(value=st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | pii_texts,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(pii_texts, children, max_size=4),
+    max_leaves=12,
+))  # fmt: skip
+def test_fast_path_equals_the_full_alternation_on_json(value: Any) -> None:
+    assert Redactor().json(value) == _reference_json(value)
+
+
+def test_non_str_keys_and_lone_surrogates_are_walked_like_any_value() -> None:
+    value = {"a": ["mail " + EMAIL, "\ud800 lone surrogate"], 1: "card " + CARD}
+    out = Redactor().json(value)
+    assert out == {"a": ["mail [REDACTED:email]", "\ud800 lone surrogate"],
+                   1: "card [REDACTED:credit_card]"}  # fmt: skip
+
+
+_SHARED = Redactor()  # its memory of redacted strings persists across examples
+
+
+@settings(max_examples=200)
+@given(value=st.lists(pii_texts | st.dictionaries(pii_texts, pii_texts, max_size=3), max_size=5))
+def test_a_redactor_reused_across_payloads_gives_what_a_fresh_one_gives(value: Any) -> None:
+    expected = _reference_json(value)
+    assert _SHARED.json(value) == expected
+    assert _SHARED.json(value) == expected  # the second time every string is known
+    assert [_SHARED.text(t) for t in value if isinstance(t, str)] == [
+        _reference_text(t) for t in value if isinstance(t, str)
+    ]
+
+
+def test_huge_and_many_texts_are_redacted_every_time_beyond_the_memory_bound() -> None:
+    redactor = Redactor(["email"])
+    huge = "x " * 40_000 + EMAIL  # longer than what is remembered
+    for _ in range(2):
+        assert redactor.json({"a": [huge]}) == {"a": ["x " * 40_000 + "[REDACTED:email]"]}
+    many = [f"{i:07d} {'y' * 1000} {EMAIL}" for i in range(5000)]  # more than the budget
+    for _ in range(2):
+        assert redactor.json(many) == [t.replace(EMAIL, "[REDACTED:email]") for t in many]
+
+
+def test_unchanged_parts_are_shared_and_changed_ones_copied() -> None:
+    clean = {"k": ["plain text", 1, None]}
+    value = {"clean": clean, "dirty": {"mail": EMAIL, "n": 2}, "list": ["ok", EMAIL]}
+    out = Redactor().json(value)
+    assert out["clean"] is clean
+    assert out == {
+        "clean": clean,
+        "dirty": {"mail": "[REDACTED:email]", "n": 2},
+        "list": ["ok", "[REDACTED:email]"],
+    }
+    assert value["dirty"]["mail"] == EMAIL and value["list"][1] == EMAIL  # input untouched

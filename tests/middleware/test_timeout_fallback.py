@@ -86,6 +86,49 @@ def test_the_providers_own_timeout_error_is_not_rewritten(run_async: RunAsync) -
     run_async(main())
 
 
+def test_an_outer_cancellation_stays_a_cancellation_not_a_timeout(run_async: RunAsync) -> None:
+    intercepts.register_llm_execution("timeout", 0, timeout(30))
+    started = asyncio.Event()
+
+    async def slow(request: LlmRequest) -> Any:
+        started.set()
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(llmflow.llm_call_execute("chat", llm_request(), slow))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+
+    with testing.capture() as events:
+        run_async(main())
+    assert named(events, "llmflow.timeout") == []
+
+
+def test_an_inner_bound_firing_leaves_the_outer_bound_and_the_task_usable(
+    run_async: RunAsync,
+) -> None:
+    intercepts.register_llm_execution("outer", 0, timeout(30))
+    intercepts.register_llm_execution("inner", 10, timeout(0.02))
+
+    async def slow(request: LlmRequest) -> Any:
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        with pytest.raises(CallTimeoutError) as raised:
+            await llmflow.llm_call_execute("chat", llm_request(), slow)
+        assert raised.value.seconds == 0.02
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0  # our cancel request withdrawn
+        await asyncio.sleep(0.03)  # no stray cancellation reaches the caller later
+
+    with testing.capture() as events:
+        run_async(main())
+    assert [mark.data for mark in named(events, "llmflow.timeout")] == [{"seconds": 0.02}]
+
+
 def test_a_sync_call_cannot_be_interrupted_its_overrun_is_recorded_and_its_result_kept() -> None:
     time = FakeTime()
     intercepts.register_llm_execution("timeout", 0, timeout(1.0, clock=time.clock))

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from ._timestamps import timestamp_us
 
-__all__ = ["SpanFacts", "provider_of", "span_facts"]
+__all__ = ["SpanFacts", "provider_of", "request_facts", "span_facts"]
 
 _PROVIDERS_BY_SCHEMA = {"openai": "openai", "anthropic": "anthropic"}
 
@@ -88,6 +88,27 @@ def provider_of(event: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _start_model(start_profile: Mapping[str, Any]) -> object:
+    model = start_profile.get("model_name")
+    if not model and start_profile:
+        model = _dict(start_profile.get("annotated_request")).get("model")
+    return model
+
+
+def request_facts(start: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(model, provider)`` of a start event: what ``span_facts(start, None)`` says of them.
+
+    For a reader that needs only these two while the span is open (the
+    OpenTelemetry request attributes), without building the whole
+    :class:`SpanFacts`. Never raises on odd field types (they read as ``None``).
+    """
+    model = _start_model(_dict(start.get("category_profile")))
+    provider = None
+    if start.get("metadata") or start.get("data_schema"):
+        provider = provider_of(start)
+    return (model if type(model) is str else None), provider
+
+
 def span_facts(
     start: Mapping[str, Any], end: Mapping[str, Any] | None, *, duration_us: int | None = None
 ) -> SpanFacts:
@@ -107,9 +128,7 @@ def span_facts(
     duration = duration_us
     if end is not None and duration is None:
         duration = timestamp_us(end["timestamp"]) - timestamp_us(start["timestamp"])
-    model = response.get("model") or start_profile.get("model_name")
-    if not model and start_profile:
-        model = _dict(start_profile.get("annotated_request")).get("model")
+    model = response.get("model") or _start_model(start_profile)
     provider = None
     if metadata or start.get("data_schema") or closing.get("data_schema"):
         provider = provider_of(closing) or provider_of(start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 __all__ = ["cost", "duration", "table", "tokens"]
@@ -24,11 +25,17 @@ def tokens(value: int | None) -> str:
 
 
 def cost(usd: float | None) -> str:
-    """US dollars with enough digits for cheap calls; ``-`` when unknown."""
+    """US dollars, with two significant digits for cheap calls; ``-`` when unknown.
+
+    ``$0.000023`` rather than ``$0.0000``: one small-model call costs a
+    fraction of a cent, and a cost that prints as zero reads as "free".
+    """
     if usd is None:
         return "-"
     if usd == 0:
         return "$0"
+    if usd < 0.01:
+        return f"${usd:.{min(10, 1 - math.floor(math.log10(usd)))}f}"
     return f"${usd:.4f}" if usd < 10 else f"${usd:,.2f}"
 
 

@@ -197,6 +197,14 @@ def _payload(value: Any, limit: int) -> str | None:
     return text
 
 
+def _body_first(value: Any) -> Any:
+    # An LLM request is recorded as {"headers", "content"}; the body is what a
+    # reader looks for, and it must survive the payload cap, so it goes first.
+    if isinstance(value, dict) and "headers" in value and "content" in value:
+        return {"content": value["content"], **{k: v for k, v in value.items() if k != "content"}}
+    return value
+
+
 def _detail(span: Span, limits: ReportLimits) -> dict[str, Any]:
     facts = span.facts
     start, end = span.start or {}, span.end or {}
@@ -217,9 +225,12 @@ def _detail(span: Span, limits: ReportLimits) -> dict[str, Any]:
             "reasoning": facts.reasoning_tokens,
         },
         "cost": cost(facts.cost_usd) if facts and facts.cost_usd is not None else None,
+        "attempts": str(facts.retry_attempts)
+        if facts and (facts.retry_attempts or 0) > 1
+        else None,
         "error": span.error,
         "rejected": span.rejected,
-        "request": _payload(start.get("data"), limits.max_payload),
+        "request": _payload(_body_first(start.get("data")), limits.max_payload),
         "response": _payload(end.get("data"), limits.max_payload),
         "metadata": _payload(metadata or None, limits.max_payload),
     }

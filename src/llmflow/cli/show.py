@@ -2,10 +2,11 @@
 
 One line per span or mark, e.g.::
 
-    agent trip-planner  Σ 6 llm  tokens 97→60  1 error                      20.4 ms
-    ├─ llm openai.chat  [demo-gpt-mini]  tokens 29→12                        2.4 ms
-    │  └─ tool get_weather  (call_1)                                          0.4 ms
-    └─ mark user_input  role='user'
+    agent trip-planner  Σ 2 llm  1 tool  tokens 254→57  $0.000067              20.4 ms
+    ├─ mark user_input  role='user'
+    ├─ llm openai.chat  [gpt-4o-mini]  tokens 96→36  $0.000036                 2.4 ms
+    ├─ tool get_weather  (call_weather_1)                                      0.4 ms
+    └─ llm openai.chat  [gpt-4o-mini]  tokens 158→21  $0.000031  2 attempts   9.1 ms
 
 A scope that contains LLM calls shows their totals (``Σ``). Filters keep the
 matching nodes with the path that leads to them. Bad lines are warnings;
@@ -140,6 +141,8 @@ def _span_facts(span: Span) -> list[str]:
             parts.append(cost(facts.cost_usd))
         if facts.cache_hit:
             parts.append("cache hit")
+        if facts.retry_attempts is not None and facts.retry_attempts > 1:
+            parts.append(f"{facts.retry_attempts} attempts")
         if facts.status_code is not None and facts.status_code >= 400:
             parts.append(f"HTTP {facts.status_code}")
     if span.category != "llm" and any(isinstance(c, Span) for c in span.children):
@@ -153,10 +156,15 @@ def _span_facts(span: Span) -> list[str]:
     return parts
 
 
+def _short(value: object) -> str:
+    # A retry's jittered delay is a float with 17 digits; four say enough.
+    return f"{value:.4g}" if isinstance(value, float) else repr(value)
+
+
 def _mark_facts(mark: Mark) -> list[str]:
     data = mark.event.get("data") if mark.event is not None else None
     if isinstance(data, dict):
-        preview = ", ".join(f"{k}={v!r}" for k, v in list(data.items())[:3])
+        preview = ", ".join(f"{k}={_short(v)}" for k, v in list(data.items())[:3])
         return [preview if len(preview) <= 80 else preview[:79] + "…"]
     return []
 

@@ -46,6 +46,8 @@ def format_call(span: Span) -> str:
             parts.append(cost(facts.cost_usd))
         if facts.cache_hit:
             parts.append("cache hit")
+        if facts.retry_attempts is not None and facts.retry_attempts > 1:
+            parts.append(f"{facts.retry_attempts} attempts")
     if span.rejected:
         parts.append("REJECTED")
     parts.append(f"!! {span.error[:120]}" if span.error else ("" if span.rejected else "ok"))

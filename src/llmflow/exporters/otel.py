@@ -21,6 +21,7 @@ import orjson
 from llmflow._clock import now_us, parse_timestamp
 from llmflow._event import Event
 from llmflow.atof import SpanFacts, span_facts
+from llmflow.atof._facts import request_facts
 from llmflow.atof._wire import EventSource, wire_events, with_annotations
 from llmflow.exporters._base import BaseExporter, ExportResult
 
@@ -175,12 +176,12 @@ def _seconds(event: Mapping[str, Any], key: str) -> float | None:
 def _request_attributes(
     operation: str, request: Mapping[str, Any] | None, start: Mapping[str, Any], content: bool
 ) -> dict[str, Any]:
-    facts = span_facts(start, None)
+    model, provider = request_facts(start)
     attributes: dict[str, Any] = {"gen_ai.operation.name": operation}
-    if facts.provider:
-        attributes["gen_ai.provider.name"] = facts.provider
-    if facts.model:
-        attributes["gen_ai.request.model"] = facts.model
+    if provider:
+        attributes["gen_ai.provider.name"] = provider
+    if model:
+        attributes["gen_ai.request.model"] = model
     if request is None:
         return attributes
     for key, name in _REQUEST_PARAMETERS:

@@ -125,8 +125,8 @@ _DIGIT_BITS: Final = sum(bit for bit, _ in _DIGIT_HINTS)
 _IPV6_HINT: Final = re.compile(r":[0-9A-Fa-f]{0,4}:")
 
 
-def _candidates(text: str, wanted: int) -> int:
-    """The bits of the ``wanted`` presets that may occur in ``text``."""
+def _candidates_regex(text: str, wanted: int) -> int:
+    """The bits of the ``wanted`` presets whose hint occurs in ``text`` (any text)."""
     found = 0
     if wanted & _BIT["email"] and "@" in text:
         found |= _BIT["email"]
@@ -141,6 +141,70 @@ def _candidates(text: str, wanted: int) -> int:
         for bit, search in _DIGIT_HINTS:
             if wanted & bit and search(text) is not None:
                 found |= bit
+    return found
+
+
+# ASCII text is first mapped byte by byte to character classes (digit -> "0",
+# capital -> "A", the separators the digit presets use kept, the rest "x"):
+# one C pass, after which the hints are substring tests, or patterns that
+# start with a literal (the regex engine then jumps from one occurrence of it
+# to the next). A pattern without one costs 5 to 20 ns per character, tried
+# at every position; a translation or a substring test about 1. For ASCII
+# text each class test below holds exactly when the regex hint of
+# _candidates_regex does, or is a necessary condition of it that is then
+# confirmed by that hint.
+_CLASSES: Final = bytes(
+    48 if 48 <= byte <= 57 else 65 if 65 <= byte <= 90 else byte if byte in b" .-+" else 120
+    for byte in range(256)
+)
+# digits and the card separators -> "0": a card number is a run of 13 or more
+_CARD_CHARS: Final = bytes(48 if byte in b"0123456789 -" else 120 for byte in range(256))
+_CARD_RUN: Final = "0" * 13
+_CARD_HINT: Final = _DIGIT_HINTS[1][1]
+_IPV4_CLASS_HINT: Final = re.compile(r"0\.0{1,3}\.0{1,3}\.0").search
+_PHONE_CLASS_HINT: Final = re.compile(r"000[ .-]000").search
+_GITHUB_KEY: Final = re.compile("gh[pousr]_").search
+_A_KEY: Final = re.compile("A(?:Iza|KIA|SIA)").search
+
+
+def _candidates(text: str, wanted: int) -> int:
+    """The bits of the ``wanted`` presets that may occur in ``text``.
+
+    Every bit is a necessary condition of its preset: a preset whose bit is
+    clear matches nowhere in ``text``. Non-ASCII text (``\\d`` also matches
+    Unicode digits) takes the regular-expression hints.
+    """
+    if not text.isascii():
+        return _candidates_regex(text, wanted)
+    found = 0
+    if wanted & _BIT["email"] and "@" in text:
+        found |= _BIT["email"]
+    if wanted & _BIT["api_key"] and (
+        "sk-" in text or _GITHUB_KEY(text) is not None or _A_KEY(text) is not None
+    ):
+        found |= _BIT["api_key"]
+    if wanted & _BIT["ipv6"] and text.count(":") >= 2 and _IPV6_HINT.search(text) is not None:
+        found |= _BIT["ipv6"]
+    if not wanted & _DIGIT_BITS:
+        return found
+    raw = text.encode()
+    classes = raw.translate(_CLASSES).decode()
+    digits = classes.count("0")
+    if digits < 2:  # each digit preset needs two digits at least
+        return found
+    if wanted & _BIT["iban"] and "AA00" in classes:
+        found |= _BIT["iban"]
+    if (
+        wanted & _BIT["credit_card"]
+        and digits >= 13
+        and _CARD_RUN in raw.translate(_CARD_CHARS).decode()
+        and _CARD_HINT(text) is not None
+    ):
+        found |= _BIT["credit_card"]
+    if wanted & _BIT["ipv4"] and digits >= 4 and _IPV4_CLASS_HINT(classes) is not None:
+        found |= _BIT["ipv4"]
+    if wanted & _BIT["phone"] and ("+0" in classes or _PHONE_CLASS_HINT(classes) is not None):
+        found |= _BIT["phone"]
     return found
 
 
@@ -192,7 +256,16 @@ class Redactor:
     the mod-97 check to be redacted.
     """
 
-    __slots__ = ("_combined", "_custom", "_labels", "_mask", "_salt", "strategy")
+    __slots__ = (
+        "_combined",
+        "_custom",
+        "_known",
+        "_known_chars",
+        "_labels",
+        "_mask",
+        "_salt",
+        "strategy",
+    )
 
     def __init__(
         self,
@@ -215,6 +288,11 @@ class Redactor:
         self._mask = sum(_BIT[label] for label in self._labels)
         self._combined: dict[int, _Combined] = {}
         self._custom = _user_patterns(patterns)
+        # text -> its redaction. Recorded payloads repeat their strings (an agent
+        # resends the whole conversation every turn): a dict lookup (the hash is
+        # cached on the str) instead of a scan. Bounded by total characters.
+        self._known: dict[str, str] = {}
+        self._known_chars = 0
 
     def replacement(self, label: str, value: str) -> str:
         """What ``value`` (found as ``label``) is replaced with under this strategy."""
@@ -225,9 +303,9 @@ class Redactor:
         digest = hmac.new(self._salt, value.encode(), hashlib.sha256).hexdigest()[:12]
         return f"[{label}:{digest}]"
 
-    def _presets_for(self, value: str) -> _Combined | None:
+    def _presets_for(self, value: str, wanted: int) -> _Combined | None:
         """The alternation of the presets that can occur in ``value``, compiled once per set."""
-        mask = _candidates(value, self._mask)
+        mask = _candidates(value, wanted)
         if not mask:
             return None
         combined = self._combined.get(mask)
@@ -238,8 +316,27 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """``value`` with every finding replaced (the same object when there is none)."""
-        if self._labels and len(value) > 2:
-            combined = self._presets_for(value)
+        known = self._known.get(value)
+        if known is not None:
+            return value if known is _UNCHANGED else known
+        if len(value) <= 2:
+            return value
+        return self._remember(value, self._text(value, self._mask))
+
+    def _remember(self, value: str, redacted: str) -> str:
+        size = len(value)
+        if size <= _KNOWN_MAX_TEXT:
+            if self._known_chars + size > _KNOWN_MAX_CHARS:
+                # racing threads may both clear or miscount: only the bound's precision suffers
+                self._known.clear()
+                self._known_chars = 0
+            self._known[value] = _UNCHANGED if redacted is value else redacted
+            self._known_chars += size
+        return redacted
+
+    def _text(self, value: str, wanted: int) -> str:
+        if wanted and len(value) > 2:
+            combined = self._presets_for(value, wanted)
             if combined is not None:
                 value = combined.pattern.sub(combined.replace, value)
         for label, pattern in self._custom:
@@ -254,19 +351,51 @@ class Redactor:
 
     def json(self, value: Any) -> Any:
         """A copy of a JSON value with every string redacted (keys kept); unchanged parts shared."""
+        if self._custom or not isinstance(value, (dict, list)):
+            return self._walk(value, None)
+        # Strings not seen before are left as they are by the first walk and then
+        # tested together, joined: every preset hint is a substring of a finding,
+        # so a preset whose hint is absent from the joined text matches none of
+        # them. Most payloads hold no PII: one walk and a few C passes over the
+        # new text instead of a test per string.
+        misses: list[str] = []
+        out = self._walk(value, misses)
+        if not misses:
+            return out
+        wanted = _candidates("\n".join(misses), self._mask)
+        for text in misses:
+            self._remember(text, self._text(text, wanted) if wanted else text)
+        return self._walk(value, None) if wanted else out
+
+    def _walk(self, value: Any, misses: list[str] | None) -> Any:
+        """``value`` redacted from what is known; unknown strings go to ``misses`` (or text())."""
         if isinstance(value, str):
-            return self.text(value)
+            known = self._known.get(value)
+            if known is not None:
+                return value if known is _UNCHANGED else known
+            if misses is None:
+                return self.text(value)
+            if len(value) > 2:
+                misses.append(value)
+            return value
         if isinstance(value, dict):
-            changed = False
-            out = {}
+            copy = None
             for key, item in value.items():
-                new = self.json(item)
-                changed = changed or new is not item
-                out[key] = new
-            return out if changed else value
+                new = self._walk(item, misses)
+                if new is not item:
+                    if copy is None:
+                        copy = dict(value)
+                    copy[key] = new
+            return value if copy is None else copy
         if isinstance(value, list):
-            items = [self.json(item) for item in value]
-            return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+            items = None
+            for index, item in enumerate(value):
+                new = self._walk(item, misses)
+                if new is not item:
+                    if items is None:
+                        items = list(value)
+                    items[index] = new
+            return value if items is None else items
         return value
 
     # -- the sanitizers of each family ----------------------------------------------
@@ -340,6 +469,10 @@ def _user_patterns(
         compiled.append((label, regex))
     return compiled
 
+
+_UNCHANGED: Final = "\x00unchanged"  # a _known value: the text has nothing to redact
+_KNOWN_MAX_TEXT: Final = 1 << 16
+_KNOWN_MAX_CHARS: Final = 1 << 22
 
 _CALL_FIELDS: Final = ("metadata",)
 _ALL_FIELDS: Final = ("data", "metadata", "category_profile")

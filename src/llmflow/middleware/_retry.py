@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from llmflow._call import Call
+from llmflow._provider_error import header as _header
+from llmflow._provider_error import response_headers, status_code
 from llmflow._types import Json, LlmRequest
 from llmflow.middleware._recording import current_call, record_end, record_mark
 from llmflow.middleware._streams import before_first_chunk
@@ -44,36 +46,6 @@ _CONNECTION_CLASSES: Final = frozenset(
      "RemoteProtocolError"}
 )  # fmt: skip
 _CONNECTION_MODULES: Final = frozenset({"openai", "anthropic", "httpx", "httpx2"})
-
-
-def response_headers(exc: BaseException) -> Mapping[str, str] | None:
-    """The HTTP response headers an error carries (``headers`` or ``response.headers``)."""
-    headers = getattr(exc, "headers", None)
-    if headers is None:
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-    return headers if isinstance(headers, Mapping) or hasattr(headers, "get") else None
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    if headers is None:
-        return None
-    try:
-        value = headers.get(name)
-        if value is None and isinstance(headers, dict):  # plain dicts are case-sensitive
-            lowered = {str(k).lower(): v for k, v in headers.items()}
-            value = lowered.get(name)
-    except Exception:
-        return None
-    return value if isinstance(value, str) else None
-
-
-def status_code(exc: BaseException) -> int | None:
-    """The HTTP status of an error, when it has one."""
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool):
-        return status
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    return status if isinstance(status, int) and not isinstance(status, bool) else None
 
 
 def classify(exc: BaseException) -> str | None:

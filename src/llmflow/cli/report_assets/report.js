@@ -41,6 +41,7 @@
       row(table, "tokens", text);
     }
     row(table, "cost", span.cost);
+    row(table, "attempts", span.attempts);
     row(table, "error", span.error, "err");
     if (span.rejected) row(table, "guardrail", "rejected the call", "rej");
     row(table, "uuid", span.uuid);

@@ -119,7 +119,7 @@ class Call(Span):
         try:
             self.end_with_error(exc)
         except Exception as failure:
-            self.runtime.record_failure(f"{self.category}_call_end:record", failure)
+            self.runtime.count_failure(f"{self.category}_call_end:record", failure)
 
     async def __aenter__(self) -> Self:
         return self

@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from llmflow.atof import validate_stream
 from llmflow.exporters import AtofFileExporter
 from llmflow.testing import capture
 
+Install = Callable[[Runtime], Runtime]
 WAIT = 10.0  # generous upper bound for anything that should take milliseconds
 
 
@@ -68,9 +69,23 @@ def gate(runtime: Runtime) -> Iterator[Gate]:
         blocker.opened.set()
 
 
-def install(runtime: Runtime) -> Runtime:
-    runtime.install()  # the autouse fixture restores the previous default afterwards
-    return runtime
+@pytest.fixture
+def install() -> Iterator[Install]:
+    """``install(runtime)`` makes ``runtime`` the default for one test and shuts it down after.
+
+    Shut down at teardown, so no runtime of a test is left for the exit flush
+    to report on (the autouse fixture restores the previous default).
+    """
+    installed: list[Runtime] = []
+
+    def install_runtime(runtime: Runtime) -> Runtime:
+        runtime.install()
+        installed.append(runtime)
+        return runtime
+
+    yield install_runtime
+    for runtime in installed:
+        runtime.shutdown(timeout=WAIT)
 
 
 # -- ordering and flush -----------------------------------------------------------------
@@ -165,7 +180,9 @@ def test_flush_from_a_subscriber_fails_fast_instead_of_deadlocking(runtime: Runt
     assert "would wait for itself" in diagnostics.last_errors["subscriber:flushing"]
 
 
-def test_subscriber_may_emit_without_deadlocking_even_when_the_queue_is_full() -> None:
+def test_subscriber_may_emit_without_deadlocking_even_when_the_queue_is_full(
+    install: Install,
+) -> None:
     install(Runtime(queue_capacity=1))
 
     def echo(event: Event) -> None:
@@ -340,7 +357,9 @@ def test_deregistered_subscriber_receives_nothing_more() -> None:
 # -- overflow -------------------------------------------------------------------------------
 
 
-def test_drop_policy_counts_drops_and_reports_them_as_a_mark_when_delivery_resumes() -> None:
+def test_drop_policy_counts_drops_and_reports_them_as_a_mark_when_delivery_resumes(
+    install: Install,
+) -> None:
     runtime = install(Runtime(queue_capacity=4, overflow="drop"))
     blocker = Gate()
     subscribers.register("gate", blocker)
@@ -364,7 +383,7 @@ def test_drop_policy_counts_drops_and_reports_them_as_a_mark_when_delivery_resum
     assert diagnostics.emitted == diagnostics.delivered + diagnostics.dropped
 
 
-def test_drop_report_mark_is_written_by_exporters(tmp_path: Path) -> None:
+def test_drop_report_mark_is_written_by_exporters(tmp_path: Path, install: Install) -> None:
     install(Runtime(queue_capacity=2, overflow="drop"))
     path = tmp_path / "drops.jsonl"
     AtofFileExporter(path).register()
@@ -383,7 +402,7 @@ def test_drop_report_mark_is_written_by_exporters(tmp_path: Path) -> None:
     assert validate_stream(path) == []
 
 
-def test_block_policy_loses_nothing_when_the_queue_is_full() -> None:
+def test_block_policy_loses_nothing_when_the_queue_is_full(install: Install) -> None:
     runtime = install(Runtime(queue_capacity=2, overflow="block"))
     blocker = Gate()
     subscribers.register("gate", blocker)
@@ -573,7 +592,7 @@ def test_shut_down_runtime_refuses_emit_and_flush(runtime: Runtime) -> None:
     assert llmflow.get_runtime() is not runtime  # a fresh default replaces it
 
 
-def test_shutdown_delivers_what_is_queued_and_is_idempotent() -> None:
+def test_shutdown_delivers_what_is_queued_and_is_idempotent(install: Install) -> None:
     runtime = install(Runtime())
     seen: list[int] = []
     subscribers.register("seen", lambda event: seen.append(event.data), runtime=runtime)

@@ -102,7 +102,13 @@ async def aflush() -> None:
 
 
 def diagnostics() -> Diagnostics:
-    """Counters of the default runtime: delivered, queued, dropped, isolated failures."""
+    """Counters of the default runtime (see :class:`Diagnostics`); cheap to call.
+
+    ``emitted == delivered + failed + queued + dropped``; ``exporters[name]``
+    has ``received``/``exported``/``failed``/``dropped`` (``queued`` for a
+    background exporter) plus its ``stats()``; ``failures`` counts isolated
+    failures by ``kind:name`` source.
+    """
     return get_runtime().diagnostics()
 
 

@@ -119,7 +119,7 @@ class Call(Span):
         try:
             self.end_with_error(exc)
         except Exception as failure:
-            self.runtime.record_failure(f"{self.category}_call_end:record", failure)
+            self.runtime.count_failure(f"{self.category}_call_end:record", failure)
 
     async def __aenter__(self) -> Self:
         return self
@@ -177,7 +177,7 @@ def event_snapshot(runtime: Runtime, payload: Any, source: str) -> bytes | None:
     try:
         return snapshot(payload, "data")
     except FlowError as exc:
-        runtime.record_failure(source, exc)
+        runtime.count_failure(source, exc)
         return None
 
 
@@ -187,7 +187,7 @@ def annotate(runtime: Runtime, codec: Any, method: str, payload: Any) -> JsonObj
         return getattr(codec, method)(payload)  # type: ignore[no-any-return]
     except Exception as exc:
         schema = getattr(codec, "data_schema", None)
-        runtime.record_failure(f"codec:{getattr(schema, 'name', type(codec).__name__)}", exc)
+        runtime.count_failure(f"codec:{getattr(schema, 'name', type(codec).__name__)}", exc)
         return None
 
 
@@ -214,7 +214,7 @@ def sanitize(
                 return None
             raw = snapshot_of(payload)
         except Exception as exc:
-            runtime.record_failure(family.failure_source(entry.name), exc)
+            runtime.count_failure(family.failure_source(entry.name), exc)
             return None
     return payload, raw
 

@@ -85,7 +85,7 @@ def execute_in_span(
         try:
             end(None, error)
         except Exception as failure:  # never replace the application's exception
-            call.runtime.record_failure(f"{call.category}_call_end:record", failure)
+            call.runtime.count_failure(f"{call.category}_call_end:record", failure)
         raise error
     end(result, None)
     return result

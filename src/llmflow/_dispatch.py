@@ -32,18 +32,22 @@ from typing import Literal
 
 from ._event import Event, LineParts
 
-__all__ = ["Dispatcher", "OverflowPolicy"]
+__all__ = ["POLL", "Dispatcher", "OverflowPolicy", "new_signal", "send_signal"]
 
 OverflowPolicy = Literal["block", "drop"]
 _BATCH = 1024
 NAP = 0.002
 """Seconds the worker waits for more events before sleeping until woken."""
-_POLL = 0.1
+POLL = 0.1
 """Seconds between checks that a worker is alive while a flush waits."""
 
 
-def _signal(lock: _thread.LockType) -> None:
-    """Release ``lock`` unless it is already released (the signal is pending)."""
+def send_signal(lock: _thread.LockType) -> None:
+    """Release ``lock`` unless it is already released (the signal is pending).
+
+    A plain lock as a one-shot signal (see the module docstring); the
+    background exporter workers of ``llmflow.exporters`` use it too.
+    """
     # Not contextlib.suppress: its Python-level __exit__ is a point where a
     # signal handler could run; try/except adds none.
     try:  # noqa: SIM105
@@ -52,7 +56,8 @@ def _signal(lock: _thread.LockType) -> None:
         pass
 
 
-def _new_signal() -> _thread.LockType:
+def new_signal() -> _thread.LockType:
+    """A signal lock, not yet sent: ``acquire`` waits until :func:`send_signal`."""
     lock = _thread.allocate_lock()
     lock.acquire()
     return lock
@@ -74,7 +79,7 @@ class _Barrier(_Control):
     __slots__ = ("_done", "on_release")
 
     def __init__(self, on_release: Callable[[], None] | None = None) -> None:
-        self._done = _new_signal()
+        self._done = new_signal()
         self.on_release = on_release
 
     def release(self) -> None:
@@ -146,8 +151,8 @@ class Dispatcher:
 
     def _reset(self) -> None:
         self._queue: deque[_Item] = deque()
-        self._wake = _new_signal()
-        self._space = _new_signal()
+        self._wake = new_signal()
+        self._space = new_signal()
         self._running = _thread.allocate_lock()  # held by the one live worker
         self._drop_lock = threading.Lock()
         self._bytes_lock = threading.Lock()
@@ -207,7 +212,7 @@ class Dispatcher:
     def _wake_worker(self) -> None:
         if not self._running.locked():
             self._start_worker()
-        _signal(self._wake)
+        send_signal(self._wake)
 
     def _start_worker(self) -> None:
         _thread.start_new_thread(self._run, ())
@@ -232,7 +237,7 @@ class Dispatcher:
         # Waits in slices: should the worker be gone, a new one is started.
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            remaining = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+            remaining = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if barrier.wait(remaining):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
@@ -342,7 +347,7 @@ class Dispatcher:
                         break
             except IndexError:
                 pass
-            _signal(self._space)
+            send_signal(self._space)
             self._drain(batch)
             if stop:
                 return True

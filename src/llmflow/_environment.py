@@ -126,6 +126,6 @@ def install_from_environment(
             runtime.add_exporter(registered, exporter)
             installed.append(registered)
         except Exception as exc:  # a bad environment must never break the application
-            runtime.record_failure(f"exporter_config:{name}", exc)
+            runtime.count_failure(f"exporter_config:{name}", exc)
             sys.stderr.write(f"llmflow: {EXPORTERS_ENV}: {name} skipped: {exc}\n")
     return installed

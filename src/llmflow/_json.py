@@ -10,7 +10,6 @@ from ._credentials import scrub_bytes
 from ._errors import InvalidPayloadError
 
 __all__ = [
-    "check_metadata",
     "dumps",
     "dumps_payload",
     "json_form",
@@ -162,7 +161,3 @@ def metadata_snapshot(value: Any, param: str = "metadata") -> bytes | None:
         if not isinstance(key, str) or not key:
             raise InvalidPayloadError(f"{param}: keys must be non-empty strings, got {key!r}")
     return scrub_bytes(snapshot(value, param))  # type: ignore[arg-type]
-
-
-check_metadata = metadata_snapshot
-"""Former name of :func:`metadata_snapshot`, still used by ``_runtime``; do not use in new code."""

@@ -595,7 +595,7 @@ def _default_model_name(handle: LlmHandle, codec: RequestCodec, request: LlmRequ
     try:
         model = request.content.get("model") if read is None else read(request)
     except Exception as exc:
-        handle.runtime.record_failure(f"codec:{codec.data_schema.name}", exc)
+        handle.runtime.count_failure(f"codec:{codec.data_schema.name}", exc)
         return
     if isinstance(model, str) and model and (model.isascii() or _is_text(model)):
         handle.profile = {"model_name": model}

@@ -26,7 +26,7 @@ from ._dispatch import Dispatcher, OverflowPolicy
 from ._errors import DuplicateRegistrationError, RuntimeShutdownError, describe_exception
 from ._event import _UNSET as UNSET
 from ._event import Event, LineParts, Origin, line
-from ._json import check_metadata, dumps, snapshot
+from ._json import dumps, metadata_snapshot, snapshot
 from ._registry import Registry
 from ._types import DataSchema, Json
 from .exporters._base import Exporter, set_default_runtime
@@ -61,18 +61,69 @@ Recorder = Callable[
 _SANITIZABLE = frozenset({"data", "category_profile", "metadata"})
 
 
+def _recorder(build: Callable[..., Event | LineParts]) -> Callable[..., None]:
+    """A ``Runtime`` method that queues what ``build`` makes of an event's fields.
+
+    ``build`` is :class:`Event` or :func:`line` (the event as its JSONL line);
+    the rest (open-span bookkeeping, the byte bound of big payloads) is the same.
+    """
+
+    def record(
+        self: Runtime,
+        origin: Origin,
+        phase: Literal["start", "end"] | None,
+        timestamp_us: int,
+        data_raw: bytes | None,
+        data_schema: DataSchema | None,
+        metadata_raw: bytes | None,
+        profile_raw: bytes | None,
+    ) -> None:
+        item = build(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
+        if phase is not None:
+            if phase == "start":
+                self._open_spans[origin] = profile_raw
+            else:
+                self._open_spans.pop(origin, None)
+        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
+            self._dispatcher.put_big(item, len(data_raw))
+        else:
+            self.emit(item)
+
+    return record
+
+
 @dataclass(frozen=True)
 class Diagnostics:
     """A snapshot of a runtime's health counters.
 
-    ``delivered`` events were written by every exporter on the delivery
-    thread; ``failed`` ones were not (a failed write, an unserializable event);
-    ``dropped`` ones overflowed the queue. ``emitted`` is derived:
-    ``delivered + failed + queued + dropped``. ``exporters[name]`` holds one
-    exporter's ``received``/``exported``/``failed``/``dropped`` counters and
-    its ``stats()``. ``failures`` counts isolated failures by source, e.g.
+    Events handed to the runtime are counted once they settle:
+
+    * ``delivered``: written by every exporter on the delivery thread (and
+      shown to the subscribers);
+    * ``failed``: not written: its line could not be built, or an exporter on
+      the delivery thread rejected it (the largest count over those exporters);
+    * ``queued``: items still in the queue (pending flush barriers included);
+    * ``dropped``: discarded by a full queue under ``overflow="drop"`` (always
+      0 under ``"block"``).
+
+    ``emitted`` is computed, so ``emitted == delivered + failed + queued +
+    dropped`` always holds; it equals the number of events the application
+    emitted whenever no batch is in flight (e.g. after :meth:`Runtime.flush`).
+    The ``llmflow.events_dropped`` mark that reports drops is not counted.
+
+    ``exporters[name]`` holds one exporter's counters: ``received`` (handed
+    to it), ``exported`` (in batches it accepted), ``failed`` (in batches it
+    rejected or raised on, or whose line could not be built), ``dropped``
+    (background exporters only: overflowed its buffer or still buffered at
+    shutdown), ``queued`` (background exporters only: in its buffer), plus
+    the keys its ``stats()`` returns that do not clash with these. Once
+    ``flush()`` returned ``True``, ``received == exported + failed + dropped``
+    (+ ``queued``) holds for every exporter; background exporters are not part
+    of the runtime-level ``delivered``/``failed``.
+
+    ``failures`` counts isolated failures by source, e.g.
     ``{"subscriber:audit": 2, "sanitize_request:pii": 1}``; ``last_errors``
-    keeps the last message per source.
+    keeps the last ``"Type: message"`` per source.
     """
 
     delivered: int
@@ -157,7 +208,7 @@ class Runtime:
             deliver=self._deliver,
             flush_sinks=self._flush_exporters,
             report_drops=self._report_drops,
-            on_error=lambda exc: self.record_failure("delivery:worker", exc),
+            on_error=lambda exc: self.count_failure("delivery:worker", exc),
         )
         self.emit: Callable[[Event | LineParts], None] = self._dispatcher.put
         """Queue an event (or its line); never waits for delivery. After
@@ -207,7 +258,7 @@ class Runtime:
             # The worker still writes: closing its exporters under it would turn
             # queued events into failures (or, with a reused descriptor, write them
             # elsewhere). They stay open; the worker ends after the queue.
-            self.record_failure(
+            self.count_failure(
                 "delivery:shutdown",
                 TimeoutError(f"shutdown timed out with {self._dispatcher.depth} items queued"),
             )
@@ -224,49 +275,9 @@ class Runtime:
     def _emit_after_shutdown(self, *_event: object) -> None:
         self.check_open()
 
-    # ``record`` is one of these two; callers are type-checked against ``Recorder``.
-
-    def _record_event(
-        self,
-        origin: Origin,
-        phase: Literal["start", "end"] | None,
-        timestamp_us: int,
-        data_raw: bytes | None,
-        data_schema: DataSchema | None,
-        metadata_raw: bytes | None,
-        profile_raw: bytes | None,
-    ) -> None:
-        event = Event(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
-        if phase is not None:
-            if phase == "start":
-                self._open_spans[origin] = profile_raw
-            else:
-                self._open_spans.pop(origin, None)
-        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
-            self._dispatcher.put_big(event, len(data_raw))
-        else:
-            self.emit(event)
-
-    def _record_line(
-        self,
-        origin: Origin,
-        phase: Literal["start", "end"] | None,
-        timestamp_us: int,
-        data_raw: bytes | None,
-        data_schema: DataSchema | None,
-        metadata_raw: bytes | None,
-        profile_raw: bytes | None,
-    ) -> None:
-        parts = line(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
-        if phase is not None:
-            if phase == "start":
-                self._open_spans[origin] = profile_raw
-            else:
-                self._open_spans.pop(origin, None)
-        if data_raw is not None and len(data_raw) >= BIG_PAYLOAD:
-            self._dispatcher.put_big(parts, len(data_raw))
-        else:
-            self.emit(parts)
+    # ``record`` is one of these two, chosen by :meth:`_reconfigure`.
+    _record_event = _recorder(Event)
+    _record_line = _recorder(line)
 
     def end_abandoned(self) -> int:
         """Write an end for every span that was started and never ended; return how many.
@@ -285,7 +296,7 @@ class Runtime:
                 self.record(origin, "end", now_us(), None, None, marker, profile)
                 count += 1
             except Exception as exc:
-                self.record_failure("delivery:abandoned", exc)
+                self.count_failure("delivery:abandoned", exc)
         return count
 
     def _reconfigure(self) -> None:
@@ -367,7 +378,7 @@ class Runtime:
             raise TypeError("exporter: expected an object with export(), flush() and shutdown()")
         if name in self._exporters:
             raise DuplicateRegistrationError(f"name: exporter {name!r} is already registered")
-        slot = ExporterSlot(name, exporter, self.record_failure)
+        slot = ExporterSlot(name, exporter, self.count_failure)
         self._exporters = {**self._exporters, name: slot}
         attach = getattr(exporter, "attach", None)
         if callable(attach):
@@ -402,7 +413,7 @@ class Runtime:
 
     # -- diagnostics ---------------------------------------------------------------
 
-    def record_failure(self, source: str, exc: BaseException) -> None:
+    def count_failure(self, source: str, exc: BaseException) -> None:
         """Count an isolated failure of ``source`` (``"kind:name"``)."""
         kind, message = describe_exception(exc)
         with self._failure_lock:
@@ -457,14 +468,14 @@ class Runtime:
                         lines.append(event.line_parts())
                     except Exception as exc:  # one bad event never costs its batch
                         bad += 1
-                        self.record_failure("delivery:serialize", exc)
+                        self.count_failure("delivery:serialize", exc)
                         continue
                 events.append(event)
                 for sub in subscribers:
                     try:
                         sub.fn(event)
                     except BaseException as exc:  # even SystemExit: isolate, count
-                        self.record_failure(f"subscriber:{sub.name}", exc)
+                        self.count_failure(f"subscriber:{sub.name}", exc)
         else:
             lines = batch if line_sinks else None  # type: ignore[assignment]
             events = (
@@ -508,9 +519,9 @@ class Runtime:
                 if not isinstance(extra, Mapping):
                     raise TypeError(f"expected a mapping or None, got {type(extra).__name__}")
                 additions = {k: v for k, v in extra.items() if k not in metadata}
-                check_metadata(additions, "metadata")
+                metadata_snapshot(additions, "metadata")
             except BaseException as exc:  # fail open: skip this injector only
-                self.record_failure(f"metadata_injector:{entry.name}", exc)
+                self.count_failure(f"metadata_injector:{entry.name}", exc)
                 continue
             if additions:
                 metadata.update(additions)
@@ -533,11 +544,11 @@ class Runtime:
                         f"{sorted(_SANITIZABLE)}, got {update!r:.80}"
                     )
                 raws = {
-                    key: check_metadata(value) if key == "metadata" else snapshot(value, key)
+                    key: metadata_snapshot(value) if key == "metadata" else snapshot(value, key)
                     for key, value in update.items()
                 }
             except BaseException as exc:  # fail closed: drop every field it may touch
-                self.record_failure(f"{kind}_sanitizer:{entry.name}", exc)
+                self.count_failure(f"{kind}_sanitizer:{entry.name}", exc)
                 for key in ("data", "profile", "metadata"):
                     event._replace_payload(key, None)
                 return
@@ -570,7 +581,7 @@ class Runtime:
                 try:
                     reopen()
                 except Exception as exc:
-                    self.record_failure(f"exporter:{name}", exc)
+                    self.count_failure(f"exporter:{name}", exc)
 
 
 _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
@@ -612,7 +623,7 @@ def _create_default() -> Runtime:
         try:
             AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
         except Exception as exc:  # configuration must never crash the application
-            runtime.record_failure(f"config:{ATOF_PATH_ENV}", exc)
+            runtime.count_failure(f"config:{ATOF_PATH_ENV}", exc)
             _warn_once(
                 f"{ATOF_PATH_ENV}={path!r} cannot be used ({describe_exception(exc)[1]}); "
                 "events are not written to a file"

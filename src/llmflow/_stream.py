@@ -87,7 +87,7 @@ def stream_callbacks(
         try:
             fold(chunk)
         except Exception as exc:  # an unreadable chunk is the codec's failure, not the stream's
-            runtime.record_failure(source, exc)
+            runtime.count_failure(source, exc)
 
     def both(chunk: Json) -> None:
         user(chunk)  # type: ignore[misc]
@@ -237,7 +237,7 @@ class _StreamState:
             try:
                 response = self._finalizer()
             except Exception as exc:  # recorded on the end event, never raised
-                call.runtime.record_failure(f"stream_finalizer:{call.name}", exc)
+                call.runtime.count_failure(f"stream_finalizer:{call.name}", exc)
                 error = exc
         self._end(
             call,
@@ -248,7 +248,7 @@ class _StreamState:
         )
 
     def _record_close_failure(self, exc: BaseException) -> None:
-        self._call.runtime.record_failure(f"stream_close:{self._call.name}", exc)
+        self._call.runtime.count_failure(f"stream_close:{self._call.name}", exc)
 
 
 class LlmStream(_StreamState, AsyncIterator[Json]):

@@ -19,7 +19,6 @@ was shut down. Once a flush returned ``True``:
 
 from __future__ import annotations
 
-import _thread
 import inspect
 import threading
 import time
@@ -27,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from llmflow._dispatch import POLL, new_signal, send_signal
 from llmflow._event import Event, LineParts
 from llmflow.exporters._base import Exporter, ExportResult, LineExporter, PartialExportError
 
@@ -194,24 +194,6 @@ class _ExportFailed(Exception):
     """The reason recorded when an exporter reports failure without raising."""
 
 
-def _signal(lock: _thread.LockType) -> None:
-    # A plain lock as a one-shot signal, as in llmflow._dispatch: release() is one
-    # C call that a KeyboardInterrupt in the waiting main thread cannot split.
-    try:  # noqa: SIM105 - contextlib.suppress would add Python-level steps
-        lock.release()
-    except RuntimeError:
-        pass
-
-
-def _new_signal() -> _thread.LockType:
-    lock = _thread.allocate_lock()
-    lock.acquire()
-    return lock
-
-
-_POLL = 0.1
-
-
 class _BackgroundWorker:
     """The bounded buffer and worker thread of one background exporter.
 
@@ -226,8 +208,8 @@ class _BackgroundWorker:
         self._capacity = max(1, int(getattr(exporter, "buffer_capacity", 2_048)))
         self._batch_size = max(1, int(getattr(exporter, "batch_size", 512)))
         self._buffer: deque[Event] = deque()
-        self._wake = _new_signal()  # released to wake the worker
-        self._progress = _new_signal()  # released by the worker after each flush
+        self._wake = new_signal()  # released to wake the worker
+        self._progress = new_signal()  # released by the worker after each flush
         self._start_lock = threading.Lock()
         self._accepted = 0  # events ever put in the buffer
         self._flush_wanted = 0  # a flush is requested through this accepted count
@@ -258,7 +240,7 @@ class _BackgroundWorker:
         self._buffer.extend(events)
         self._accepted += len(events)
         self._start()
-        _signal(self._wake)
+        send_signal(self._wake)
 
     def _start(self) -> None:
         if self._thread is not None:
@@ -278,9 +260,9 @@ class _BackgroundWorker:
             return True
         self._flush_wanted = max(self._flush_wanted, target)
         self._start()
-        _signal(self._wake)
+        send_signal(self._wake)
         while self._flushed < target:
-            remaining = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+            remaining = POLL if deadline is None else min(POLL, deadline - time.monotonic())
             if remaining <= 0:
                 return False
             self._progress.acquire(timeout=remaining)
@@ -288,7 +270,7 @@ class _BackgroundWorker:
 
     def stop(self, deadline: float | None) -> bool:
         self._stopping = True
-        _signal(self._wake)
+        send_signal(self._wake)
         thread = self._thread
         done = True
         if thread is not None and thread.ident != threading.get_ident():
@@ -327,10 +309,10 @@ class _BackgroundWorker:
                     ok = False
                 self._flush_ok = ok
                 self._flushed = wanted
-                _signal(self._progress)
+                send_signal(self._progress)
                 continue
             if self._stopping:
                 self._flushed = self._accepted
-                _signal(self._progress)
+                send_signal(self._progress)
                 return
             self._wake.acquire()  # a release is never lost: it stays until taken

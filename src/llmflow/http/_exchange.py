@@ -173,7 +173,7 @@ class Exchange:
     def codec_failure(self, exc: Exception) -> None:
         codec = self.route.codec
         name = codec.data_schema.name if codec is not None else self.route.name
-        self.runtime.record_failure(f"codec:{name}", exc)
+        self.runtime.count_failure(f"codec:{name}", exc)
 
     def event_request(self) -> JsonObject:
         """The request as an event records it (credential headers stripped)."""

@@ -61,6 +61,47 @@ def _route_of(routes: tuple[Route, ...], request: httpx2.Request) -> Route | Non
     return route
 
 
+def _call_options(exchange: Exchange) -> dict[str, Any]:
+    """The keyword arguments of the managed call (streamed or not) for ``exchange``."""
+    return {
+        "attributes": _REMOTE,
+        "metadata": exchange.metadata or None,
+        "codec": exchange.codec,
+        "response_codec": exchange.codec,
+    }
+
+
+class _ChunkReader:
+    """The provider's SSE bytes as chunks, each with its own bytes (no I/O: both twins feed it).
+
+    Before a chunk is yielded, ``exchange.own``/``own_raw`` are set to it and
+    its bytes; an event that is no chunk (``SKIP``) goes out with the next one.
+    """
+
+    __slots__ = ("_exchange", "_pending", "_splitter")
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+        self._splitter = SseSplitter()
+        self._pending = b""
+
+    def feed(self, part: bytes) -> Iterator[Json]:
+        exchange = self._exchange
+        for raw, data in self._splitter.feed(part):
+            chunk = exchange.chunk_of(data)
+            if chunk is SKIP:  # its bytes go out with the next chunk
+                self._pending += raw
+                continue
+            pending = self._pending
+            exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
+            self._pending = b""
+            yield chunk
+
+    def finish(self) -> None:
+        """At the end of the body: what follows the last chunk becomes the exchange's tail."""
+        self._exchange.tail = self._pending + self._splitter.rest()
+
+
 def _open_embedder(exchange: Exchange) -> ScopeHandle:
     return push_scope(
         exchange.route.name,
@@ -123,10 +164,7 @@ class Transport(httpx2.BaseTransport):
                 route.name,
                 exchange.llm_request,
                 lambda req: self._send(exchange, req),
-                attributes=_REMOTE,
-                metadata=exchange.metadata or None,
-                codec=exchange.codec,
-                response_codec=exchange.codec,
+                **_call_options(exchange),
             )
         except GuardrailRejected as exc:
             return exchange.rejection(exc)
@@ -164,10 +202,7 @@ class Transport(httpx2.BaseTransport):
                 lambda req: self._events(exchange, req),
                 collect,
                 finalize,
-                attributes=_REMOTE,
-                metadata=exchange.metadata or None,
-                codec=exchange.codec,
-                response_codec=exchange.codec,
+                **_call_options(exchange),
             )
         except GuardrailRejected as exc:
             return exchange.rejection(exc)
@@ -181,9 +216,9 @@ class Transport(httpx2.BaseTransport):
             return
         exchange.started_stream(response)
         stream = cast(httpx2.SyncByteStream, response.stream)
-        splitter = SseSplitter()
-        pending = b""
+        reader = _ChunkReader(exchange)
         try:
+<<<<<<< HEAD
             if exchange.use_raw():
                 # The SDK gets the provider's bytes of each event as it completes; only
                 # the codec's fold reads the parsed chunk (no stream intercept needs it).
@@ -226,6 +261,11 @@ class Transport(httpx2.BaseTransport):
                         pending = b""
                         yield chunk
             exchange.tail = pending + splitter.rest()
+=======
+            for part in stream:
+                yield from reader.feed(part)
+            reader.finish()
+>>>>>>> cleanup10
         finally:
             stream.close()
 
@@ -311,10 +351,7 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
                 route.name,
                 exchange.llm_request,
                 lambda req: self._send(exchange, req),
-                attributes=_REMOTE,
-                metadata=exchange.metadata or None,
-                codec=exchange.codec,
-                response_codec=exchange.codec,
+                **_call_options(exchange),
             )
         except GuardrailRejected as exc:
             return exchange.rejection(exc)
@@ -353,10 +390,7 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
                 lambda req: self._events(exchange, req),
                 collect,
                 finalize,
-                attributes=_REMOTE,
-                metadata=exchange.metadata or None,
-                codec=exchange.codec,
-                response_codec=exchange.codec,
+                **_call_options(exchange),
             )
         except GuardrailRejected as exc:
             return exchange.rejection(exc)
@@ -371,9 +405,9 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
             return
         exchange.started_stream(response)
         stream = cast(httpx2.AsyncByteStream, response.stream)
-        splitter = SseSplitter()
-        pending = b""
+        reader = _ChunkReader(exchange)
         try:
+<<<<<<< HEAD
             if exchange.use_raw():
                 # The SDK gets the provider's bytes of each event as it completes; only
                 # the codec's fold reads the parsed chunk (no stream intercept needs it).
@@ -416,6 +450,12 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
                         pending = b""
                         yield chunk
             exchange.tail = pending + splitter.rest()
+=======
+            async for part in stream:
+                for chunk in reader.feed(part):
+                    yield chunk
+            reader.finish()
+>>>>>>> cleanup10
         finally:
             await stream.aclose()
 

@@ -245,7 +245,7 @@ class Budget:
         if not isinstance(usage, dict) or (
             usage.get("input_tokens") is None and usage.get("output_tokens") is None
         ):
-            get_runtime().record_failure(
+            get_runtime().count_failure(
                 f"budget:{self.name}",
                 LookupError("cannot read the usage of a response; charged its reservation"),
             )
@@ -258,7 +258,7 @@ class Budget:
             if isinstance(model, str) and model:
                 cost = price(model, usage, table=self._table)
             if cost is None:
-                get_runtime().record_failure(
+                get_runtime().count_failure(
                     "budget:unknown_price", LookupError(f"no price for model {model!r}")
                 )
             else:

@@ -206,7 +206,7 @@ class ResponseCache:
         if store is not None:
             with contextlib.suppress(sqlite3.Error):
                 store.close()
-        get_runtime().record_failure(f"cache:{self.name}", exc)
+        get_runtime().count_failure(f"cache:{self.name}", exc)
         warnings.warn(
             f"ResponseCache {self.name!r}: {what} ({type(exc).__name__}: {exc}); caching is "
             "disabled and calls go to the provider",
@@ -263,7 +263,7 @@ class ResponseCache:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:  # one bad row: a miss, not a failure
-            get_runtime().record_failure(f"cache:{self.name}", exc)
+            get_runtime().count_failure(f"cache:{self.name}", exc)
             return None
 
     def _put(self, key: str, value: Any) -> None:
@@ -273,7 +273,7 @@ class ResponseCache:
         try:
             payload = orjson.dumps(value)
         except TypeError as exc:  # not JSON: not cacheable, the call is unaffected
-            get_runtime().record_failure(f"cache:{self.name}", exc)
+            get_runtime().count_failure(f"cache:{self.name}", exc)
             return
         expires = None if self.ttl is None else self._clock() + self.ttl
         try:
@@ -301,7 +301,7 @@ class ResponseCache:
             try:
                 value = _decode_value(stored)
             except Exception as exc:  # a stored class that no longer loads: a miss
-                get_runtime().record_failure(f"cache:{self.name}", exc)
+                get_runtime().count_failure(f"cache:{self.name}", exc)
             else:
                 self._record(call, True)
                 return value
@@ -341,7 +341,7 @@ class ResponseCache:
                 return iter(chunks)
             return rechunk(stored["folded"], BUILT_IN[stored["codec"]])
         except Exception as exc:  # an entry this version cannot replay: a miss
-            get_runtime().record_failure(f"cache:{self.name}", exc)
+            get_runtime().count_failure(f"cache:{self.name}", exc)
             return None
 
 
@@ -375,7 +375,7 @@ class _Recorder(StreamTap):
             elif self.raw is not None:
                 self.raw.append(plain)
         except Exception as exc:  # an unfoldable stream is passed on, not cached
-            get_runtime().record_failure(f"cache:{self.cache.name}", exc)
+            get_runtime().count_failure(f"cache:{self.cache.name}", exc)
             self.broken = True
 
     def done(self) -> None:
@@ -385,7 +385,7 @@ class _Recorder(StreamTap):
             try:
                 folded = self.accumulator.finalize()
             except Exception as exc:
-                get_runtime().record_failure(f"cache:{self.cache.name}", exc)
+                get_runtime().count_failure(f"cache:{self.cache.name}", exc)
                 return
             self.cache._put(self.key, {"codec": self.codec.data_schema.name, "folded": folded})
         elif self.raw is not None:

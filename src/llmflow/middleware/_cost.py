@@ -218,7 +218,7 @@ class CostRecorder:
         if found is None:
             with self._lock:
                 self.unknown_models[model] += 1
-            (self._runtime or get_runtime()).record_failure(
+            (self._runtime or get_runtime()).count_failure(
                 "cost:unknown_model",
                 UnknownModelPrice(f"no price for model {model!r} (provider {facts.provider})"),
             )

@@ -53,4 +53,4 @@ def record_end(source: str, call: Call | None, metadata: JsonObject) -> None:
 
 def _count(source: str, call: Call | None, exc: Exception) -> None:
     runtime = call.runtime if call is not None else get_runtime()
-    runtime.record_failure(f"middleware:{source}", exc)
+    runtime.count_failure(f"middleware:{source}", exc)

@@ -20,7 +20,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -466,15 +466,7 @@ def _echo(api: str, body: dict[str, Any], reply: Reply) -> Reply:
     for item in items:
         if isinstance(item, dict) and item.get("role") == "user":
             last = _text_of(item.get("content"))
-    return Reply(
-        text=f"echo: {last}",
-        usage=reply.usage,
-        model=reply.model,
-        chunks=reply.chunks,
-        delay=reply.delay,
-        chunk_delay=reply.chunk_delay,
-        headers=reply.headers,
-    )
+    return replace(reply, text=f"echo: {last}")
 
 
 def _usage(reply: Reply) -> tuple[int, int, int, int]:

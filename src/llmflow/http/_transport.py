@@ -72,10 +72,14 @@ def _call_options(exchange: Exchange) -> dict[str, Any]:
 
 
 class _ChunkReader:
-    """The provider's SSE bytes as chunks, each with its own bytes (no I/O: both twins feed it).
+    """The provider's SSE bytes as chunks, or as folded event bytes (no I/O: both twins feed it).
 
-    Before a chunk is yielded, ``exchange.own``/``own_raw`` are set to it and
-    its bytes; an event that is no chunk (``SKIP``) goes out with the next one.
+    :meth:`feed` yields parsed chunks for the stream pipeline: before a chunk is
+    yielded, ``exchange.own``/``own_raw`` are set to it and its bytes. :meth:`feed_raw`
+    is the path when no stream intercept needs chunks: it folds each chunk into the
+    codec itself and yields the provider's bytes of each complete event, which the
+    relay passes to the SDK unchanged. In both, an event that is no chunk (``SKIP``)
+    goes out with the next one.
     """
 
     __slots__ = ("_exchange", "_pending", "_splitter")
@@ -96,6 +100,35 @@ class _ChunkReader:
             exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
             self._pending = b""
             yield chunk
+
+    def feed_raw(self, part: bytes) -> Iterator[bytes]:
+        exchange = self._exchange
+        splitter = self._splitter
+        if not splitter.buffer and part.startswith(b"data: {") and one_event(part):
+            # the usual read, one whole one-line event: no split
+            try:  # starts with "{": neither a comment nor [DONE]
+                chunk = loads(part[6:-2])
+            except JSONDecodeError:  # counted, sent with the next chunk
+                exchange.chunk_of(part[6:-2])
+                self._pending += part
+                return
+            exchange.fold(chunk)
+            yield self._with_pending(part)
+            return
+        for raw, data in splitter.feed(part):
+            chunk = exchange.chunk_of(data)
+            if chunk is SKIP:
+                self._pending += raw
+                continue
+            exchange.fold(chunk)
+            yield self._with_pending(raw)
+
+    def _with_pending(self, raw: bytes) -> bytes:
+        pending = self._pending
+        if not pending:
+            return raw
+        self._pending = b""
+        return pending + raw
 
     def finish(self) -> None:
         """At the end of the body: what follows the last chunk becomes the exchange's tail."""
@@ -218,54 +251,12 @@ class Transport(httpx2.BaseTransport):
         stream = cast(httpx2.SyncByteStream, response.stream)
         reader = _ChunkReader(exchange)
         try:
-<<<<<<< HEAD
-            if exchange.use_raw():
-                # The SDK gets the provider's bytes of each event as it completes; only
-                # the codec's fold reads the parsed chunk (no stream intercept needs it).
-                fold, chunk_of, feed = exchange.fold, exchange.chunk_of, splitter.feed
-                for part in stream:
-                    if not splitter.buffer and part.startswith(b"data: {") and one_event(part):
-                        # the usual read, one whole one-line event: no split
-                        try:  # starts with "{": neither a comment nor [DONE]
-                            chunk = loads(part[6:-2])
-                        except JSONDecodeError:  # counted, sent with the next chunk
-                            chunk_of(part[6:-2])
-                            pending += part
-                            continue
-                        fold(chunk)
-                        if pending:
-                            yield pending + part
-                            pending = b""
-                        else:
-                            yield part
-                        continue
-                    for raw, data in feed(part):
-                        chunk = chunk_of(data)
-                        if chunk is SKIP:  # its bytes go out with the next chunk, as below
-                            pending += raw
-                            continue
-                        fold(chunk)
-                        if pending:
-                            yield pending + raw
-                            pending = b""
-                        else:
-                            yield raw
-            else:
-                for part in stream:
-                    for raw, data in splitter.feed(part):
-                        chunk = exchange.chunk_of(data)
-                        if chunk is SKIP:  # its bytes go out with the next chunk
-                            pending += raw
-                            continue
-                        exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
-                        pending = b""
-                        yield chunk
-            exchange.tail = pending + splitter.rest()
-=======
+            # Without a stream intercept the SDK gets the provider's bytes of each event
+            # as it completes and only the codec's fold reads the parsed chunk.
+            feed = reader.feed_raw if exchange.use_raw() else reader.feed
             for part in stream:
-                yield from reader.feed(part)
+                yield from feed(part)
             reader.finish()
->>>>>>> cleanup10
         finally:
             stream.close()
 
@@ -407,55 +398,11 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
         stream = cast(httpx2.AsyncByteStream, response.stream)
         reader = _ChunkReader(exchange)
         try:
-<<<<<<< HEAD
-            if exchange.use_raw():
-                # The SDK gets the provider's bytes of each event as it completes; only
-                # the codec's fold reads the parsed chunk (no stream intercept needs it).
-                fold, chunk_of, feed = exchange.fold, exchange.chunk_of, splitter.feed
-                async for part in stream:
-                    if not splitter.buffer and part.startswith(b"data: {") and one_event(part):
-                        # the usual read, one whole one-line event: no split
-                        try:  # starts with "{": neither a comment nor [DONE]
-                            chunk = loads(part[6:-2])
-                        except JSONDecodeError:  # counted, sent with the next chunk
-                            chunk_of(part[6:-2])
-                            pending += part
-                            continue
-                        fold(chunk)
-                        if pending:
-                            yield pending + part
-                            pending = b""
-                        else:
-                            yield part
-                        continue
-                    for raw, data in feed(part):
-                        chunk = chunk_of(data)
-                        if chunk is SKIP:  # its bytes go out with the next chunk, as below
-                            pending += raw
-                            continue
-                        fold(chunk)
-                        if pending:
-                            yield pending + raw
-                            pending = b""
-                        else:
-                            yield raw
-            else:
-                async for part in stream:
-                    for raw, data in splitter.feed(part):
-                        chunk = exchange.chunk_of(data)
-                        if chunk is SKIP:  # its bytes go out with the next chunk
-                            pending += raw
-                            continue
-                        exchange.own, exchange.own_raw = chunk, pending + raw if pending else raw
-                        pending = b""
-                        yield chunk
-            exchange.tail = pending + splitter.rest()
-=======
+            feed = reader.feed_raw if exchange.use_raw() else reader.feed
             async for part in stream:
-                for chunk in reader.feed(part):
-                    yield chunk
+                for item in feed(part):
+                    yield item
             reader.finish()
->>>>>>> cleanup10
         finally:
             await stream.aclose()
 

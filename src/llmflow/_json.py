@@ -13,6 +13,7 @@ __all__ = [
     "dumps",
     "dumps_payload",
     "json_form",
+    "json_form_or_value",
     "metadata_snapshot",
     "snapshot",
 ]
@@ -43,6 +44,14 @@ def json_form(value: object) -> Any:
     if to_dict is not None and callable(to_dict) and not isinstance(value, type):
         return to_dict()
     return _NOT_AN_SDK_OBJECT
+
+
+def json_form_or_value(value: object) -> Any:
+    """:func:`json_form` of an SDK object; any other value is returned unchanged (shallow)."""
+    if type(value) is dict:
+        return value
+    form = json_form(value)
+    return value if form is _NOT_AN_SDK_OBJECT else form
 
 
 class _SentinelFound(Exception):

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from llmflow._json import json_form_or_value
 from llmflow._types import Json, JsonObject, LlmRequest
 from llmflow.codecs import (
     AnthropicMessagesCodec,
@@ -62,13 +63,6 @@ _NOT_PART_OF_THE_QUESTION = frozenset(
 )
 
 
-def _plain(value: Any) -> Any:
-    if type(value) is dict:
-        return value
-    dump = getattr(value, "model_dump", None)
-    return dump(mode="json") if dump is not None else value
-
-
 def codec_for_request(request: LlmRequest) -> Any | None:
     """The built-in codec of ``request`` (by headers and body shape), or ``None``."""
     body = request.content
@@ -103,7 +97,7 @@ def _typed_blocks(body: Mapping[str, Any]) -> bool:
 
 def codec_for_response(response: Json) -> Any | None:
     """The built-in codec of a provider response (by shape), or ``None``."""
-    body = _plain(response)
+    body = json_form_or_value(response)
     if not isinstance(body, dict):
         return None
     kind = body.get("object")
@@ -118,7 +112,7 @@ def codec_for_response(response: Json) -> Any | None:
 
 def codec_for_chunk(chunk: Json) -> Any | None:
     """The built-in codec of one stream chunk (by shape), or ``None``."""
-    body = _plain(chunk)
+    body = json_form_or_value(chunk)
     if not isinstance(body, dict):
         return None
     if body.get("object") == "chat.completion.chunk" or "choices" in body:
@@ -150,7 +144,7 @@ def carries_usage(chunk: Json, first: bool) -> bool:
     Folding only these chunks gives a response whose annotation has the
     stream's model and usage, at a fraction of the cost of folding the text.
     """
-    body = chunk if type(chunk) is dict else _plain(chunk)
+    body = chunk if type(chunk) is dict else json_form_or_value(chunk)
     if not isinstance(body, dict):
         return False
     if first or body.get("usage") is not None:
@@ -200,7 +194,7 @@ def rechunk(response: Json, codec: Any | None) -> Iterator[Json]:
     accumulator produces for the original stream. Raises ``TypeError`` when the
     codec is not a built-in one or the response is not an object.
     """
-    body = _plain(response)
+    body = json_form_or_value(response)
     if not isinstance(body, dict):
         raise TypeError(f"response: expected an object to re-stream, got {type(body).__name__}")
     if codec is CHAT or isinstance(codec, OpenAIChatCodec):

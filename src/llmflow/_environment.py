@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote
 
-from llmflow._runtime import ATOF_PATH_ENV, Runtime
+from llmflow._errors import describe_exception
+from llmflow._runtime import ATOF_PATH_ENV, Runtime, _warn_once
 from llmflow.exporters._base import Exporter
 
 __all__ = ["EXPORTERS_ENV", "VARIABLES", "install_from_environment", "parse_headers"]
@@ -104,13 +105,28 @@ _BUILDERS: dict[str, Callable[[Mapping[str, str]], Exporter | None]] = {
 def install_from_environment(
     runtime: Runtime, environ: Mapping[str, str] | None = None
 ) -> list[str]:
-    """Register the exporters ``LLMFLOW_EXPORTERS`` names on ``runtime``; return their names.
+    """Register the exporters the environment asks for on ``runtime``; return their names.
 
-    Registered as ``LLMFLOW_EXPORTERS:<name>``. Never raises: a failure is a
-    warning on stderr plus a count under ``exporter_config:<name>``.
+    ``LLMFLOW_ATOF_PATH`` first (registered under that name; a failure warns
+    once and is counted under ``config:LLMFLOW_ATOF_PATH``), then each exporter
+    ``LLMFLOW_EXPORTERS`` names, registered as ``LLMFLOW_EXPORTERS:<name>`` (a
+    failure warns and is counted under ``exporter_config:<name>``). Never raises.
     """
     environ = os.environ if environ is None else environ
     installed: list[str] = []
+    path = environ.get(ATOF_PATH_ENV)
+    if path:
+        from llmflow.exporters.jsonl import AtofFileExporter
+
+        try:
+            AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
+            installed.append(ATOF_PATH_ENV)
+        except Exception as exc:  # configuration must never crash the application
+            runtime.count_failure(f"config:{ATOF_PATH_ENV}", exc)
+            _warn_once(
+                f"{ATOF_PATH_ENV}={path!r} cannot be used ({describe_exception(exc)[1]}); "
+                "events are not written to a file"
+            )
     names = [item.strip().lower() for item in environ.get(EXPORTERS_ENV, "").split(",")]
     for name in dict.fromkeys(item for item in names if item):
         try:

@@ -616,19 +616,7 @@ def _create_default() -> Runtime:
             return _default
         runtime = Runtime()
         _default = runtime
-    path = os.environ.get(ATOF_PATH_ENV)
-    if path:
-        from .exporters.jsonl import AtofFileExporter
-
-        try:
-            AtofFileExporter(path, mode="append").register(ATOF_PATH_ENV, runtime=runtime)
-        except Exception as exc:  # configuration must never crash the application
-            runtime.count_failure(f"config:{ATOF_PATH_ENV}", exc)
-            _warn_once(
-                f"{ATOF_PATH_ENV}={path!r} cannot be used ({describe_exception(exc)[1]}); "
-                "events are not written to a file"
-            )
-    if os.environ.get("LLMFLOW_EXPORTERS"):
+    if os.environ.get(ATOF_PATH_ENV) or os.environ.get("LLMFLOW_EXPORTERS"):
         from ._environment import install_from_environment
 
         install_from_environment(runtime)

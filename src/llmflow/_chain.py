@@ -18,6 +18,7 @@ from ._drive import Step, call_user, drive_async, drive_sync, is_awaitable
 from ._errors import GuardrailRejected, MiddlewareProtocolError, ScopeError
 from ._families import Family, chain
 from ._json import dumps
+from ._registry import Entry
 from ._runtime import Runtime
 from ._scope import (
     Span,
@@ -201,33 +202,40 @@ def run_execution(
     entries = chain(runtime, family)
     if not entries:
         return call_user(func, request)
+    return _run_from(entries, 0, func, asynchronous, request)
 
-    def run(index: int, req: Any) -> Step[Any]:
-        if index == len(entries):
-            return (yield from call_user(func, req))
-        entry = entries[index]
-        active = True
 
-        innermost = index + 1 == len(entries)
+def _run_from(
+    entries: tuple[Entry[Any], ...],
+    index: int,
+    func: Callable[[Any], Any],
+    asynchronous: bool,
+    req: Any,
+) -> Step[Any]:
+    """Run ``entries[index:]`` around ``func`` (a module-level function: no closure cycle,
+    so a call's pipeline objects are freed by reference counting, not by the collector)."""
+    if index == len(entries):
+        return (yield from call_user(func, req))
+    entry = entries[index]
+    active = True
+    innermost = index + 1 == len(entries)
 
-        def next_(new_request: Any = _SAME) -> Any:
-            if not active:
-                raise MiddlewareProtocolError(
-                    f"execution intercept {entry.name!r} called next() after it returned"
-                )
-            forwarded = req if new_request is _SAME else new_request
-            if innermost and asynchronous:  # no driver needed around the provider itself
-                result = func(forwarded)
-                return result if is_awaitable(result) else _resolved(result)
-            step = run(index + 1, forwarded)
-            return drive_async(step) if asynchronous else drive_sync(step)
+    def next_(new_request: Any = _SAME) -> Any:
+        if not active:
+            raise MiddlewareProtocolError(
+                f"execution intercept {entry.name!r} called next() after it returned"
+            )
+        forwarded = req if new_request is _SAME else new_request
+        if innermost and asynchronous:  # no driver needed around the provider itself
+            result = func(forwarded)
+            return result if is_awaitable(result) else _resolved(result)
+        step = _run_from(entries, index + 1, func, asynchronous, forwarded)
+        return drive_async(step) if asynchronous else drive_sync(step)
 
-        try:
-            return (yield from call_user(entry.fn, req, next_))
-        finally:
-            active = False
-
-    return run(0, request)
+    try:
+        return (yield from call_user(entry.fn, req, next_))
+    finally:
+        active = False
 
 
 async def _resolved(value: T) -> T:

@@ -22,6 +22,7 @@ from llmflow._drive import drive_sync
 from llmflow._errors import FlowError, MiddlewareProtocolError, SyncCallbackError
 from llmflow._families import LLM_STREAM_EXECUTION, chain
 from llmflow._json import metadata_snapshot
+from llmflow._registry import Entry
 from llmflow._scope import _STACK, enter_span
 from llmflow._types import Json, JsonObject, LlmRequest
 from llmflow._validate import check_callable
@@ -146,31 +147,41 @@ def _opener(
     until the stream has ended; after that it raises :class:`MiddlewareProtocolError`.
     """
     entries = chain(call.runtime, LLM_STREAM_EXECUTION)
+    return lambda request: _build(call, entries, func, wrap, 0, request)
 
-    def build(index: int, req: LlmRequest) -> Any:
-        if index == len(entries):
-            return wrap(func(req), "func")
-        entry = entries[index]
 
-        def next_(new_request: Any = _SAME) -> Any:
-            if call.ended:
-                raise MiddlewareProtocolError(
-                    f"stream execution intercept {entry.name!r} called next() after the "
-                    f"stream {call.name!r} ended"
-                )
-            return build(index + 1, req if new_request is _SAME else new_request)
+def _build(
+    call: Call,
+    entries: tuple[Entry[Any], ...],
+    func: Callable[[LlmRequest], Any],
+    wrap: Callable[[Any, str], Any],
+    index: int,
+    req: LlmRequest,
+) -> Any:
+    """The iterator of ``entries[index:]`` around ``func`` (module level: no closure
+    cycle, so the call is freed by reference counting when its stream is done)."""
+    if index == len(entries):
+        return wrap(func(req), "func")
+    entry = entries[index]
 
-        # The call is the current span while the intercept builds its iterator, as it is
-        # for execution intercepts, so middleware can record on the call's end event.
-        outer = _STACK.get()
-        enter_span(call)
-        try:
-            produced = entry.fn(req, next_)
-        finally:
-            _STACK.set(outer)
-        return wrap(produced, f"stream execution intercept {entry.name!r}")
+    def next_(new_request: Any = _SAME) -> Any:
+        if call.ended:
+            raise MiddlewareProtocolError(
+                f"stream execution intercept {entry.name!r} called next() after the "
+                f"stream {call.name!r} ended"
+            )
+        forwarded = req if new_request is _SAME else new_request
+        return _build(call, entries, func, wrap, index + 1, forwarded)
 
-    return lambda request: build(0, request)
+    # The call is the current span while the intercept builds its iterator, as it is
+    # for execution intercepts, so middleware can record on the call's end event.
+    outer = _STACK.get()
+    enter_span(call)
+    try:
+        produced = entry.fn(req, next_)
+    finally:
+        _STACK.set(outer)
+    return wrap(produced, f"stream execution intercept {entry.name!r}")
 
 
 def open_stream(

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -429,6 +429,96 @@ def test_events_are_queued_as_lines_only_while_line_exporters_alone_consume_them
         "with-event-exporter",
         "file-only-last",
     ]
+
+
+def _tag_llm_ends(seen: list[str]) -> Callable[[Event], dict[str, object] | None]:
+    def inject(event: Event) -> dict[str, object] | None:
+        seen.append(f"{event.category}:{event.scope_category or 'mark'}")
+        if event.category == "llm" and event.scope_category == "end":
+            return {"tag": "priced"}
+        return None
+
+    return inject
+
+
+def test_an_injector_that_declares_its_events_sees_only_those_and_the_rest_stay_lines(
+    tmp_path: Path, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued: list[str] = []
+    original = runtime.emit
+
+    def spy(item: object) -> None:
+        queued.append("event" if isinstance(item, Event) else "line")
+        original(item)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime, "emit", spy)
+    AtofFileExporter(tmp_path / "a.jsonl").register()
+    seen: list[str] = []
+    llmflow.events.register_metadata_injector(
+        "cost", 0, _tag_llm_ends(seen), categories=["llm"], phases=["end"]
+    )
+    _workload()
+    llmflow.flush()
+    assert seen == ["llm:end"]
+    # scope start, two marks, llm start: lines; llm end: event; scope end: line
+    assert queued == ["line", "line", "line", "line", "event", "line"]
+    lines = [orjson.loads(raw) for raw in (tmp_path / "a.jsonl").read_bytes().splitlines()]
+    tagged = [
+        (e["category"], e["scope_category"])
+        for e in lines
+        if e["metadata"] and "tag" in e["metadata"]
+    ]
+    assert tagged == [("llm", "end")]
+    assert lines[4]["metadata"] == {"tenant": 7, "tag": "priced"}
+
+    # A subscriber brings every event back as an Event; the injector still sees its own.
+    seen.clear()
+    subscribers.register("sub", lambda event: None)
+    _workload()
+    llmflow.flush()
+    assert seen == ["llm:end"]
+
+
+@pytest.mark.parametrize("timestamp_format", ["rfc3339", "epoch_us"])
+def test_declaring_an_injectors_events_never_changes_the_file(
+    tmp_path: Path, timestamp_format: str
+) -> None:
+    written = {}
+    for mode in ("declared", "undeclared"):
+        rt = Runtime(timestamp_format=timestamp_format)  # type: ignore[arg-type]
+        rt.install()
+        path = tmp_path / f"{mode}.jsonl"
+        AtofFileExporter(path).register(runtime=rt)
+        seen: list[str] = []
+        if mode == "declared":
+            llmflow.events.register_metadata_injector(
+                "tag", 0, _tag_llm_ends(seen), categories={"llm"}, runtime=rt
+            )
+        else:
+            llmflow.events.register_metadata_injector("tag", 0, _tag_llm_ends(seen), runtime=rt)
+        _workload()
+        rt.shutdown()
+        written[mode] = _normalized(path)
+    assert len(written["declared"]) == 6
+    assert written["declared"] == written["undeclared"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "names"),
+    [
+        ({"categories": "llm"}, llmflow.ParameterTypeError, "categories"),
+        ({"categories": [1]}, llmflow.ParameterTypeError, "categories"),
+        ({"categories": [""]}, llmflow.InvalidParameterError, "categories"),
+        ({"phases": ["begin"]}, llmflow.InvalidParameterError, "phases"),
+        ({"phases": 3}, llmflow.ParameterTypeError, "phases"),
+    ],
+)
+def test_a_bad_injector_filter_is_refused_naming_the_parameter(
+    kwargs: dict[str, Any], error: type[Exception], names: str, runtime: Runtime
+) -> None:
+    with pytest.raises(error, match=names):
+        llmflow.events.register_metadata_injector("bad", 0, lambda event: None, **kwargs)
+    assert not runtime.injectors.entries
 
 
 # -- the exporter protocol: passive exporters, background workers, counters (issue 10) ----

@@ -19,7 +19,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ._clock import new_uuid7, now_us
 from ._dispatch import Dispatcher, OverflowPolicy
@@ -35,6 +35,7 @@ from .exporters._worker import ExporterSlot
 __all__ = [
     "Diagnostics",
     "EventHook",
+    "FilteredHook",
     "Runtime",
     "SanitizerKind",
     "get_runtime",
@@ -90,6 +91,46 @@ def _recorder(build: Callable[..., Event | LineParts]) -> Callable[..., None]:
             self.emit(item)
 
     return record
+
+
+EventPhase = Literal["start", "end", "mark"]
+PHASES: Final[frozenset[str]] = frozenset(("start", "end", "mark"))
+
+
+class FilteredHook:
+    """A metadata injector that runs only on the events it selects.
+
+    ``categories`` (``None``: all) and ``phases`` (``"start"``, ``"end"``,
+    ``"mark"``; ``None``: all) are what the injector declared at registration.
+    Knowing them lets the runtime queue every other event as its finished line
+    (see :meth:`Runtime._reconfigure`).
+    """
+
+    __slots__ = ("categories", "fn", "phases")
+
+    def __init__(
+        self,
+        fn: EventHook,
+        categories: frozenset[str] | None,
+        phases: frozenset[str] | None,
+    ) -> None:
+        self.fn = fn
+        self.categories = categories
+        self.phases = phases
+
+    def selects(self, category: str | None, phase: str) -> bool:
+        """Whether an event of ``category`` in ``phase`` (``"mark"`` for marks) is selected."""
+        return (self.categories is None or category in self.categories) and (
+            self.phases is None or phase in self.phases
+        )
+
+    def __call__(self, event: Event) -> Mapping[str, Json] | None:
+        if self.selects(event.category, event.scope_category or "mark"):
+            return self.fn(event)
+        return None
+
+    def __repr__(self) -> str:
+        return f"FilteredHook({self.fn!r}, categories={self.categories}, phases={self.phases})"
 
 
 @dataclass(frozen=True)
@@ -199,6 +240,7 @@ class Runtime:
         self._failures: Counter[str] = Counter()
         self._last_errors: dict[str, str] = {}
         self._failure_lock = threading.Lock()
+        self._selective: tuple[FilteredHook, ...] = ()
         self._open_spans: dict[Origin, bytes | None] = {}
         """Spans started and not yet ended, with their start's profile (see ``end_abandoned``)."""
         self._dispatcher = Dispatcher(
@@ -275,9 +317,29 @@ class Runtime:
     def _emit_after_shutdown(self, *_event: object) -> None:
         self.check_open()
 
-    # ``record`` is one of these two, chosen by :meth:`_reconfigure`.
+    # ``record`` is one of these, chosen by :meth:`_reconfigure`.
     _record_event = _recorder(Event)
     _record_line = _recorder(line)
+
+    def _record_selected(
+        self,
+        origin: Origin,
+        phase: Literal["start", "end"] | None,
+        timestamp_us: int,
+        data_raw: bytes | None,
+        data_schema: DataSchema | None,
+        metadata_raw: bytes | None,
+        profile_raw: bytes | None,
+    ) -> None:
+        """Lines, except events a :class:`FilteredHook` injector selects."""
+        category, kind = origin.category, phase or "mark"
+        for hook in self._selective:
+            if hook.selects(category, kind):
+                record = self._record_event
+                break
+        else:
+            record = self._record_line
+        record(origin, phase, timestamp_us, data_raw, data_schema, metadata_raw, profile_raw)
 
     def end_abandoned(self) -> int:
         """Write an end for every span that was started and never ended; return how many.
@@ -311,14 +373,22 @@ class Runtime:
                 return
             exporters = self._exporters
             self._sinks = tuple(exporters.values())
+            injectors = self.injectors.entries
+            selective = tuple(e.fn for e in injectors if isinstance(e.fn, FilteredHook))
             lines_only = (
                 bool(exporters)
                 and all(slot.line_sink is not None for slot in self._sinks)
                 and not self.subscribers.entries
-                and not self.injectors.entries
+                and len(selective) == len(injectors)
                 and not any(registry.entries for registry in self.sanitizers.values())
             )
-            self.record = self._record_line if lines_only else self._record_event
+            self._selective = selective
+            if not lines_only:
+                self.record = self._record_event
+            else:
+                # Injectors that declared their events get those as events; every
+                # other event is still queued as its finished line.
+                self.record = self._record_selected if selective else self._record_line
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted before the call is delivered and exported.

@@ -179,7 +179,10 @@ class CostRecorder:
     ) -> CostRecorder:
         """Register as a metadata injector on ``runtime`` (default: the current one)."""
         rt = runtime or get_runtime()
-        register_metadata_injector(name, priority, self, runtime=rt)
+        # It prices LLM ends only; saying so keeps every other event on the fast path.
+        register_metadata_injector(
+            name, priority, self, categories=("llm",), phases=("end",), runtime=rt
+        )
         self._runtime, self._name = rt, name
         return self
 

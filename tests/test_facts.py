@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmflow.atof import span_facts
-from llmflow.atof._facts import request_facts
+from llmflow.atof._facts import end_model_and_provider, request_facts
 
 
 def _start(**extra: object) -> dict[str, object]:
@@ -86,3 +86,24 @@ def test_request_facts_say_what_span_facts_of_an_open_span_say(
     start = _start(category_profile=profile, metadata=metadata, data_schema=schema)
     facts = span_facts(start, None)
     assert request_facts(start) == (facts.model, facts.provider)
+
+
+_end_profiles = _profiles | st.fixed_dictionaries(
+    {},
+    optional={
+        "model_name": st.none() | _names,
+        "annotated_response": st.none()
+        | _values
+        | st.fixed_dictionaries({}, optional={"model": st.none() | _names | st.integers()}),
+    },
+)
+
+
+@given(profile=_end_profiles, metadata=_metadata, schema=_schemas)
+def test_end_model_and_provider_say_what_span_facts_of_the_end_alone_say(
+    profile: object, metadata: object, schema: object
+) -> None:
+    end = _start(category_profile=profile, metadata=metadata, data_schema=schema)
+    end["scope_category"] = "end"
+    facts = span_facts(end, end, duration_us=0)
+    assert end_model_and_provider(end) == (facts.model, facts.provider)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -439,3 +440,36 @@ def test_anthropic_sdk_cache_reads_are_priced_once_and_discounted(
     assert plain.metadata["cost.usd"] == pytest.approx(expected)
     assert streamed.metadata["cost.usd"] == pytest.approx(expected)
     assert plain.category_profile["annotated_response"]["usage"]["input_tokens"] == 1000
+
+
+_counts = st.none() | st.integers(min_value=0, max_value=10**9)
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+)
+
+
+@given(
+    usage=st.fixed_dictionaries(
+        {},
+        optional=dict.fromkeys(_USAGE_FIELDS, _counts),
+    ),
+    model=st.sampled_from(["gpt-4o", "claude-3-5-sonnet-20241022", "o1", "gemini-1.5-pro"]),
+)
+def test_a_plain_dict_usage_prices_as_the_same_usage_through_the_checked_path(
+    usage: dict[str, int | None], model: str
+) -> None:
+    class ReadOnly(Mapping[str, Any]):  # not a dict: takes the checked path
+        def __getitem__(self, key: str) -> Any:
+            return usage[key]
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(usage)
+
+        def __len__(self) -> int:
+            return len(usage)
+
+    assert price(model, usage) == price(model, ReadOnly())

@@ -109,6 +109,32 @@ def request_facts(start: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return (model if type(model) is str else None), provider
 
 
+def _model_and_provider(
+    start: Mapping[str, Any],
+    closing: Mapping[str, Any],
+    response: Mapping[str, Any],
+    start_profile: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+) -> tuple[object, str | None]:
+    model = response.get("model") or _start_model(start_profile)
+    provider = None
+    if metadata or start.get("data_schema") or closing.get("data_schema"):
+        provider = provider_of(closing) or provider_of(start)
+    return model, provider
+
+
+def end_model_and_provider(end: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(model, provider)`` of an LLM end event on its own: ``span_facts(end, end)``'s.
+
+    For a reader of single end events (``CostRecorder``) that needs no other
+    fact. Never raises on odd field types (they read as ``None``).
+    """
+    profile = _dict(end.get("category_profile"))
+    response = _dict(profile.get("annotated_response"))
+    model, provider = _model_and_provider(end, end, response, profile, _dict(end.get("metadata")))
+    return (model if type(model) is str else None), provider
+
+
 def span_facts(
     start: Mapping[str, Any], end: Mapping[str, Any] | None, *, duration_us: int | None = None
 ) -> SpanFacts:
@@ -128,10 +154,7 @@ def span_facts(
     duration = duration_us
     if end is not None and duration is None:
         duration = timestamp_us(end["timestamp"]) - timestamp_us(start["timestamp"])
-    model = response.get("model") or _start_model(start_profile)
-    provider = None
-    if metadata or start.get("data_schema") or closing.get("data_schema"):
-        provider = provider_of(closing) or provider_of(start)
+    model, provider = _model_and_provider(start, closing, response, start_profile, metadata)
     get = metadata.get
     cost = get("cost.usd")
     error_type = get("exception.type")

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from llmflow._event import Event
 from llmflow._runtime import Runtime, get_runtime
-from llmflow.atof import span_facts
+from llmflow.atof._facts import end_model_and_provider
 from llmflow.codecs import Usage
 from llmflow.events import deregister_metadata_injector, register_metadata_injector
 from llmflow.middleware._prices import ModelPrices, Price, PriceTable, Tiered, bundled_table
@@ -85,7 +85,14 @@ def _rate(price: Price | None, input_tokens: int) -> float | None:
 def cost_of(prices: ModelPrices, usage: Mapping[str, Any] | Usage, source: str) -> Cost | None:
     """Apply the pricing rules of this module to ``usage``; ``None`` when it has no counts
     or counts tokens the model has no price for."""
-    counts = {name: _count(usage, name) for name in _FIELDS}
+    if type(usage) is dict and all(type(usage.get(n, 0)) is int for n in _FIELDS):
+        # The usage of an end event: plain ints (or absent), read without the checks.
+        get = usage.get
+        counts = {name: get(name) for name in _FIELDS}
+        if any(value < 0 for value in counts.values() if value is not None):
+            counts = {name: _count(usage, name) for name in _FIELDS}  # raises, naming it
+    else:
+        counts = {name: _count(usage, name) for name in _FIELDS}
     if counts["input_tokens"] is None and counts["output_tokens"] is None:
         return None
     prompt = counts["input_tokens"] or 0
@@ -150,7 +157,7 @@ class CostRecorder:
     """Metadata injector writing ``cost.usd`` and ``cost.source`` on every LLM end event.
 
     Reads model, provider and usage from the end event itself (its
-    ``annotated_response`` and ``model_name``, via :func:`llmflow.atof.span_facts`),
+    ``annotated_response`` and ``model_name``, as :func:`llmflow.atof.span_facts` does),
     so managed, streamed, manual and transport calls are priced alike, on the
     delivery thread, with no change to the call path. ``cost.usd`` is ``null``
     when the model or the usage is unknown; an unknown model is also counted in
@@ -202,28 +209,25 @@ class CostRecorder:
             return {"cost.usd": 0.0, "cost.source": REPLAY_SOURCE}
         schema = event.data_schema
         profile = event.category_profile
-        # Only what span_facts reads for model and provider; duration_us given so
-        # it neither formats nor parses the timestamp (the injector needs none).
+        # Only the fields model and provider are read from (the wire form's names).
         wire = {
-            "name": event.name,
             "metadata": metadata,
             "category_profile": profile,
             "data_schema": None if schema is None else {"name": schema.name},
         }
-        facts = span_facts(wire, wire, duration_us=0)
+        model, provider = end_model_and_provider(wire)
         response = profile.get("annotated_response") if profile else None
         usage = response.get("usage") if type(response) is dict else None
-        model = facts.model
         if model is None:
             return {"cost.usd": None}
         table = self._table or self.table
-        found = table.lookup(model, facts.provider)
+        found = table.lookup(model, provider)
         if found is None:
             with self._lock:
                 self.unknown_models[model] += 1
             (self._runtime or get_runtime()).count_failure(
                 "cost:unknown_model",
-                UnknownModelPrice(f"no price for model {model!r} (provider {facts.provider})"),
+                UnknownModelPrice(f"no price for model {model!r} (provider {provider})"),
             )
             return {"cost.usd": None}
         if not isinstance(usage, dict):

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from llmflow._clock import now_us, parse_timestamp
+from llmflow._clock import now_us
 from llmflow._event import Event, LineParts
 from llmflow.atof import SpanFacts, span_facts
 from llmflow.atof._facts import request_facts
+from llmflow.atof._timestamps import timestamp_us
 from llmflow.atof._wire import EventSource, wire_events, with_annotations
 from llmflow.exporters._base import BaseExporter, ExportResult
 
@@ -270,7 +271,7 @@ class _SpanBuilder:
         self.last_us = 0
 
     def consume(self, event: Mapping[str, Any]) -> None:
-        ts_us = parse_timestamp(event["timestamp"])
+        ts_us = timestamp_us(event["timestamp"])
         self.last_us = max(self.last_us, ts_us)
         phase = event.get("scope_category")
         if event.get("kind") == "mark" or phase is None:
@@ -400,7 +401,7 @@ class _SpanBuilder:
             span.set_attribute("error.type", _ABANDONED)
             span.set_attribute(_ABANDONED, True)
             span.set_status(Status(StatusCode.ERROR, "the span never ended; exported at shutdown"))
-            start_us = parse_timestamp(opened.start["timestamp"])
+            start_us = timestamp_us(opened.start["timestamp"])
             self._finish(uuid, span, max(ts_us, start_us + 1))
             count += 1
         self.abandoned += count

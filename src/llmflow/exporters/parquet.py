@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from llmflow._clock import parse_timestamp
 from llmflow._event import Event, LineParts
 from llmflow.atof import read_events, span_facts
+from llmflow.atof._timestamps import timestamp_us as parse_wire_timestamp
 from llmflow.exporters._base import BaseExporter, ExportResult
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class _Rows:
         columns = self.columns
         timestamp = event["timestamp"]
         if timestamp_us is None:
-            timestamp_us = parse_timestamp(timestamp)
+            timestamp_us = parse_wire_timestamp(timestamp)
         phase = event.get("scope_category")
         columns["kind"].append(event.get("kind"))
         columns["atof_version"].append(event.get("atof_version"))

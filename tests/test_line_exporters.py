@@ -513,3 +513,17 @@ def test_a_line_exporter_that_raises_is_counted_and_isolated(runtime: Runtime) -
     assert diagnostics.exporters["broken"]["failed"] == 3
     assert diagnostics.failures["exporter:broken"] >= 1
     assert diagnostics.last_errors["exporter:broken"] == "OSError: disk gone"
+
+
+def test_paced_yields_every_item_in_order_and_pauses_after_each_slice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmflow.exporters import _worker
+
+    pauses: list[float] = []
+    monkeypatch.setattr(_worker.time, "sleep", pauses.append)
+    assert list(_worker.paced(range(5))) == [0, 1, 2, 3, 4]
+    assert pauses == []  # five items take far less than a slice
+    monkeypatch.setattr(_worker, "GIL_SLICE", 0.0)
+    assert list(_worker.paced(iter("abc"))) == ["a", "b", "c"]
+    assert pauses == [_worker.GIL_PAUSE] * 3

@@ -24,14 +24,41 @@ import inspect
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from llmflow._dispatch import POLL, new_signal, send_signal
 from llmflow._event import Event, LineParts
 from llmflow.exporters._base import Exporter, ExportResult, LineExporter, PartialExportError
 
-__all__ = ["ExporterSlot", "outcome", "takes_timeout"]
+__all__ = ["ExporterSlot", "outcome", "paced", "takes_timeout"]
+
+T = TypeVar("T")
+
+GIL_SLICE = 0.001
+"""Seconds of Python work a background exporter does before :func:`paced` pauses."""
+GIL_PAUSE = 0.00005
+"""Seconds :func:`paced` sleeps: the interpreter lock goes to a waiting application thread."""
+
+
+def paced(items: Iterable[T]) -> Iterator[T]:
+    """Iterate ``items``, sleeping ``GIL_PAUSE`` after every ``GIL_SLICE`` of work.
+
+    For a background exporter's own Python work (rows, spans), which holds the
+    interpreter lock: an application thread that wants the lock gets it within
+    about a millisecond, instead of after the interpreter's 5 ms switch
+    interval, and keeps it for up to that interval. Work that releases the lock
+    (compression, sockets, disk) needs no pacing. Costs the exporter about 5 %
+    of its throughput while nothing else runs.
+    """
+    clock = time.perf_counter
+    due = clock() + GIL_SLICE
+    for item in items:
+        yield item
+        if clock() >= due:
+            time.sleep(GIL_PAUSE)
+            due = clock() + GIL_SLICE
+
 
 FailureSink = Callable[[str, BaseException], None]
 

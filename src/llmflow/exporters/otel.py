@@ -25,6 +25,7 @@ from llmflow.atof._facts import request_facts
 from llmflow.atof._timestamps import timestamp_us
 from llmflow.atof._wire import EventSource, wire_events, with_annotations
 from llmflow.exporters._base import BaseExporter, ExportResult
+from llmflow.exporters._worker import paced
 
 try:
     from opentelemetry import context as otel_context
@@ -552,7 +553,7 @@ class OpenTelemetryExporter(BaseExporter):
             if self._closed:
                 return 0
             consume = self._builder.consume
-            for item in items:
+            for item in paced(items):
                 try:
                     consume(view(item))
                 except (KeyError, TypeError, ValueError):  # not ATOF; orjson's error included

@@ -25,6 +25,7 @@ from llmflow._event import Event, LineParts
 from llmflow.atof import read_events, span_facts
 from llmflow.atof._timestamps import timestamp_us as parse_wire_timestamp
 from llmflow.exporters._base import BaseExporter, ExportResult
+from llmflow.exporters._worker import paced
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -406,7 +407,7 @@ class ParquetExporter(BaseExporter):
                 self._lost += len(lines)
                 return 0
             rows = self._rows
-            for parts in lines:
+            for parts in paced(lines):
                 rows.add_line(parts)
             return len(lines) if self._write() is ExportResult.SUCCESS else 0
 

@@ -93,9 +93,13 @@ def _throughput(
 ) -> dict[str, Any]:
     exporter = make()
     lines = [event.line_parts() for event in events]
+    # as the runtime's worker does (an exporter without export_lines takes events)
+    write = getattr(exporter, "export_lines", None)
+    items: Sequence[Any] = lines if write is not None else events
+    write = write or exporter.export
     started = time.perf_counter()
-    for start in range(0, len(lines), batch):
-        exporter.export_lines(lines[start : start + batch])  # as the runtime's worker does
+    for start in range(0, len(items), batch):
+        write(items[start : start + batch])
     done = getattr(exporter, finish)(60.0) if finish == "flush" else exporter.flush()
     elapsed = time.perf_counter() - started
     stats = exporter.stats() if hasattr(exporter, "stats") else {}

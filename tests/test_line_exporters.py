@@ -521,7 +521,7 @@ def test_paced_yields_every_item_in_order_and_pauses_after_each_slice(
     from llmflow.exporters import _worker
 
     pauses: list[float] = []
-    monkeypatch.setattr(_worker.time, "sleep", pauses.append)
+    monkeypatch.setattr(_worker, "_sleep", pauses.append)
     assert list(_worker.paced(range(5))) == [0, 1, 2, 3, 4]
     assert pauses == []  # five items take far less than a slice
     monkeypatch.setattr(_worker, "GIL_SLICE", 0.0)

@@ -51,13 +51,16 @@ def paced(items: Iterable[T]) -> Iterator[T]:
     (compression, sockets, disk) needs no pacing. Costs the exporter about 5 %
     of its throughput while nothing else runs.
     """
-    clock = time.perf_counter
+    clock, sleep = time.perf_counter, _sleep
     due = clock() + GIL_SLICE
     for item in items:
         yield item
         if clock() >= due:
-            time.sleep(GIL_PAUSE)
+            sleep(GIL_PAUSE)
             due = clock() + GIL_SLICE
+
+
+_sleep = time.sleep  # what paced() pauses with (replaced by a test)
 
 
 FailureSink = Callable[[str, BaseException], None]

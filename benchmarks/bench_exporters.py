@@ -5,10 +5,19 @@
    to local disk, next to ``AtofFileExporter`` as the reference, on the same
    events: the §8 workload's manual pairs (about 2 KB request and response).
 2. The application thread's cost per manual pair (``llm_call`` + ``llm_call_end``)
-   with the JSONL file only ("off"), with a background exporter that does
-   nothing ("queue_only": the queueing cost alone) and with each exporter added,
-   in the same run: ``emit`` is the time of the calling loop alone, ``end to
-   end`` includes ``llmflow.flush()`` (every event delivered and exported).
+   with the JSONL file only ("off"), with a background line exporter that does
+   nothing ("queue_only": the queueing cost alone, lines mode), with a
+   background exporter that does nothing and takes events ("queue_events":
+   what events mode costs), and with each exporter added (``HttpExporter``,
+   ``ParquetExporter``, ``OpenTelemetryExporter`` into an in-memory SDK
+   provider), in the same run. ``emit`` is the wall time of the calling loop
+   alone, ``cpu`` that loop's CPU time on the application thread
+   (``time.thread_time``: what the application pays itself, whatever the other
+   threads and processes of a loaded machine do), ``end to end`` includes
+   ``runtime.flush()`` (every event delivered and exported).
+
+Throughput feeds each exporter ``export_lines`` with ready lines, as the
+runtime does.
 
     python benchmarks/bench_exporters.py [--pairs N] [--runs N] [--json PATH]
 
@@ -34,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _workload as w
 import llmflow
 from llmflow import Event, LlmRequest
+from llmflow._event import LineParts
 from llmflow.exporters import (
     AtofFileExporter,
     BaseExporter,
@@ -82,9 +92,14 @@ def _throughput(
     name: str, make: Callable[[], Any], events: list[Event], batch: int, finish: str
 ) -> dict[str, Any]:
     exporter = make()
+    lines = [event.line_parts() for event in events]
+    # as the runtime's worker does (an exporter without export_lines takes events)
+    write = getattr(exporter, "export_lines", None)
+    items: Sequence[Any] = lines if write is not None else events
+    write = write or exporter.export
     started = time.perf_counter()
-    for start in range(0, len(events), batch):
-        exporter.export(events[start : start + batch])
+    for start in range(0, len(items), batch):
+        write(items[start : start + batch])
     done = getattr(exporter, finish)(60.0) if finish == "flush" else exporter.flush()
     elapsed = time.perf_counter() - started
     stats = exporter.stats() if hasattr(exporter, "stats") else {}
@@ -99,14 +114,33 @@ def _throughput(
     }
 
 
-class _QueueOnly(BaseExporter):
-    """A background exporter that does nothing: what queueing alone costs the application."""
+class _QueueEvents(BaseExporter):
+    """A background exporter that does nothing with events: what events mode costs."""
 
     background: ClassVar[bool] = True
     buffer_capacity: ClassVar[int] = 16_384
 
     def export(self, events: Sequence[Event]) -> ExportResult:
         return ExportResult.SUCCESS
+
+
+class _QueueOnly(_QueueEvents):
+    """A background line exporter that does nothing: what queueing alone costs."""
+
+    def export_lines(self, lines: Sequence[LineParts]) -> int | None:
+        return None
+
+
+def _otel() -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llmflow.exporters import OpenTelemetryExporter
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    return OpenTelemetryExporter(provider)
 
 
 def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[str, float]:
@@ -123,10 +157,12 @@ def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[s
     for _ in range(200):  # warm-up
         llm_call_end(llm_call(w.CALL_NAME, request, model_name=w.MODEL), response)
     runtime.flush()
+    cpu_started = time.thread_time()
     started = time.perf_counter()
     for _ in range(pairs):
         llm_call_end(llm_call(w.CALL_NAME, request, model_name=w.MODEL), response)
     emitted = time.perf_counter()
+    cpu = time.thread_time() - cpu_started
     runtime.flush()
     flushed = time.perf_counter()
     diagnostics = runtime.diagnostics()
@@ -134,6 +170,7 @@ def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[s
     counters = diagnostics.exporters.get("extra", {})
     return {
         "emit_us": (emitted - started) / pairs * 1e6,
+        "cpu_us": cpu / pairs * 1e6,
         "end_to_end_us": (flushed - started) / pairs * 1e6,
         "queue_dropped": float(diagnostics.dropped),
         "exporter_dropped": float(counters.get("dropped", 0)),
@@ -180,24 +217,24 @@ def main() -> int:
                     report["throughput"].append(result)
                     _log(f"throughput {name:8} run {run}: {result['events_per_s']:>10,.0f} ev/s")
 
-            app: dict[str, list[dict[str, float]]] = {
-                "off": [],
-                "queue_only": [],
-                "http": [],
-                "parquet": [],
-            }
             extras: dict[str, Callable[[], Any] | None] = {
                 "off": None,
                 "queue_only": _QueueOnly,
+                "queue_events": _QueueEvents,
                 "http": lambda: HttpExporter(url, batch_size=options.batch),
                 "parquet": lambda: ParquetExporter(root / f"a{time.perf_counter_ns()}"),
+                "otel": _otel,
             }
+            app: dict[str, list[dict[str, float]]] = {name: [] for name in extras}
             for run in range(options.runs):
-                for name, extra in extras.items():
+                # alternate the order, so that no configuration always runs first
+                order = list(extras.items())
+                for name, extra in order if run % 2 == 0 else order[::-1]:
                     cost = _app_cost(options.pairs, extra, str(root / "app.jsonl"))
                     app[name].append(cost)
                     _log(
-                        f"app cost {name:10} run {run}: emit {cost['emit_us']:6.2f} us/pair, "
+                        f"app cost {name:12} run {run}: emit {cost['emit_us']:6.2f} us/pair, "
+                        f"cpu {cost['cpu_us']:6.2f} us/pair, "
                         f"end to end {cost['end_to_end_us']:6.2f} us/pair, "
                         f"dropped {cost['queue_dropped'] + cost['exporter_dropped']:.0f}"
                     )
@@ -212,6 +249,7 @@ def main() -> int:
         summary[f"throughput_{name}_events_per_s"] = statistics.median(rates)
     for name, runs in report["app_cost"].items():
         summary[f"app_{name}_emit_us"] = statistics.median(r["emit_us"] for r in runs)
+        summary[f"app_{name}_cpu_us"] = statistics.median(r["cpu_us"] for r in runs)
         summary[f"app_{name}_end_to_end_us"] = statistics.median(r["end_to_end_us"] for r in runs)
         summary[f"app_{name}_dropped_total"] = sum(
             r["queue_dropped"] + r["exporter_dropped"] + r["exporter_failed"] for r in runs

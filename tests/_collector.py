@@ -64,6 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         lines = [orjson.loads(line) for line in body.splitlines() if line.strip()]
         with collector.lock:
+            collector.bodies.append(body)
             collector.received.extend(lines)
             collector.batches.append(len(lines))
             lose_answer = collector.lose_answers > 0
@@ -82,6 +83,7 @@ class Collector:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.received: list[dict[str, Any]] = []
+        self.bodies: list[bytes] = []  # decompressed ATOF bodies, byte for byte
         self.batches: list[int] = []
         self.requests: list[dict[str, str]] = []
         self.protobuf: list[tuple[str, bytes]] = []

@@ -60,13 +60,14 @@ class Exporter(Protocol):
 
 @runtime_checkable
 class LineExporter(Exporter, Protocol):
-    """An exporter that writes ATOF lines and can take them already serialized.
+    """An exporter that takes events as their ATOF lines, already serialized.
 
-    While every exporter of a runtime is a line exporter and no subscriber,
-    event sanitizer or metadata injector is registered, events are queued as
-    their serialized lines and only :meth:`export_lines` is called. It returns
-    how many of ``lines`` were written whole (the rest count as failed), or
-    ``None`` for all of them.
+    The runtime only calls :meth:`export_lines` (on the exporter's worker when
+    it is a background exporter). While every exporter of a runtime is a line
+    exporter and no subscriber, event sanitizer or metadata injector is
+    registered, the emitting thread queues lines and no event object is built.
+    It returns how many of ``lines`` were exported (the rest count as failed;
+    a short count is recorded as a failure), or ``None`` for all of them.
     """
 
     def export_lines(self, lines: Sequence[LineParts]) -> int | None: ...

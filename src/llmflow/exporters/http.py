@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import Enum
+from itertools import chain
 from pathlib import Path
 from typing import ClassVar
 
 import httpx2
 import orjson
 
-from llmflow._event import Event
+from llmflow._event import Event, LineParts
 from llmflow.exporters._base import BaseExporter, ExportResult
 
 __all__ = ["HttpExporter"]
@@ -379,21 +380,34 @@ class HttpExporter(BaseExporter):
     # -- the exporter protocol -------------------------------------------------------
 
     def export(self, events: Sequence[Event]) -> ExportResult:
-        """Send ``events`` (after anything spooled), or spool them; ``FAILURE`` if any were dropped.
+        """Send ``events`` as their lines (:meth:`export_lines`); ``FAILURE`` if any was dropped."""
+        lines = [event.line_parts() for event in events]
+        return (
+            ExportResult.SUCCESS if self.export_lines(lines) == len(lines) else ExportResult.FAILURE
+        )
 
-        ``SUCCESS`` means accepted: delivered or durably spooled.
+    def export_lines(self, lines: Sequence[LineParts]) -> int:
+        """Send ``lines`` (after anything spooled), or spool them; return how many were accepted.
+
+        Accepted means delivered or durably spooled; the others were dropped
+        (rejected by the receiver, spool full, exporter shut down). The runtime
+        calls this on the exporter's worker with the lines it already built for
+        a JSONL file: the body is their bytes joined and compressed, nothing is
+        serialized again.
         """
-        lines = [event.json_line() for event in events]
         with self._lock:
             if self._closed:
                 self._lost += len(lines)
-                return ExportResult.FAILURE
-            ok = True
+                return 0
+            accepted = 0
             for start in range(0, len(lines), self.batch_size):
                 chunk = lines[start : start + self.batch_size]
-                body = gzip.compress(b"".join(chunk), self.compresslevel, mtime=0)
-                ok = self._deliver(_Batch(body, len(chunk))) and ok
-            return ExportResult.SUCCESS if ok else ExportResult.FAILURE
+                body = gzip.compress(
+                    b"".join(chain.from_iterable(chunk)), self.compresslevel, mtime=0
+                )
+                if self._deliver(_Batch(body, len(chunk))):
+                    accepted += len(chunk)
+            return accepted
 
     def flush(self, timeout: float | None = None) -> bool:
         """Resend the spool; return whether nothing is left undelivered.

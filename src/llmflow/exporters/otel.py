@@ -12,18 +12,20 @@ import contextlib
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from llmflow._clock import now_us, parse_timestamp
-from llmflow._event import Event
+from llmflow._clock import now_us
+from llmflow._event import Event, LineParts
 from llmflow.atof import SpanFacts, span_facts
 from llmflow.atof._facts import request_facts
+from llmflow.atof._timestamps import timestamp_us
 from llmflow.atof._wire import EventSource, wire_events, with_annotations
 from llmflow.exporters._base import BaseExporter, ExportResult
+from llmflow.exporters._worker import paced
 
 try:
     from opentelemetry import context as otel_context
@@ -242,31 +244,18 @@ class _Open:
     start: Mapping[str, Any]
 
 
-def _view(event: Event | Mapping[str, Any], content: bool) -> Mapping[str, Any]:
-    """The wire fields the mapping reads; ``data`` only where it may be needed."""
-    if not isinstance(event, Event):
-        return event
-    view: dict[str, Any] = {
-        "kind": event.kind,
-        "uuid": event.uuid,
-        "parent_uuid": event.parent_uuid,
-        "timestamp": event.timestamp_us,
-        "name": event.name,
-        "scope_category": event.scope_category,
-        "attributes": event.attributes,
-        "category": event.category,
-        "category_profile": event.category_profile,
-        "metadata": event.metadata,
-        "data_schema": None,
-    }
-    schema = event.data_schema
-    if schema is not None:
-        view["data_schema"] = {"name": schema.name, "version": schema.version}
-    profile = view["category_profile"] or {}
-    annotation = "annotated_request" if event.scope_category == "start" else "annotated_response"
-    needs_data = content or (event.category in ("llm", "embedder") and annotation not in profile)
-    if needs_data:
-        view["data"] = event.data
+def _line_view(parts: LineParts, content: bool) -> dict[str, Any]:
+    """The wire fields of one JSONL line; ``data`` parsed only where the mapping reads it."""
+    head, data, tail = parts
+    view: dict[str, Any] = orjson.loads(head + b"null" + tail)
+    del view["data"]
+    if content or view.get("category") in ("llm", "embedder"):
+        profile = view.get("category_profile") or {}
+        annotation = (
+            "annotated_request" if view.get("scope_category") == "start" else "annotated_response"
+        )
+        if content or annotation not in profile:
+            view["data"] = orjson.loads(data)
     return view
 
 
@@ -283,7 +272,7 @@ class _SpanBuilder:
         self.last_us = 0
 
     def consume(self, event: Mapping[str, Any]) -> None:
-        ts_us = parse_timestamp(event["timestamp"])
+        ts_us = timestamp_us(event["timestamp"])
         self.last_us = max(self.last_us, ts_us)
         phase = event.get("scope_category")
         if event.get("kind") == "mark" or phase is None:
@@ -413,7 +402,7 @@ class _SpanBuilder:
             span.set_attribute("error.type", _ABANDONED)
             span.set_attribute(_ABANDONED, True)
             span.set_status(Status(StatusCode.ERROR, "the span never ended; exported at shutdown"))
-            start_us = parse_timestamp(opened.start["timestamp"])
+            start_us = timestamp_us(opened.start["timestamp"])
             self._finish(uuid, span, max(ts_us, start_us + 1))
             count += 1
         self.abandoned += count
@@ -534,22 +523,43 @@ class OpenTelemetryExporter(BaseExporter):
         return "otel"
 
     def export(self, events: Sequence[Event | Mapping[str, Any]]) -> ExportResult:
-        """Turn one batch of events (emission order) into spans.
+        """Turn one batch of events or parsed lines (emission order) into spans.
 
         Returns ``FAILURE`` when the exporter is shut down or an event is not
         ATOF; the other events of the batch are still converted.
         """
-        result = ExportResult.SUCCESS
+        content = self.capture_content
+
+        def view(event: Event | Mapping[str, Any]) -> Mapping[str, Any]:
+            return _line_view(event.line_parts(), content) if isinstance(event, Event) else event
+
+        converted = self._consume(events, view)
+        return ExportResult.SUCCESS if converted == len(events) else ExportResult.FAILURE
+
+    def export_lines(self, lines: Sequence[LineParts]) -> int:
+        """Turn one batch of JSONL lines (emission order) into spans; return how many converted.
+
+        The runtime calls this on the exporter's worker with the lines it
+        already built for a JSONL file; a line is parsed once, its ``data``
+        only when the mapping needs it. ``0`` when the exporter is shut down.
+        """
+        content = self.capture_content
+        return self._consume(lines, lambda parts: _line_view(parts, content))
+
+    def _consume(self, items: Iterable[Any], view: Callable[[Any], Mapping[str, Any]]) -> int:
+        """Convert ``items`` (seen through ``view``) in order; return how many converted."""
+        converted = 0
         with self._lock:
             if self._closed:
-                return ExportResult.FAILURE
-            builder = self._builder
-            for event in events:
+                return 0
+            consume = self._builder.consume
+            for item in paced(items):
                 try:
-                    builder.consume(_view(event, self.capture_content))
-                except (KeyError, TypeError, ValueError):
-                    result = ExportResult.FAILURE
-        return result
+                    consume(view(item))
+                except (KeyError, TypeError, ValueError):  # not ATOF; orjson's error included
+                    continue
+                converted += 1
+        return converted
 
     def flush(self, timeout: float | None = None) -> bool:
         """Hand every finished span to the provider's exporters; ``True`` when all were accepted.

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
-from llmflow._clock import parse_timestamp
-from llmflow._event import Event
+from llmflow._event import Event, LineParts
 from llmflow.atof import read_events, span_facts
+from llmflow.atof._timestamps import timestamp_us as parse_wire_timestamp
 from llmflow.exporters._base import BaseExporter, ExportResult
+from llmflow.exporters._worker import paced
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -115,26 +116,10 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.dates)
 
-    def add_event(self, event: Event) -> None:
-        """Add an :class:`Event`: its ``data`` payload is copied as JSON text, never parsed."""
-        _, data, _ = event.line_parts()  # ``data`` is the payload snapshot itself
-        schema = event.data_schema
-        wire = {
-            "kind": event.kind,
-            "atof_version": event.atof_version,
-            "uuid": event.uuid,
-            "parent_uuid": event.parent_uuid,
-            "timestamp": event.timestamp_us,  # span_facts reads either form; no parsing
-            "name": event.name,
-            "scope_category": event.scope_category,
-            "category": event.category,
-            "attributes": event.attributes,
-            "metadata": event.metadata,
-            "category_profile": event.category_profile,
-            "data_schema": None if schema is None else schema.to_dict(),
-        }
-        data_text = None if data == b"null" else data.decode()
-        self.add(wire, data_text, event.timestamp_us, str(event.timestamp))
+    def add_line(self, parts: LineParts) -> None:
+        """Add one event from its JSONL line: ``data`` is copied as JSON text, never parsed."""
+        head, data, tail = parts
+        self.add(orjson.loads(head + b"null" + tail), None if data == b"null" else data.decode())
 
     def add(
         self,
@@ -147,7 +132,7 @@ class _Rows:
         columns = self.columns
         timestamp = event["timestamp"]
         if timestamp_us is None:
-            timestamp_us = parse_timestamp(timestamp)
+            timestamp_us = parse_wire_timestamp(timestamp)
         phase = event.get("scope_category")
         columns["kind"].append(event.get("kind"))
         columns["atof_version"].append(event.get("atof_version"))
@@ -403,15 +388,28 @@ class ParquetExporter(BaseExporter):
         self._lost = 0
 
     def export(self, events: Sequence[Event]) -> ExportResult:
-        """Append ``events`` as rows; ``FAILURE`` (rows dropped, counted) on a disk error."""
+        """Append ``events`` as rows (:meth:`export_lines`); ``FAILURE`` on a disk error."""
+        lines = [event.line_parts() for event in events]
+        return (
+            ExportResult.SUCCESS if self.export_lines(lines) == len(lines) else ExportResult.FAILURE
+        )
+
+    def export_lines(self, lines: Sequence[LineParts]) -> int:
+        """Append one row per line; return how many were written (0: dropped, counted).
+
+        The runtime calls this on the exporter's worker with the lines it
+        already built for a JSONL file. On a disk error the rows of the file
+        being written are dropped and counted in ``lost``.
+        """
         with self._lock:
             if self._closed:
-                self._handed += len(events)
-                self._lost += len(events)
-                return ExportResult.FAILURE
-            for event in events:
-                self._rows.add_event(event)
-            return self._write()
+                self._handed += len(lines)
+                self._lost += len(lines)
+                return 0
+            rows = self._rows
+            for parts in paced(lines):
+                rows.add_line(parts)
+            return len(lines) if self._write() is ExportResult.SUCCESS else 0
 
     def _write(self) -> ExportResult:
         columns, dates = self._rows.take()
@@ -512,7 +510,7 @@ def write_parquet(
     rows = exporter._rows
     for item in items:
         if isinstance(item, Event):
-            rows.add_event(item)
+            rows.add_line(item.line_parts())
         else:
             rows.add(item)
         if len(rows) >= 10_000 and exporter._write() is ExportResult.FAILURE:

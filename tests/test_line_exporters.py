@@ -41,6 +41,7 @@ from llmflow.exporters import (
 )
 from llmflow.exporters.otel import _SpanBuilder
 from llmflow.exporters.parquet import PARQUET_COLUMNS, _Rows
+from llmflow.middleware import CostRecorder
 from llmflow.testing import capture
 
 WAIT = 10.0
@@ -141,6 +142,26 @@ def test_http_receiver_gets_the_bytes_of_the_jsonl_file_in_lines_and_events_mode
     assert all(body.count(b"\n") <= 7 for body in collector.bodies)
     assert counters["received"] == counters["exported"] == written.count(b"\n")
     assert counters["failed"] == counters["dropped"] == counters["queued"] == 0
+
+
+def test_a_declared_injector_keeps_lines_mode_and_both_exporters_get_its_keys(
+    tmp_path: Path, collector: Collector, runtime: Runtime
+) -> None:
+    path = tmp_path / "log.jsonl"
+    AtofFileExporter(path).register("file")
+    HttpExporter(collector.url, batch_size=5).register("http")
+    CostRecorder().register()
+    assert runtime.record == runtime._record_selected  # LLM ends as events, the rest lines
+    _workload("cost")
+    assert llmflow.flush(WAIT)
+    written = path.read_bytes()
+    assert b"".join(collector.bodies) == written
+    lines = [orjson.loads(line) for line in written.splitlines()]
+    priced = [e["uuid"] for e in lines if e["metadata"] and "cost.usd" in e["metadata"]]
+    llm_ends = [
+        e["uuid"] for e in lines if (e.get("category"), e.get("scope_category")) == ("llm", "end")
+    ]
+    assert len(llm_ends) == 4 and priced == llm_ends
 
 
 def test_http_export_of_events_sends_their_json_lines(collector: Collector) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from llmflow._event import LineParts
 from llmflow.exporters._base import (
     BaseExporter,
     Exporter,
@@ -34,6 +35,7 @@ __all__ = [
     "Exporter",
     "HttpExporter",
     "LineExporter",
+    "LineParts",
     "OpenTelemetryExporter",
     "ParquetExporter",
     "PartialExportError",

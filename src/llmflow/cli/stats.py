@@ -5,11 +5,20 @@ ended call of each group, 8 bytes each), a large plain file split among
 ``--jobs`` processes by byte range; facts come from
 :func:`llmflow.atof.span_facts`. Percentiles are exact, linearly interpolated
 between ranks (DuckDB's ``quantile_cont``).
+
+Lines are decoded, checked and joined in one loop (:meth:`_Counter.feed`)
+rather than through the reader's generators: the same result as
+:func:`~llmflow.atof.iter_records` and :class:`~llmflow.atof.SpanJoiner`
+(``tests/cli/test_stats_fast_path.py`` proves it), at about half the CPU time.
+Every line is parsed whole with orjson: parsing only the part around the
+``data`` payload was measured slower, and a payload left unparsed would let a
+damaged line count.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import itertools
 import math
@@ -19,8 +28,9 @@ import re
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -405,12 +415,29 @@ class _Range(io.RawIOBase):
         super().close()
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause the cyclic garbage collector while counting.
+
+    The decoded lines and what ``stats`` keeps of them (dicts, tuples,
+    arrays) form no reference cycles, so the collector would only walk them
+    in vain: about 5 % of the CPU time of a large log.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _count_part(path: str, begin: int, end: int, by: Sequence[str], since: int | None) -> _Part:
     """Worker: read the lines starting in ``[begin, end)``; numbers are relative to ``begin``."""
     problems: list[ReadProblem] = []
     orphans: list[Record] = []
     counter = _Counter(by, since, problems.append, path, orphan_ends=orphans)
-    with io.BufferedReader(_Range(path, begin, end), 1 << 20) as handle:
+    with _no_cycle_collection(), io.BufferedReader(_Range(path, begin, end), 1 << 20) as handle:
         number = counter.feed(handle)
     return _Part(
         counter.result, number, problems, counter.open_records(), orphans, counter.blank_tail
@@ -498,7 +525,7 @@ def compute_stats(
             counter, lines = _count_in_parallel(logs, path, by, since_us, jobs)
         else:
             counter = _Counter(by, since_us, logs.report, source_name(path))
-            with logs.reading(path) as handle:
+            with _no_cycle_collection(), logs.reading(path) as handle:
                 lines = counter.feed(logs.raw_lines(handle)) - counter.blank_tail
         # Lines, not records: skipped lines count too (a blank tail does not).
         logs.lines += lines

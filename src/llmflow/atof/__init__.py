@@ -17,8 +17,10 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._facts import SpanFacts, provider_of, span_facts
-from ._models import AtofEvent, DataSchemaModel, MarkEvent, ScopeEvent, parse_event
 from ._reader import (
     AtofReadWarning,
     ProblemHandler,
@@ -29,9 +31,40 @@ from ._reader import (
     read,
     read_events,
 )
-from ._schemas import json_schemas
 from ._spans import Mark, Node, Span, SpanJoiner, build_forest, iter_spans
-from ._validate import Violation, validate_stream
+
+if TYPE_CHECKING:
+    from ._models import AtofEvent, DataSchemaModel, MarkEvent, ScopeEvent, parse_event
+    from ._schemas import json_schemas
+    from ._validate import Violation, validate_stream
+
+# The pydantic models (and what uses them) load on first use: the streaming
+# readers, which every log command uses, do not need pydantic, and importing
+# it costs a command about 0.1 s of start-up.
+_LAZY = {
+    "AtofEvent": "._models",
+    "DataSchemaModel": "._models",
+    "MarkEvent": "._models",
+    "ScopeEvent": "._models",
+    "parse_event": "._models",
+    "json_schemas": "._schemas",
+    "Violation": "._validate",
+    "validate_stream": "._validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AtofEvent",

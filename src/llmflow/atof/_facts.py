@@ -61,6 +61,7 @@ class SpanFacts(NamedTuple):
 
 
 _EMPTY: Mapping[str, Any] = {}
+_new: Any = tuple.__new__
 
 
 def _dict(value: object) -> Mapping[str, Any]:
@@ -71,10 +72,6 @@ def _dict(value: object) -> Mapping[str, Any]:
     if value is None:
         return _EMPTY
     return value if isinstance(value, Mapping) else _EMPTY
-
-
-def _int(value: object) -> int | None:
-    return value if type(value) is int else None
 
 
 def provider_of(event: Mapping[str, Any]) -> str | None:
@@ -114,12 +111,17 @@ def _model_and_provider(
     closing: Mapping[str, Any],
     response: Mapping[str, Any],
     start_profile: Mapping[str, Any],
+    end_metadata: Mapping[str, Any],
     metadata: Mapping[str, Any],
 ) -> tuple[object, str | None]:
-    model = response.get("model") or _start_model(start_profile)
-    provider = None
-    if metadata or start.get("data_schema") or closing.get("data_schema"):
-        provider = provider_of(closing) or provider_of(start)
+    model = response.get("model")
+    if not model:
+        model = _start_model(start_profile)
+    provider = end_metadata.get("provider.name")  # provider_of(closing)'s first choice
+    if type(provider) is not str:
+        provider = None
+        if metadata or start.get("data_schema") or closing.get("data_schema"):
+            provider = provider_of(closing) or provider_of(start)
     return model, provider
 
 
@@ -131,7 +133,8 @@ def end_model_and_provider(end: Mapping[str, Any]) -> tuple[str | None, str | No
     """
     profile = _dict(end.get("category_profile"))
     response = _dict(profile.get("annotated_response"))
-    model, provider = _model_and_provider(end, end, response, profile, _dict(end.get("metadata")))
+    metadata = _dict(end.get("metadata"))
+    model, provider = _model_and_provider(end, end, response, profile, metadata, metadata)
     return (model if type(model) is str else None), provider
 
 
@@ -143,40 +146,67 @@ def span_facts(
     ``duration_us``, when the caller has already parsed both timestamps (the log
     readers have), is taken as the duration instead of parsing them again.
     """
+    # Inlined type checks (no helper calls): readers call this once per span.
     closing = end if end is not None else _EMPTY
-    start_profile = _dict(start.get("category_profile"))
-    end_profile = _dict(closing.get("category_profile"))
-    start_metadata = _dict(start.get("metadata"))
-    end_metadata = _dict(closing.get("metadata"))
+    start_profile = start.get("category_profile")
+    if type(start_profile) is not dict:
+        start_profile = _dict(start_profile)
+    end_profile = closing.get("category_profile")
+    if type(end_profile) is not dict:
+        end_profile = _dict(end_profile)
+    start_metadata = start.get("metadata")
+    if type(start_metadata) is not dict:
+        start_metadata = _dict(start_metadata)
+    end_metadata = closing.get("metadata")
+    if type(end_metadata) is not dict:
+        end_metadata = _dict(end_metadata)
     metadata = {**start_metadata, **end_metadata} if start_metadata else end_metadata
-    response = _dict(end_profile.get("annotated_response"))
-    usage = _dict(response.get("usage"))
+    response = end_profile.get("annotated_response")
+    if type(response) is not dict:
+        response = _dict(response)
+    usage = response.get("usage")
+    if type(usage) is not dict:
+        usage = _dict(usage)
     duration = duration_us
     if end is not None and duration is None:
         duration = timestamp_us(end["timestamp"]) - timestamp_us(start["timestamp"])
-    model, provider = _model_and_provider(start, closing, response, start_profile, metadata)
+    model, provider = _model_and_provider(
+        start, closing, response, start_profile, end_metadata, metadata
+    )
     get = metadata.get
     cost = get("cost.usd")
     error_type = get("exception.type")
     error_message = get("exception.message")
     cache_hit = get("cache.hit")
+    status = get("http.status_code")
+    attempt = get("http.attempt")
+    retries = get("retry.attempts")
     tool_call_id = start_profile.get("tool_call_id")
-    return SpanFacts(
-        str(start.get("name")),
-        start.get("category"),
-        duration,
-        model if type(model) is str else None,
-        provider,
-        error_type if type(error_type) is str else None,
-        error_message if type(error_message) is str else None,
-        _int(get("http.status_code")),
-        _int(usage.get("input_tokens")),
-        _int(usage.get("output_tokens")),
-        _int(usage.get("cached_tokens")),
-        _int(usage.get("reasoning_tokens")),
-        cost if type(cost) is float or type(cost) is int else None,
-        tool_call_id if type(tool_call_id) is str else None,
-        cache_hit if type(cache_hit) is bool else None,
-        _int(get("http.attempt")),
-        _int(get("retry.attempts")),
+    tokens_in = usage.get("input_tokens")
+    tokens_out = usage.get("output_tokens")
+    cached = usage.get("cached_tokens")
+    reasoning = usage.get("reasoning_tokens")
+    # SpanFacts(...) without the keyword handling of a named tuple's __new__ (3x faster).
+    facts: SpanFacts = _new(
+        SpanFacts,
+        (
+            str(start.get("name")),
+            start.get("category"),
+            duration,
+            model if type(model) is str else None,
+            provider,
+            error_type if type(error_type) is str else None,
+            error_message if type(error_message) is str else None,
+            status if type(status) is int else None,
+            tokens_in if type(tokens_in) is int else None,
+            tokens_out if type(tokens_out) is int else None,
+            cached if type(cached) is int else None,
+            reasoning if type(reasoning) is int else None,
+            cost if type(cost) is float or type(cost) is int else None,
+            tool_call_id if type(tool_call_id) is str else None,
+            cache_hit if type(cache_hit) is bool else None,
+            attempt if type(attempt) is int else None,
+            retries if type(retries) is int else None,
+        ),
     )
+    return facts

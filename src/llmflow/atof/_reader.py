@@ -23,15 +23,17 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from llmflow._event import Event, Origin
 from llmflow._types import DataSchema
 
-from ._models import MarkEvent, ScopeEvent, parse_event
 from ._timestamps import timestamp_us
+
+if TYPE_CHECKING:  # the pydantic models load on first use: the fast readers do not need them
+    from ._models import MarkEvent, ScopeEvent
 
 __all__ = [
     "AtofReadWarning",
@@ -137,6 +139,8 @@ def read_events(source: Source) -> Iterator[ScopeEvent | MarkEvent]:
 
     Raises :class:`~llmflow.AtofParseError` with the line number.
     """
+    from ._models import parse_event
+
     for number, raw in numbered_lines(source):
         yield parse_event(raw, line_number=number)
 

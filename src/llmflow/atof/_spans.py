@@ -110,7 +110,7 @@ class Mark:
 Node = Span | Mark
 
 
-def _rejected(end: dict[str, Any]) -> bool:
+def rejected_by_guardrail(end: dict[str, Any]) -> bool:
     """Whether a guardrail's end says it refused the call (``data.rejected``)."""
     data = end.get("data")
     return isinstance(data, dict) and data.get("rejected") is True
@@ -182,7 +182,7 @@ class SpanJoiner:
             else:
                 span._pair = (start, event)
             if span.category == "guardrail":
-                span.rejected = _rejected(event)
+                span.rejected = rejected_by_guardrail(event)
             if span.start is not None:  # kept: keep_events and chosen
                 span.end = event
             return span

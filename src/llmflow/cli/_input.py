@@ -14,9 +14,10 @@ import sys
 import time
 import zlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import IO, Final
 
-from llmflow.atof import ReadProblem, Record, iter_records
+from llmflow.atof import ReadProblem, Record, iter_records, open_source
 from llmflow.atof._reader import source_name
 
 __all__ = [
@@ -52,6 +53,11 @@ class Progress:
         self._started = time.monotonic()
         self._next = self._started + 0.5
         self._drawn = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is drawn (stderr is a terminal)."""
+        return self._enabled
 
     def update(self, count: int, unit: str = "lines") -> None:
         """Show ``count`` if a redraw is due."""
@@ -103,8 +109,7 @@ class LogInput:
     def records(self, path: str) -> Iterator[Record]:
         """The records of one path (``-`` is stdin)."""
         progress = self._progress
-        self._last_problem_line = 0
-        try:
+        with self._translated_errors(path):
             last = 0
             for count, record in enumerate(iter_records(path, self.report), 1):
                 last = record[0]
@@ -113,6 +118,37 @@ class LogInput:
                 yield record
             # Lines, not records: skipped lines count too (a blank tail does not).
             self.lines += max(last, self._last_problem_line)
+
+    def raw_lines(self, handle: IO[bytes]) -> Iterator[bytes]:
+        """The lines of a handle from :meth:`reading`, drawing progress on a terminal.
+
+        Without a terminal this is the handle itself: no cost per line.
+        """
+        progress = self._progress
+        if progress is None or not progress.enabled:
+            return handle
+        return self._with_progress(handle, progress)
+
+    def _with_progress(self, handle: IO[bytes], progress: Progress) -> Iterator[bytes]:
+        for count, raw in enumerate(handle, 1):
+            if not count & 0x3FFF:
+                progress.update(self.lines + count)
+            yield raw
+
+    @contextmanager
+    def reading(self, path: str) -> Iterator[IO[bytes]]:
+        """Open one path (``-`` is stdin, gzip unpacked) as a binary handle of lines.
+
+        Errors while opening or reading raise :class:`UnreadableInput`.
+        """
+        with self._translated_errors(path), open_source(path) as handle:
+            yield handle
+
+    @contextmanager
+    def _translated_errors(self, path: str) -> Iterator[None]:
+        self._last_problem_line = 0
+        try:
+            yield
         except OSError as exc:
             raise UnreadableInput(
                 f"llmflow {self.command}: cannot read {source_name(path)}: {exc.strerror or exc}"
@@ -122,8 +158,8 @@ class LogInput:
                 f"llmflow {self.command}: {source_name(path)}: compressed data ends early ({exc})"
             ) from None
         finally:
-            if progress is not None:
-                progress.done()
+            if self._progress is not None:
+                self._progress.done()
 
     def all_records(self) -> Iterator[tuple[str, Record]]:
         """Every record of every path, each with its path, file after file."""

@@ -15,15 +15,19 @@ the timing). Batches of the three alternate, round after round, in one
 process, each going first in turn, so a change of machine load hits all three
 alike; each figure is the batch's wall time per call in its least disturbed
 round (noise on a shared machine only ever adds time), "added" is that minus
-the plain client's.
+the plain client's. Each batch is also timed in process CPU
+(``time.process_time``: the calling thread and llmflow's writer thread, not
+the server), which machine load disturbs far less than wall time.
 
 Three settings: ``FakeProvider`` on 127.0.0.1 (real sockets; the servers run in
 a child process so they never compete with the client for the GIL),
 ``httpx2.MockTransport`` (the SDK without a socket), and the bare httpx2 layer
 (an ``httpx2.Client`` on a MockTransport, no SDK: llmflow's own cost, where
 OpenInference, which patches the SDK, does not apply). Cases: a non-streaming
-chat call (~2 KB request and response) and a streamed one of 50 SSE text
-chunks (plus role, finish and ``[DONE]`` frames).
+chat call (~2 KB request and response) and streamed ones of 50 and of 500
+SSE text chunks (plus role, finish and ``[DONE]`` frames). The cost added per
+chunk is the marginal one, ``(added(500) - added(50)) / 450``: the call's own
+share (request, start and end events) cancels out.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ from pathlib import Path
 from typing import Any
 
 CHUNKS = 50
+LONG = 500
 TEXT = " ".join(f"word{i}" for i in range(300))  # ~2 KB of response text
+LONG_TEXT = " ".join(f"word{i}" for i in range(3000))  # about the same text per chunk
 MESSAGES = [
     {"role": "system", "content": "You are a careful assistant. " * 20},
     *(
@@ -58,8 +64,10 @@ def _serve() -> int:
     with (
         FakeProvider(default=Reply(text=TEXT), record=False) as json_server,
         FakeProvider(default=Reply(text=TEXT, chunks=CHUNKS), record=False) as sse_server,
+        FakeProvider(default=Reply(text=LONG_TEXT, chunks=LONG), record=False) as long_server,
     ):
-        print(json.dumps({"json": json_server.base_url, "sse": sse_server.base_url}), flush=True)
+        urls = {"json": json_server.base_url, "sse": sse_server.base_url}
+        print(json.dumps({**urls, "sse500": long_server.base_url}), flush=True)
         sys.stdin.read()
     return 0
 
@@ -71,7 +79,9 @@ def _mock_client(case: str) -> Any:
     from llmflow.testing import Reply
     from llmflow.testing._fake_provider import _chat_body, _chat_stream
 
-    reply = Reply(text=TEXT, chunks=CHUNKS)
+    reply = (
+        Reply(text=LONG_TEXT, chunks=LONG) if case == "sse500" else Reply(text=TEXT, chunks=CHUNKS)
+    )
     body = json.dumps(_chat_body(reply, "gpt-4o", 1)).encode()
     frames = list(_chat_stream(reply, "gpt-4o", 1, {}))
     json_headers = {"content-type": "application/json", "x-request-id": "req_1"}
@@ -130,7 +140,7 @@ def _sdk_call(client: Any, case: str) -> Callable[[], None]:
 
 
 def _http_call(client: Any, case: str) -> Callable[[], None]:
-    content = json.dumps({"model": "gpt-4o", "messages": MESSAGES, "stream": case == "sse"})
+    content = json.dumps({"model": "gpt-4o", "messages": MESSAGES, "stream": case != "json"})
     headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
 
     def one() -> None:
@@ -143,13 +153,14 @@ def _http_call(client: Any, case: str) -> Callable[[], None]:
     return one
 
 
-def _batch(one: Callable[[], None], calls: int, flush: Callable[[], object]) -> float:
-    began = time.perf_counter()
+def _batch(one: Callable[[], None], calls: int, flush: Callable[[], object]) -> tuple[float, float]:
+    """(wall, process CPU) per call in µs."""
+    began, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         one()
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     flush()  # untimed: its fsync is per flush, and an application does not flush per call
-    return elapsed / calls * 1e6
+    return elapsed / calls * 1e6, cpu / calls * 1e6
 
 
 def main() -> int:
@@ -168,7 +179,11 @@ def main() -> int:
     from llmflow.exporters import AtofFileExporter
 
     rounds = args.rounds or (3 if args.quick else 9)
-    calls = {"json": 20 if args.quick else 100, "sse": 6 if args.quick else 30}
+    calls = {
+        "json": 20 if args.quick else 100,
+        "sse": 6 if args.quick else 30,
+        "sse500": 1 if args.quick else 4,
+    }
     log = Path(tempfile.mkdtemp()) / "bench_http.atof.jsonl"
     AtofFileExporter(log, mode="overwrite").register()
     peer = _peer()
@@ -188,7 +203,7 @@ def main() -> int:
         )
 
     settings: dict[str, dict[str, dict[str, Callable[[], None]]]] = {}
-    for case in ("json", "sse"):
+    for case in ("json", "sse", "sse500"):
         loop_client, mock_client, http_client = (
             sdk(urls[case], case),
             sdk(None, case),
@@ -206,7 +221,7 @@ def main() -> int:
             "plain": _http_call(http_client, case),
             "llmflow": _http_call(llmflow.instrument(_mock_client(case)), case),
         }
-    figures: dict[tuple[str, str, str], list[float]] = {}
+    figures: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     noop = lambda: None  # noqa: E731
     try:
         for round_ in range(rounds + 1):  # round 0 warms up and is not counted
@@ -217,7 +232,7 @@ def main() -> int:
                     if peer is not None and setting != "transport":
                         order.append("openinference")
                     shift = round_ % len(order)  # each variant goes first in turn
-                    got: dict[str, float] = {}
+                    got: dict[str, tuple[float, float]] = {}
                     for variant in order[shift:] + order[:shift]:
                         if variant == "plain":
                             got[variant] = _batch(variants["plain"], n, noop)
@@ -239,7 +254,8 @@ def main() -> int:
         server.wait(timeout=30)
 
     # The least disturbed round: on a shared machine noise only ever adds time.
-    median = {key: min(values) for key, values in figures.items()}
+    wall = {key: min(v[0] for v in values) for key, values in figures.items()}
+    cpu = {key: min(v[1] for v in values) for key, values in figures.items()}
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"bench_http: {rounds} rounds; load average {load} on {os.cpu_count()} CPUs")
     results: dict[str, Any] = {}
@@ -248,30 +264,42 @@ def main() -> int:
         "mock": "openai SDK -> httpx2.MockTransport (no socket)",
         "transport": "httpx2.Client -> MockTransport, no SDK (llmflow's own cost)",
     }
+    marginal = LONG - CHUNKS
     for setting, title in titles.items():
         print()
-        print(f"{title}: µs per call")
+        print(f"{title}: µs per call, wall (process CPU)")
         print()
-        print("| client | call | added | 50-chunk SSE call | added | added per chunk |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        base_j, base_s = median[setting, "json", "plain"], median[setting, "sse", "plain"]
+        print(
+            "| client | call | added | 50-chunk SSE call | added | 500-chunk SSE call | added "
+            "| added per chunk, wall | added per chunk, CPU |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for variant in ("plain", "llmflow", "openinference"):
-            if (setting, "json", variant) not in median:
+            if (setting, "json", variant) not in wall:
                 continue
-            j, s = median[setting, "json", variant], median[setting, "sse", variant]
-            pct = (j - base_j) / base_j * 100
-            print(
-                f"| {variant} | {j:,.0f} | {j - base_j:+,.0f} ({pct:+.1f} %) | {s:,.0f} | "
-                f"{s - base_s:+,.0f} | {(s - base_s) / CHUNKS:+.2f} |"
-            )
-            results[f"{setting}/{variant}"] = {
-                "json_us": j,
-                "json_added_us": j - base_j,
-                "json_added_pct": pct,
-                "sse_us": s,
-                "sse_added_us": s - base_s,
-                "sse_added_per_chunk_us": (s - base_s) / CHUNKS,
-            }
+            row: dict[str, float] = {}
+            for name, table in (("wall", wall), ("cpu", cpu)):
+                for case in ("json", "sse", "sse500"):
+                    value = table[setting, case, variant]
+                    row[f"{case}_{name}_us"] = value
+                    row[f"{case}_{name}_added_us"] = value - table[setting, case, "plain"]
+                added = row[f"sse500_{name}_added_us"] - row[f"sse_{name}_added_us"]
+                row[f"per_chunk_{name}_added_us"] = added / marginal
+            pct = row["json_wall_added_us"] / wall[setting, "json", "plain"] * 100
+            row["json_wall_added_pct"] = pct
+            cells = [
+                f"{row['json_wall_us']:,.0f} ({row['json_cpu_us']:,.0f})",
+                f"{row['json_wall_added_us']:+,.0f} ({pct:+.1f} %)",
+            ]
+            for case in ("sse", "sse500"):
+                cells.append(f"{row[f'{case}_wall_us']:,.0f} ({row[f'{case}_cpu_us']:,.0f})")
+                cells.append(
+                    f"{row[f'{case}_wall_added_us']:+,.0f} ({row[f'{case}_cpu_added_us']:+,.0f})"
+                )
+            cells.append(f"{row['per_chunk_wall_added_us']:+.2f}")
+            cells.append(f"{row['per_chunk_cpu_added_us']:+.2f}")
+            print(f"| {variant} | " + " | ".join(cells) + " |")
+            results[f"{setting}/{variant}"] = row
     if peer is None:
         print("\nopeninference-instrumentation-openai is not installed: no peer figures.")
     if args.json is not None:

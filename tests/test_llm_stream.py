@@ -645,3 +645,38 @@ async def test_stream_next_after_the_stream_ended_is_a_flow_error() -> None:
         pass
     with pytest.raises(llmflow.FlowError, match="keep"):
         saved[0]()
+
+
+async def test_uncollected_passes_the_rest_by_the_collector_and_ends_once() -> None:
+    collected = Collected()
+    with testing.capture() as events:
+        stream = await llmflow.llm_stream_call_execute(
+            "chat", request(), provider_of(CHUNKS), collected.collect, collected.finalize
+        )
+        first = await stream.__anext__()
+        rest = [chunk async for chunk in stream.uncollected()]
+        assert [chunk async for chunk in stream.uncollected()] == []
+    assert [first, *rest] == CHUNKS
+    assert collected.chunks == CHUNKS[:1]
+    (end,) = _ends(events)
+    assert end.data == {"text": "Hel", "n": 1}
+    assert "cancelled" not in (end.metadata or {})
+
+
+async def test_uncollected_failing_or_unopened_ends_as_iterating_does() -> None:
+    collected = Collected()
+    with testing.capture() as events:
+        failing = await llmflow.llm_stream_call_execute(
+            "a", request(), provider_of(CHUNKS, fail_after=2), collected.collect, collected.finalize
+        )
+        await failing.__anext__()
+        with pytest.raises(ConnectionResetError):
+            async for _ in failing.uncollected():
+                pass
+        unopened = await llmflow.llm_stream_call_execute(
+            "b", request(), provider_of(CHUNKS), collected.collect, collected.finalize
+        )
+        assert [chunk async for chunk in unopened.uncollected()] == CHUNKS  # collected
+    a, b = _ends(events)
+    assert a.metadata is not None and a.metadata["exception.type"] == "ConnectionResetError"
+    assert b.data == {"text": "HelHello!", "n": 4}  # one collector saw both streams

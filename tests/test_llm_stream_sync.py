@@ -225,3 +225,67 @@ async def test_a_chunk_the_codec_cannot_read_is_counted_and_the_stream_goes_on(
     (end,) = ends(events)
     assert "exception.type" not in (end.metadata or {})
     assert end.data["choices"][0]["message"]["content"] == "Hello"
+
+
+def test_uncollected_passes_the_rest_through_and_ends_like_iterating() -> None:
+    def provider(req: LlmRequest) -> Iterator[dict[str, Any]]:
+        yield from CHUNKS
+
+    seen: list[Any] = []
+    with testing.capture() as events:
+        stream = llmflow.llm_stream_call_execute_sync(
+            "chat", request(), provider, seen.append, codec=CODEC, response_codec=CODEC
+        )
+        first = next(stream)
+        rest = list(stream.uncollected())
+        assert list(stream.uncollected()) == []  # ended: nothing more
+    assert [first, *rest] == CHUNKS
+    assert seen == CHUNKS[:1]  # the rest went past the collector
+    (end,) = ends(events)
+    assert "cancelled" not in end.metadata
+    assert end.data["choices"][0]["message"]["content"] == "Hel"  # the codec folded only that
+
+
+def test_uncollected_before_the_first_chunk_collects_as_iterating_does() -> None:
+    seen: list[Any] = []
+    with testing.capture() as events:
+        stream = llmflow.llm_stream_call_execute_sync(
+            "chat", request(), lambda req: iter(CHUNKS), seen.append, response_codec=CODEC
+        )
+        assert list(stream.uncollected()) == CHUNKS
+    assert seen == CHUNKS
+    (end,) = ends(events)
+    assert end.data["choices"][0]["message"]["content"] == "Hello!"
+
+
+def test_uncollected_closed_early_or_failing_ends_the_call_once() -> None:
+    closed: list[str] = []
+
+    def provider(req: LlmRequest) -> Iterator[dict[str, Any]]:
+        try:
+            yield from CHUNKS
+        finally:
+            closed.append("closed")
+
+    def failing(req: LlmRequest) -> Iterator[dict[str, Any]]:
+        yield from CHUNKS[:2]
+        raise ConnectionResetError("peer went away")
+
+    with testing.capture() as events:
+        stream = llmflow.llm_stream_call_execute_sync(
+            "a", request(), provider, response_codec=CODEC
+        )
+        next(stream)
+        rest = stream.uncollected()
+        next(rest)
+        rest.close()  # as a consumer breaking out of the relay
+        rest.close()
+        stream.close()
+        stream = llmflow.llm_stream_call_execute_sync("b", request(), failing, response_codec=CODEC)
+        next(stream)
+        with pytest.raises(ConnectionResetError):
+            list(stream.uncollected())
+    assert closed == ["closed"]
+    a, b = ends(events)
+    assert a.metadata["cancelled"] is True
+    assert b.metadata["exception.type"] == "ConnectionResetError"

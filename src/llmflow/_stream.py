@@ -304,6 +304,31 @@ class LlmStream(_StreamState, AsyncIterator[Json]):
             raise
         return chunk
 
+    async def uncollected(self) -> AsyncIterator[Json]:
+        """The remaining chunks, without the collector; ends the call as ``async for`` would.
+
+        For a caller that folds each chunk itself (the HTTP transport's raw
+        relay): one async generator step per chunk instead of a ``__anext__``
+        call. Closing it early leaves the ending to :meth:`aclose` (or the
+        finalizer), as breaking out of ``async for`` does.
+        """
+        if self.done:
+            return
+        inner = self._inner
+        if inner is None:  # not opened yet: the usual path opens it
+            async for chunk in self:
+                yield chunk
+            return
+        try:
+            async for chunk in inner:
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            self._finish(exc, None)
+            raise
+        self._finish(None, None)
+
     async def aclose(self) -> None:
         """Stop early: close the provider stream and emit the end event (once)."""
         if self.done:
@@ -408,6 +433,32 @@ class LlmStreamSync(_StreamState, Iterator[Json]):
                 self._finish(exc, None)
             raise
         return chunk
+
+    def uncollected(self) -> Iterator[Json]:
+        """The remaining chunks, without the collector; ends the call as iterating would.
+
+        For a caller that folds each chunk itself (the HTTP transport's raw
+        relay): a generator step per chunk instead of a ``__next__`` call.
+        Closing it early is :meth:`close`, as for this iterator under ``yield from``.
+        """
+        if self.done:
+            return
+        inner = self._inner
+        if inner is None:  # not opened yet: the usual path opens it
+            yield from self
+            return
+        try:
+            # Not ``yield from``: closing must close the provider through close(), as
+            # for this iterator, not by closing ``inner`` first.
+            for chunk in inner:  # noqa: UP028
+                yield chunk
+        except GeneratorExit:
+            self.close()
+            raise
+        except BaseException as exc:
+            self._finish(exc, None)
+            raise
+        self._finish(None, None)
 
     def close(self) -> None:
         """Stop early: close the provider iterator and emit the end event (once)."""

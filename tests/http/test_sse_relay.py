@@ -130,3 +130,27 @@ def test_the_async_raw_relay_relays_the_same_bytes_and_fold() -> None:
     assert received == STREAM
     _, end = only_pair(events)
     assert end.data["choices"][0]["message"]["content"] == "Hello!"
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
+def test_a_read_cut_at_any_byte_gives_the_same_bytes_and_record(line_end: bytes) -> None:
+    stream = STREAM.replace(b"\n", line_end)
+    intercepts.register_llm_stream_execution("identity", 0, _identity)
+    try:
+        _, expected, expected_failures = _received([stream])  # the parse-as-they-come path
+    finally:
+        intercepts.deregister_llm_stream_execution("identity")
+    assert expected["choices"][0]["message"]["content"] == "Hello!"
+    for cut in range(1, len(stream)):
+        parts, data, failures = _received([stream[:cut], stream[cut:]])
+        assert b"".join(parts) == stream
+        assert (data, failures) == (expected, expected_failures), cut
+
+
+def test_the_usual_read_reaches_the_sdk_as_the_same_bytes_object() -> None:
+    reads = [bytes(frame) for frame in FRAMES]  # fresh objects: identity means no copy
+    parts, _, _ = _received(reads)
+    assert parts[0] == reads[0] + reads[1]  # the keep-alive goes out with the first chunk
+    assert parts[1] is reads[2]
+    assert parts[2] == reads[3] + reads[4]  # the malformed frame goes out with the next chunk
+    assert parts[3] is reads[5]

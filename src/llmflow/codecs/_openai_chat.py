@@ -567,8 +567,11 @@ class OpenAIChatStreamAccumulator:
         if choices:
             if type(choices) is not list:
                 raise fail("chunk.choices", "an array", choices)
-            for position, raw in enumerate(choices):
-                self._collect_choice(raw, position)
+            if len(choices) == 1:  # the usual chunk: no enumerate
+                self._collect_choice(choices[0], 0)
+            else:
+                for position, raw in enumerate(choices):
+                    self._collect_choice(raw, position)
         usage = data.get("usage")
         if usage is not None:
             self._usage = usage
@@ -580,8 +583,9 @@ class OpenAIChatStreamAccumulator:
         index = raw.get("index", 0)
         if type(index) is not int:
             raise fail(f"chunk.choices[{position}].index", "an integer", index)
-        state = self._choices.get(index)
-        if state is None:
+        try:
+            state = self._choices[index]
+        except KeyError:
             state = self._choices[index] = _Choice()
         delta = raw.get("delta")
         if delta:
@@ -595,7 +599,7 @@ class OpenAIChatStreamAccumulator:
                     state.content = [text]
                 else:
                     state.content.append(text)
-            if len(delta) > 1 or text is None:  # more than the usual text fragment
+            if text is None or len(delta) > 1:  # more than the usual text fragment
                 self._collect_delta(state, delta, position)
         finish = raw.get("finish_reason")
         if finish is not None:

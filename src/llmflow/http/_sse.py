@@ -1,6 +1,6 @@
 """Server-sent events: split a byte stream into whole events, keeping each event's bytes.
 
-The transports forward the provider's bytes unchanged, one whole event at a
+The transports forward the provider's bytes unchanged, whole events at a
 time, and read each event's ``data`` for the codec; nothing is re-encoded
 unless a stream intercept replaced the chunk.
 """
@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["SseSplitter", "encode_event", "one_event"]
+__all__ = ["SseSplitter", "encode_event"]
 
 _BOUNDARY: Final = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _LINE: Final = re.compile(rb"\r\n|\n|\r")
@@ -22,9 +22,10 @@ class SseSplitter:
     """Feed bytes, get whole events as ``(raw_bytes, data)`` pairs.
 
     ``data`` is the event's joined ``data:`` lines as bytes, or ``None`` for
-    an event without data (a comment, a keep-alive). Bytes after the last
-    complete event wait for the next feed (in ``buffer``); :meth:`rest` returns
-    them at the end.
+    an event without data (a comment, a keep-alive). An event ends at the
+    first ``\\r\\n\\r\\n``, ``\\n\\n`` or ``\\r\\r``. Bytes after the last
+    complete event wait for the next feed (in ``buffer``); :meth:`rest`
+    returns them at the end.
     """
 
     __slots__ = ("buffer",)
@@ -33,15 +34,20 @@ class SseSplitter:
         self.buffer = b""
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes | None]]:
-        if not self.buffer and chunk.startswith(b"data: ") and one_event(chunk):
-            return [(chunk, chunk[6:-2])]  # one one-line event per chunk: how providers flush
         buffer = self.buffer + chunk if self.buffer else chunk
         events: list[tuple[bytes, bytes | None]] = []
         start = 0
-        while (found := _BOUNDARY.search(buffer, start)) is not None:
-            end = found.end()
-            events.append((buffer[start:end], _data_of(buffer[start : found.start()])))
-            start = end
+        if b"\r" in buffer:
+            while (found := _BOUNDARY.search(buffer, start)) is not None:
+                end = found.end()
+                events.append((buffer[start:end], _data_of(buffer[start : found.start()])))
+                start = end
+        else:  # the usual "\n" line ends: the only boundary is "\n\n"; no regex
+            find = buffer.find
+            while (end := find(b"\n\n", start)) != -1:
+                block = buffer[start:end]
+                events.append((buffer[start : end + 2], _lf_data_of(block)))
+                start = end + 2
         self.buffer = buffer[start:]
         return events
 
@@ -51,13 +57,16 @@ class SseSplitter:
         return rest
 
 
-def one_event(chunk: bytes) -> bool:
-    """Whether ``chunk`` (starting with a field) is exactly one one-line event ending ``\\n\\n``."""
-    return (
-        chunk.endswith(b"\n\n")
-        and chunk.find(b"\n", 0, len(chunk) - 2) == -1
-        and b"\r" not in chunk
-    )
+def _lf_data_of(block: bytes) -> bytes | None:
+    """:func:`_data_of` of a block without ``\\r``, reading the two usual shapes directly."""
+    if block.startswith(b"data: "):
+        if b"\n" not in block:
+            return block[6:]  # one data line
+    elif block.startswith(b"event: "):
+        line = block.find(b"\n") + 1  # an event line, then one data line (named events)
+        if line and block.startswith(b"data: ", line) and block.find(b"\n", line) == -1:
+            return block[line + 6 :]
+    return _data_of(block)
 
 
 def _data_of(block: bytes) -> bytes | None:

@@ -31,7 +31,7 @@ from llmflow.http._exchange import (
     parse_body,
 )
 from llmflow.http._routes import DEFAULT_ROUTES, Route, match_route
-from llmflow.http._sse import SseSplitter, one_event
+from llmflow.http._sse import SseSplitter
 
 __all__ = ["AsyncTransport", "Transport"]
 
@@ -77,17 +77,18 @@ class _ChunkReader:
     :meth:`feed` yields parsed chunks for the stream pipeline: before a chunk is
     yielded, ``exchange.own``/``own_raw`` are set to it and its bytes. :meth:`feed_raw`
     is the path when no stream intercept needs chunks: it folds each chunk into the
-    codec itself and yields the provider's bytes of each complete event, which the
-    relay passes to the SDK unchanged. In both, an event that is no chunk (``SKIP``)
-    goes out with the next one.
+    codec itself and returns the provider's bytes of the complete events of a read,
+    which the relay passes to the SDK unchanged. In both, an event that is no chunk
+    (``SKIP``) goes out with the next one.
     """
 
-    __slots__ = ("_exchange", "_pending", "_splitter")
+    __slots__ = ("_exchange", "_fold", "_pending", "_splitter")
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
         self._splitter = SseSplitter()
         self._pending = b""
+        self._fold = exchange.fold
 
     def feed(self, part: bytes) -> Iterator[Json]:
         exchange = self._exchange
@@ -101,34 +102,41 @@ class _ChunkReader:
             self._pending = b""
             yield chunk
 
-    def feed_raw(self, part: bytes) -> Iterator[bytes]:
-        exchange = self._exchange
-        splitter = self._splitter
-        if not splitter.buffer and part.startswith(b"data: {") and one_event(part):
-            # the usual read, one whole one-line event: no split
+    def feed_raw(self, part: bytes) -> bytes:
+        """Fold the chunks of the events ``part`` completes; return their bytes (maybe ``b""``).
+
+        The usual read, one whole one-line ``data: {...}`` event, is returned
+        as the same object after one parse and one fold: no split, no copy.
+        """
+        if part[:7] == b"data: {" and part[-2:] == b"\n\n" and not self._splitter.buffer:
+            data = part[6:-2]
+            if 10 in data or 13 in data:  # more than one line: the splitter reads it
+                return self._feed_events(part)
             try:  # starts with "{": neither a comment nor [DONE]
-                chunk = loads(part[6:-2])
+                chunk = loads(data)
             except JSONDecodeError:  # counted, sent with the next chunk
-                exchange.chunk_of(part[6:-2])
+                self._exchange.chunk_of(data)
                 self._pending += part
-                return
-            exchange.fold(chunk)
-            yield self._with_pending(part)
-            return
-        for raw, data in splitter.feed(part):
-            chunk = exchange.chunk_of(data)
+                return b""
+            self._fold(chunk)
+            if self._pending:
+                part, self._pending = self._pending + part, b""
+            return part
+        return self._feed_events(part)
+
+    def _feed_events(self, part: bytes) -> bytes:
+        relayed: list[bytes] = []
+        for raw, data in self._splitter.feed(part):
+            chunk = self._exchange.chunk_of(data)
             if chunk is SKIP:
                 self._pending += raw
                 continue
-            exchange.fold(chunk)
-            yield self._with_pending(raw)
-
-    def _with_pending(self, raw: bytes) -> bytes:
-        pending = self._pending
-        if not pending:
-            return raw
-        self._pending = b""
-        return pending + raw
+            self._fold(chunk)
+            if self._pending:
+                relayed.append(self._pending)
+                self._pending = b""
+            relayed.append(raw)
+        return relayed[0] if len(relayed) == 1 else b"".join(relayed)
 
     def finish(self) -> None:
         """At the end of the body: what follows the last chunk becomes the exchange's tail."""
@@ -251,11 +259,17 @@ class Transport(httpx2.BaseTransport):
         stream = cast(httpx2.SyncByteStream, response.stream)
         reader = _ChunkReader(exchange)
         try:
-            # Without a stream intercept the SDK gets the provider's bytes of each event
-            # as it completes and only the codec's fold reads the parsed chunk.
-            feed = reader.feed_raw if exchange.use_raw() else reader.feed
-            for part in stream:
-                yield from feed(part)
+            if exchange.use_raw():
+                # Without a stream intercept the SDK gets the provider's bytes of the
+                # events of each read as they complete; only the codec's fold reads
+                # the parsed chunks.
+                feed_raw = reader.feed_raw
+                for part in stream:
+                    if relayed := feed_raw(part):
+                        yield relayed
+            else:
+                for part in stream:
+                    yield from reader.feed(part)
             reader.finish()
         finally:
             stream.close()
@@ -288,9 +302,9 @@ class _SyncRelay(httpx2.SyncByteStream):
         exchange = self._exchange
         if self._first is not _END:
             first, self._first = self._first, _END
-            if exchange.raw:  # the items are the provider's bytes already
+            if exchange.raw:  # the items are the provider's bytes, folded already
                 yield first
-                yield from self._stream
+                yield from self._stream.uncollected()
             else:
                 yield exchange.frame(first)
                 for chunk in self._stream:
@@ -398,10 +412,15 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
         stream = cast(httpx2.AsyncByteStream, response.stream)
         reader = _ChunkReader(exchange)
         try:
-            feed = reader.feed_raw if exchange.use_raw() else reader.feed
-            async for part in stream:
-                for item in feed(part):
-                    yield item
+            if exchange.use_raw():
+                feed_raw = reader.feed_raw
+                async for part in stream:
+                    if relayed := feed_raw(part):
+                        yield relayed
+            else:
+                async for part in stream:
+                    for chunk in reader.feed(part):
+                        yield chunk
             reader.finish()
         finally:
             await stream.aclose()
@@ -434,9 +453,9 @@ class _AsyncRelay(httpx2.AsyncByteStream):
         exchange = self._exchange
         if self._first is not _END:
             first, self._first = self._first, _END
-            if exchange.raw:  # the items are the provider's bytes already
+            if exchange.raw:  # the items are the provider's bytes, folded already
                 yield first
-                async for chunk in self._stream:
+                async for chunk in self._stream.uncollected():
                     yield chunk
             else:
                 yield exchange.frame(first)

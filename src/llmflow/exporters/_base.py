@@ -64,8 +64,9 @@ class LineExporter(Exporter, Protocol):
 
     The runtime only calls :meth:`export_lines` (on the exporter's worker when
     it is a background exporter). While every exporter of a runtime is a line
-    exporter and no subscriber, event sanitizer or metadata injector is
-    registered, the emitting thread queues lines and no event object is built.
+    exporter and no subscriber, event sanitizer or undeclared metadata injector
+    is registered, the emitting thread queues lines and builds no event object
+    (only the events a declared injector selects).
     It returns how many of ``lines`` were exported (the rest count as failed;
     a short count is recorded as a failure), or ``None`` for all of them.
     """

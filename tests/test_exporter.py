@@ -376,9 +376,8 @@ def test_a_consumer_added_later_gets_later_events_and_the_file_gets_all(
     ]
 
 
-def test_events_are_queued_as_lines_only_while_line_exporters_alone_consume_them(
-    tmp_path: Path, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _spy_on_queue(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What ``runtime`` queues from now on: ``"event"`` or ``"line"`` per item."""
     queued: list[str] = []
     original = runtime.emit
 
@@ -387,6 +386,13 @@ def test_events_are_queued_as_lines_only_while_line_exporters_alone_consume_them
         original(item)  # type: ignore[arg-type]
 
     monkeypatch.setattr(runtime, "emit", spy)
+    return queued
+
+
+def test_events_are_queued_as_lines_only_while_line_exporters_alone_consume_them(
+    tmp_path: Path, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued = _spy_on_queue(runtime, monkeypatch)
 
     class EventsOnly:
         def __init__(self) -> None:
@@ -444,14 +450,7 @@ def _tag_llm_ends(seen: list[str]) -> Callable[[Event], dict[str, object] | None
 def test_an_injector_that_declares_its_events_sees_only_those_and_the_rest_stay_lines(
     tmp_path: Path, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    queued: list[str] = []
-    original = runtime.emit
-
-    def spy(item: object) -> None:
-        queued.append("event" if isinstance(item, Event) else "line")
-        original(item)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(runtime, "emit", spy)
+    queued = _spy_on_queue(runtime, monkeypatch)
     AtofFileExporter(tmp_path / "a.jsonl").register()
     seen: list[str] = []
     llmflow.events.register_metadata_injector(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os as _os
 import types as _pytypes
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
 
 from . import credentials, events, exporters, guardrails, intercepts, subscribers, testing
 from ._context import propagate
@@ -29,6 +28,7 @@ from ._errors import (
 )
 from ._event import Event
 from ._families import RequestContext, SanitizeContext
+from ._lazy import lazy_getattr as _lazy_getattr
 from ._llm import (
     CreateLlmHandleParams,
     EndLlmHandleParams,
@@ -75,16 +75,9 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    # llmflow.http, llmflow.instrument and llmflow.middleware load httpx2, the codecs and
-    # the price table: only on first use, so `import llmflow` stays cheap.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llmflow' has no attribute {name!r}")
-    import importlib
-
-    loaded = importlib.import_module(module)
-    return getattr(loaded, name) if name == "instrument" else loaded
+# llmflow.http, llmflow.instrument and llmflow.middleware load httpx2, the codecs and
+# the price table: only on first use, so `import llmflow` stays cheap.
+__getattr__ = _lazy_getattr(__name__, globals(), _LAZY)
 
 
 def flush(timeout: float | None = None) -> bool:

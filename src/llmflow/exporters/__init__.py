@@ -10,10 +10,10 @@ need the ``otel`` and ``parquet`` extras).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from llmflow._event import LineParts
+from llmflow._lazy import lazy_getattr
 from llmflow.exporters._base import (
     BaseExporter,
     Exporter,
@@ -50,10 +50,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llmflow.exporters' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)

@@ -353,6 +353,67 @@ def test_a_log_split_among_processes_counts_what_one_process_counts(
     assert split_logs.problems == serial_logs.problems
 
 
+def test_a_second_start_after_the_cut_is_counted_as_one_process_counts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A span left open by the first part and started again in the second (a damaged log).
+
+    A worker cannot know the first start; the split result must still be the
+    single-process one: the second start reported and skipped, the end closing
+    the first start.
+    """
+    uuid = "01900000-0000-7000-8000-0000000000aa"
+
+    def scope(phase: str, us: int) -> bytes:
+        event = {
+            "kind": "scope",
+            "atof_version": "0.1",
+            "uuid": uuid,
+            "parent_uuid": None,
+            "timestamp": us,
+            "name": "chat",
+            "scope_category": phase,
+            "category": "llm",
+            "attributes": [],
+            "category_profile": {"model_name": "m1"},
+            "data": None,
+            "data_schema": None,
+            "metadata": None,
+        }
+        return _line(event, "llmflow")
+
+    filler = [
+        _line(
+            {
+                "kind": "mark",
+                "atof_version": "0.1",
+                "uuid": f"01900000-0000-7000-8000-{index:012x}",
+                "parent_uuid": None,
+                "timestamp": T0 + index,
+                "name": "tick",
+                "category": None,
+                "data": None,
+                "metadata": None,
+            },
+            "llmflow",
+        )
+        for index in range(300)
+    ]
+    # The cut (the middle byte) falls in the first filler: the second start and the
+    # end are in the second part.
+    lines = [scope("start", T0), *filler, scope("start", T0 + 500), scope("end", T0 + 900)]
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"".join([*lines, *filler[:100]]))
+    monkeypatch.setattr(stats_module, "_PARALLEL_MIN_BYTES", 0)
+    serial_logs, split_logs = _Recording(path), _Recording(path)
+    serial = compute_stats(serial_logs, ["model"], jobs=1).to_dict()
+    split = compute_stats(split_logs, ["model"], jobs=2).to_dict()
+    assert serial_logs.seen == [(302, f"second start for uuid {uuid}; ignored", False)]
+    assert split == serial
+    assert split_logs.seen == serial_logs.seen
+    assert serial["open_spans"] == 0
+
+
 def test_every_kind_of_damage_at_once(tmp_path: Path) -> None:
     """Each damaged line of DAMAGE in one log: both paths skip and report the same lines."""
     damage = DAMAGED_LINES

@@ -28,11 +28,13 @@ import re
 import sys
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
+from zlib import crc32
 
 import orjson
 
@@ -210,6 +212,7 @@ class _Counter:
         source: str,
         *,
         orphan_ends: list[Record] | None = None,
+        record_starts: bool = False,
     ) -> None:
         self.result = StatsResult({dimension: {} for dimension in by})
         self.since_us = since_us
@@ -219,6 +222,10 @@ class _Counter:
         self.blank_tail = 0
         """How many blank lines ended what :meth:`feed` read last."""
         self.open: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        self.started: array[int] | None = None
+        """With ``record_starts``: the CRC-32 of each uuid started (``_count_in_parallel``)."""
+        if record_starts:
+            self.started = array("I")
         groups = self.result.groups
         self._model, self._provider = groups.get("model"), groups.get("provider")
         self._name, self._tool = groups.get("name"), groups.get("tool")
@@ -242,6 +249,8 @@ class _Counter:
             self._problem(line, f"second start for uuid {uuid}; ignored")
         else:
             self.open[uuid] = (when, line, event)
+            if self.started is not None:
+                self.started.append(crc32(uuid.encode()))
 
     def _problem(self, line: int, message: str) -> None:
         self.report(ReadProblem(self.source, line, message))
@@ -257,6 +266,7 @@ class _Counter:
         loads, decode_error, decode = orjson.loads, orjson.JSONDecodeError, decode_line
         seconds, second_of = SECONDS, second_us
         opened = self.open
+        started = self.started
         pop, ended, add = opened.pop, self.ended, self.add
         result, report, source = self.result, self.report, self.source
         blank_start = blank_end = -1
@@ -302,6 +312,8 @@ class _Counter:
                                     continue
                             elif phase == "start" and uuid not in opened:
                                 opened[uuid] = (second + int(micro), number, event)
+                                if started is not None:
+                                    started.append(crc32(uuid.encode()))
                                 continue
                         elif kind == "mark":
                             result.marks += 1
@@ -389,6 +401,8 @@ class _Part:
     open_starts: list[Record]
     orphan_ends: list[Record]
     blank_tail: int
+    started: array[int]
+    """Sorted CRC-32s of the uuids this part started (4 bytes a span)."""
 
 
 class _Range(io.RawIOBase):
@@ -436,12 +450,34 @@ def _count_part(path: str, begin: int, end: int, by: Sequence[str], since: int |
     """Worker: read the lines starting in ``[begin, end)``; numbers are relative to ``begin``."""
     problems: list[ReadProblem] = []
     orphans: list[Record] = []
-    counter = _Counter(by, since, problems.append, path, orphan_ends=orphans)
+    counter = _Counter(by, since, problems.append, path, orphan_ends=orphans, record_starts=True)
     with _no_cycle_collection(), io.BufferedReader(_Range(path, begin, end), 1 << 20) as handle:
         number = counter.feed(handle)
+    started = counter.started if counter.started is not None else array("I")
     return _Part(
-        counter.result, number, problems, counter.open_records(), orphans, counter.blank_tail
+        counter.result,
+        number,
+        problems,
+        counter.open_records(),
+        orphans,
+        counter.blank_tail,
+        array("I", sorted(started)),
     )
+
+
+def _restarts(open_uuids: Iterable[str], started: array[int]) -> bool:
+    """Whether a part may start again a span still open before it (a damaged log).
+
+    A worker cannot know which spans earlier parts left open, so it would join
+    such a second start with its end where one process reports it and closes the
+    first. Tested by hash: a collision only costs a needless serial re-read.
+    """
+    for uuid in open_uuids:
+        key = crc32(uuid.encode())
+        at = bisect_left(started, key)
+        if at < len(started) and started[at] == key:
+            return True
+    return False
 
 
 def _boundaries(path: str, parts: int) -> list[int]:
@@ -473,13 +509,16 @@ def _splittable(path: str, jobs: int) -> bool:
 
 def _count_in_parallel(
     logs: LogInput, path: str, by: Sequence[str], since: int | None, jobs: int
-) -> tuple[_Counter, int]:
+) -> tuple[_Counter, int] | None:
     """Count a large plain file in ``jobs`` processes, one byte range each.
 
     A span whose start and end fall in different ranges comes back as an open
     start from one worker and an orphan end from a later one; they are joined
-    here, in file order, so the result equals the single-process one.
-    Returns the counter (its open spans not yet closed) and the file's lines.
+    here, in file order, so the result equals the single-process one. Returns
+    the counter (its open spans not yet closed) and the file's lines, or
+    ``None`` (nothing reported yet) when a part may start again a span left
+    open before it: only one process reading in order counts that as the
+    single-process reader does.
     """
     offsets = _boundaries(path, jobs)
     ranges = list(itertools.pairwise(offsets))
@@ -491,11 +530,14 @@ def _count_in_parallel(
         ]
         parts = [_count_part(path, *ranges[0], by, since)]
         parts.extend(future.result() for future in futures)
-    counter = _Counter(by, since, logs.report, path)
+    reports: list[ReadProblem] = []
+    counter = _Counter(by, since, reports.append, path)
     shift = 0
     for part in parts:
+        if counter.open and _restarts(counter.open, part.started):
+            return None
         for problem in part.problems:
-            logs.report(
+            reports.append(
                 ReadProblem(problem.source, problem.line + shift, problem.message, problem.cut_off)
             )
         counter.merge(part.result)
@@ -504,6 +546,9 @@ def _count_in_parallel(
         for line, when, event in part.open_starts:
             counter.add((line + shift, when, event))
         shift += part.lines
+    for problem in reports:
+        logs.report(problem)
+    counter.report = logs.report
     return counter, shift - (parts[-1].blank_tail if parts else 0)
 
 
@@ -521,8 +566,11 @@ def compute_stats(
     """
     total: _Counter | None = None
     for path in logs.paths:
-        if _splittable(path, jobs):
-            counter, lines = _count_in_parallel(logs, path, by, since_us, jobs)
+        counted = (
+            _count_in_parallel(logs, path, by, since_us, jobs) if _splittable(path, jobs) else None
+        )
+        if counted is not None:
+            counter, lines = counted
         else:
             counter = _Counter(by, since_us, logs.report, source_name(path))
             with _no_cycle_collection(), logs.reading(path) as handle:

@@ -40,7 +40,7 @@ from llmflow.exporters import (
     ParquetExporter,
 )
 from llmflow.exporters.otel import _SpanBuilder
-from llmflow.exporters.parquet import PARQUET_COLUMNS, _Rows, _piece_table
+from llmflow.exporters.parquet import PARQUET_COLUMNS, _piece_table, _Rows
 from llmflow.middleware import CostRecorder
 from llmflow.testing import capture
 

@@ -602,7 +602,9 @@ def _joined_columns(parsed: pa.Table, joined: Sequence[tuple[int, int]]) -> pa.T
 def _piece_table(piece: Piece) -> pa.Table:
     """A piece of :meth:`_Rows.take` as a table of the file schema (lists are converted)."""
     pa, _ = _pyarrow()
-    return pa.Table.from_pydict(piece, schema=parquet_schema()) if isinstance(piece, dict) else piece
+    if isinstance(piece, dict):
+        return pa.Table.from_pydict(piece, schema=parquet_schema())
+    return piece
 
 
 def _day(days_since_epoch: int) -> str:

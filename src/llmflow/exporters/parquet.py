@@ -198,31 +198,12 @@ class _Rows:
         pa, _ = _pyarrow()
         import pyarrow.compute as pc
 
-        phases = table.column("scope_category").to_pylist()
         uuids = table.column("uuid").to_pylist()
         stamps = table.column("timestamp_us").to_pylist()
-        opened, limit = self.open, self.max_open_spans
-        here: dict[str, tuple[_Start, int]] = {}  # this batch's starts: entry, row
-        joined: list[tuple[int, int]] = []  # (start row, end row) within this batch
-        others: list[tuple[int, _Start | None]] = []  # any other end, with its start
-        for row in paced(range(len(lines))):
-            phase = phases[row]
-            if phase == "start":
-                head, _, tail = lines[row]
-                uuid = uuids[row]
-                opened[uuid] = begun = (stamps[row], (head, tail))
-                here[uuid] = (begun, row)
-                if len(opened) > limit:
-                    opened.popitem(last=False)
-                    self.unjoined += 1
-            elif phase == "end":
-                uuid = uuids[row]
-                entry = opened.pop(uuid, None)
-                mine = here.get(uuid)
-                if entry is not None and mine is not None and mine[0] is entry:
-                    joined.append((mine[1], row))
-                else:
-                    others.append((row, entry))
+        matched = self._match_columnar(table, uuids, stamps, lines)
+        if matched is None:
+            matched = self._match(table.column("scope_category").to_pylist(), uuids, stamps, lines)
+        joined, others = matched
         if joined:
             metadata = table.column("metadata").take(
                 pa.array([row for _, row in joined], pa.int64())
@@ -282,6 +263,86 @@ class _Rows:
             ):
                 columns[name][row] = value
         return columns
+
+    def _match(
+        self, phases: list[Any], uuids: list[Any], stamps: list[Any], lines: Sequence[LineParts]
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, _Start | None]]]:
+        """Keep the open spans line by line (as :meth:`add`); which end has which start.
+
+        Returns ``(start row, end row)`` of the ends joined within the batch, and
+        ``(end row, its open span or None)`` of every other end.
+        """
+        opened, limit = self.open, self.max_open_spans
+        here: dict[str, tuple[_Start, int]] = {}  # this batch's starts: entry, row
+        joined: list[tuple[int, int]] = []
+        others: list[tuple[int, _Start | None]] = []
+        for row in paced(range(len(lines))):
+            phase = phases[row]
+            if phase == "start":
+                head, _, tail = lines[row]
+                uuid = uuids[row]
+                opened[uuid] = begun = (stamps[row], (head, tail))
+                here[uuid] = (begun, row)
+                if len(opened) > limit:
+                    opened.popitem(last=False)
+                    self.unjoined += 1
+            elif phase == "end":
+                uuid = uuids[row]
+                entry = opened.pop(uuid, None)
+                mine = here.get(uuid)
+                if entry is not None and mine is not None and mine[0] is entry:
+                    joined.append((mine[1], row))
+                else:
+                    others.append((row, entry))
+        return joined, others
+
+    def _match_columnar(
+        self, table: pa.Table, uuids: list[Any], stamps: list[Any], lines: Sequence[LineParts]
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, _Start | None]]] | None:
+        """:meth:`_match` in pyarrow for the usual batch, ``None`` (nothing changed) otherwise.
+
+        Usual: the batch's starts and its ends have distinct uuids, no start's
+        uuid is already open, and no start has to be forgotten. Then an end
+        joins the start of the batch with its uuid if that comes first, the
+        starts left open are added in order, and only the other ends (and
+        those starts) are handled in Python.
+        """
+        pa, _ = _pyarrow()
+        import pyarrow.compute as pc
+
+        opened, no = self.open, pa.scalar(False, pa.bool_())
+        phase = table.column("scope_category")
+        is_start = pc.fill_null(pc.equal(phase, pa.scalar("start", pa.string())), no)
+        is_end = pc.fill_null(pc.equal(phase, pa.scalar("end", pa.string())), no)
+        start_rows, end_rows = pc.indices_nonzero(is_start), pc.indices_nonzero(is_end)
+        if len(opened) + len(start_rows) > self.max_open_spans:
+            return None
+        uuid = table.column("uuid")
+        start_uuids, end_uuids = uuid.take(start_rows), uuid.take(end_rows)
+        if (
+            pc.count_distinct(start_uuids).as_py() != len(start_rows)
+            or pc.count_distinct(end_uuids).as_py() != len(end_rows)
+            or (opened and not opened.keys().isdisjoint(start_uuids.to_pylist()))
+        ):
+            return None
+        start_of_end = start_rows.take(pc.index_in(end_uuids, value_set=start_uuids))
+        first = pc.fill_null(pc.less(start_of_end, end_rows), no)
+        joined = list(
+            zip(
+                pc.filter(start_of_end, first).to_pylist(),
+                pc.filter(end_rows, first).to_pylist(),
+                strict=True,
+            )
+        )
+        others = [
+            (row, opened.pop(uuids[row], None))
+            for row in pc.filter(end_rows, pc.invert(first)).to_pylist()
+        ]
+        ended = pc.is_in(start_uuids, value_set=pc.filter(end_uuids, first))
+        for row in pc.filter(start_rows, pc.invert(ended)).to_pylist():
+            head, _, tail = lines[row]
+            opened[uuids[row]] = (stamps[row], (head, tail))
+        return joined, others
 
     def add_line(self, parts: LineParts) -> None:
         """Add one event from its JSONL line: ``data`` is copied as JSON text, never parsed."""

@@ -104,7 +104,7 @@ _NULL = b"null"
 _DAY_US = 86_400_000_000
 _Start = tuple[int, "tuple[bytes, bytes] | dict[str, Any]"]
 """An open span: its start's epoch µs, and its line without ``data`` (or its wire fields)."""
-Piece = Any
+_Piece = Any
 """Rows for the writer: a ``pyarrow.Table``, or a ``dict`` of column lists (per-line path)."""
 
 # The layout of an llmflow JSONL line (llmflow._event.line) around ``data``: the head
@@ -173,7 +173,7 @@ class _Rows:
         self.max_open_spans = max_open_spans
         self.open: OrderedDict[str, _Start] = OrderedDict()
         self.unjoined = 0
-        self.pieces: list[Piece] = []
+        self.pieces: list[_Piece] = []
         self.rows = 0
         self._columns: dict[str, list[Any]] | None = None  # the per-line piece being filled
 
@@ -193,7 +193,7 @@ class _Rows:
         self.pieces.append(self._join(read[0], read[1], lines))
         self.rows += len(lines)
 
-    def _join(self, table: pa.Table, parsed: pa.Table, lines: Sequence[LineParts]) -> Piece:
+    def _join(self, table: pa.Table, parsed: pa.Table, lines: Sequence[LineParts]) -> _Piece:
         """``table`` plus the analysis columns, each end joined to its start."""
         pa, _ = _pyarrow()
         import pyarrow.compute as pc
@@ -402,7 +402,7 @@ class _Rows:
         for name, value in zip(_ANALYSIS_COLUMNS, row, strict=True):
             columns[name].append(value)
 
-    def take(self) -> list[Piece]:
+    def take(self) -> list[_Piece]:
         """Hand over the rows built so far (the open spans stay)."""
         taken = self.pieces
         self.pieces = []
@@ -660,7 +660,7 @@ def _joined_columns(parsed: pa.Table, joined: Sequence[tuple[int, int]]) -> pa.T
     return pa.table(columns, names=list(_ANALYSIS_COLUMNS))
 
 
-def _piece_table(piece: Piece) -> pa.Table:
+def _piece_table(piece: _Piece) -> pa.Table:
     """A piece of :meth:`_Rows.take` as a table of the file schema (lists are converted)."""
     pa, _ = _pyarrow()
     if isinstance(piece, dict):
@@ -711,7 +711,7 @@ class _RollingWriter:
     def rows_in_open_file(self) -> int:
         return self._rows_in_file
 
-    def write(self, piece: Piece) -> None:
+    def write(self, piece: _Piece) -> None:
         """Append rows (grouped by UTC day, rolling files as configured)."""
         pc = self._pc
         piece = _piece_table(piece)

@@ -604,60 +604,66 @@ def _joined_columns(parsed: pa.Table, joined: Sequence[tuple[int, int]]) -> pa.T
     """
     pa, _ = _pyarrow()
     import pyarrow.compute as pc
+    import pyarrow.dataset as ds
 
     text = pa.string()
     empty, no = pa.scalar("", text), pa.scalar(False, pa.bool_())
     start = parsed.take(pa.array([row for row, _ in joined], pa.int64()))
     end = parsed.take(pa.array([row for _, row in joined], pa.int64()))
+    # one table of (start, end) pairs, projected in one call: one release of the lock
+    pairs = pa.table(
+        start.columns + end.columns,
+        names=[f"start.{name}" for name in start.column_names]
+        + [f"end.{name}" for name in end.column_names],
+    )
 
-    def field(table: Any, column: str, *path: str) -> Any:
-        return pc.struct_field(table.column(column), list(path))
+    def field(side: str, column: str, *path: str) -> Any:
+        return pc.field(f"{side}.{column}", *path)
 
     def truthy(value: Any) -> Any:
-        return pc.fill_null(pc.not_equal(value, empty), no)
+        return pc.coalesce(pc.not_equal(value, empty), no)
 
-    def schema_provider(table: Any) -> Any:
-        name = field(table, "data_schema", "name")
-        found = pa.scalar(None, text)
+    def schema_provider(side: str) -> Any:
+        name = field(side, "data_schema", "name")
+        found: Any = pa.scalar(None, text)
         for provider in ("anthropic", "openai"):
-            named = pc.or_(
+            named = pc.or_kleene(
                 pc.equal(name, pa.scalar(provider, text)), pc.starts_with(name, provider + "/")
             )
-            found = pc.if_else(pc.fill_null(named, no), pa.scalar(provider, text), found)
+            found = pc.if_else(pc.coalesce(named, no), pa.scalar(provider, text), found)
         return found
 
-    response_model = field(end, "category_profile", "annotated_response", "model")
-    start_model = field(start, "category_profile", "model_name")
-    request_model = field(start, "category_profile", "annotated_request", "model")
-    model = pc.if_else(
-        truthy(response_model),
-        response_model,
-        pc.if_else(truthy(start_model), start_model, request_model),
-    )
-    provider = pc.coalesce(
-        field(end, "metadata", "provider.name"),
-        schema_provider(end),
-        field(start, "metadata", "provider.name"),
-        schema_provider(start),
-    )
-
     def merged(key: str) -> Any:
-        return pc.coalesce(field(end, "metadata", key), field(start, "metadata", key))
+        return pc.coalesce(field("end", "metadata", key), field("start", "metadata", key))
 
+    response_model = field("end", "category_profile", "annotated_response", "model")
+    start_model = field("start", "category_profile", "model_name")
+    request_model = field("start", "category_profile", "annotated_request", "model")
     error_type = merged("exception.type")
     usage = ("category_profile", "annotated_response", "usage")
-    columns = [
-        model,
-        provider,
+    expressions = [
+        pc.if_else(
+            truthy(response_model),
+            response_model,
+            pc.if_else(truthy(start_model), start_model, request_model),
+        ),
+        pc.coalesce(
+            field("end", "metadata", "provider.name"),
+            schema_provider("end"),
+            field("start", "metadata", "provider.name"),
+            schema_provider("start"),
+        ),
         pc.if_else(pc.is_null(error_type), pa.scalar("ok", text), pa.scalar("error", text)),
         error_type,
-        pc.cast(merged("http.status_code"), pa.int32()),
-        pc.subtract(end.column("timestamp_us"), start.column("timestamp_us")),
-        *(field(end, *usage, key) for key in _TOKEN_KEYS),
+        merged("http.status_code").cast(pa.int32()),
+        pc.subtract(field("end", "timestamp_us"), field("start", "timestamp_us")),
+        *(field("end", *usage, key) for key in _TOKEN_KEYS),
         merged("cost.usd"),
-        field(start, "category_profile", "tool_call_id"),
+        field("start", "category_profile", "tool_call_id"),
     ]
-    return pa.table(columns, names=list(_ANALYSIS_COLUMNS))
+    return ds.dataset(pairs).to_table(
+        columns=dict(zip(_ANALYSIS_COLUMNS, expressions, strict=True)), use_threads=False
+    )
 
 
 def _piece_table(piece: _Piece) -> pa.Table:

@@ -12,10 +12,12 @@ spans left open across batches and a small ``max_open_spans``.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -24,6 +26,7 @@ import llmflow
 from llmflow import LlmRequest, Runtime
 from llmflow._event import Event, LineParts
 from llmflow.codecs import OpenAIChatCodec
+from llmflow.exporters import ParquetExporter
 from llmflow.exporters.parquet import _columnar, _piece_table, _Rows, _wire_line
 from llmflow.testing import capture
 
@@ -312,3 +315,30 @@ def test_parsed_dicts_become_lines_with_the_same_rows(runtime: Runtime) -> None:
     rebuilt = [_wire_line(event) for event in dicts]
     assert _columnar(rebuilt) is not None
     assert _columnar_rows(rebuilt, [], 100)[0] == _per_line(lines, 100)[0]
+
+
+def test_a_batch_over_several_utc_days_goes_to_one_folder_per_day(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    day = 86_400_000_000
+    stamps = [T0 - 1, T0, T0 + day + 5, T0 + 3, -1]  # back to a day; one before 1970 (a dict)
+    with capture() as events:
+        for stamp in stamps[:-1]:
+            llmflow.mark("m", timestamp=stamp)
+    lines = [event.line_parts() for event in events]
+    lines.append(_wire_line({**orjson.loads(b"".join(lines[0])), "timestamp": -1}))
+    assert _columnar(lines[:-1]) is not None and _columnar(lines[-1:]) is None
+    exporter = ParquetExporter(tmp_path)
+    assert exporter.export_lines(lines[:-1]) == 4  # columnar, days out of order
+    assert exporter.export_lines(lines[-1:]) == 1  # before 1970: the per-line path
+    exporter.shutdown()
+    counts = {
+        folder.name: sum(pq.read_metadata(file).num_rows for file in folder.glob("*.parquet"))
+        for folder in tmp_path.iterdir()
+    }
+    assert counts == {
+        "date=1969-12-31": 1,
+        "date=2025-12-31": 1,
+        "date=2026-01-01": 2,
+        "date=2026-01-02": 1,
+    }

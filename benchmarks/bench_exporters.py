@@ -17,9 +17,15 @@
    ``runtime.flush()`` (every event delivered and exported).
 
 Throughput feeds each exporter ``export_lines`` with ready lines, as the
-runtime does.
+runtime does, and also reports the CPU time the exporter spent on the calling
+thread per event (``cpu_us_per_event``; pyarrow and zlib run there too).
 
-    python benchmarks/bench_exporters.py [--pairs N] [--runs N] [--json PATH]
+3. With ``--lock-split``, only this: ``ParquetExporter``'s CPU per event split
+   into the part that holds the interpreter lock and the part inside pyarrow
+   calls that release it (``pyarrow.json.read_json``, ``pyarrow.compute``,
+   ``ParquetWriter.write_table``, timed by wrapping them), on the same events.
+
+    python benchmarks/bench_exporters.py [--pairs N] [--runs N] [--json PATH] [--lock-split]
 
 The report is printed as a table on stderr and one JSON object on stdout.
 """
@@ -97,11 +103,13 @@ def _throughput(
     write = getattr(exporter, "export_lines", None)
     items: Sequence[Any] = lines if write is not None else events
     write = write or exporter.export
+    cpu_started = time.thread_time()
     started = time.perf_counter()
     for start in range(0, len(items), batch):
         write(items[start : start + batch])
     done = getattr(exporter, finish)(60.0) if finish == "flush" else exporter.flush()
     elapsed = time.perf_counter() - started
+    cpu = time.thread_time() - cpu_started
     stats = exporter.stats() if hasattr(exporter, "stats") else {}
     exporter.shutdown()
     return {
@@ -109,6 +117,7 @@ def _throughput(
         "events": len(events),
         "seconds": elapsed,
         "events_per_s": len(events) / elapsed,
+        "cpu_us_per_event": cpu / len(events) * 1e6,
         "flushed": done,
         "stats": stats,
     }
@@ -179,13 +188,88 @@ def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[s
     }
 
 
+def _lock_split(events: list[Event], runs: int, batch: int) -> dict[str, float]:
+    """``ParquetExporter``'s thread CPU per event: total, holding the lock, inside pyarrow."""
+    import functools
+
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    inside = [0.0, 0]  # seconds inside lock-releasing calls, nesting depth
+
+    def timed(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if inside[1]:
+                return function(*args, **kwargs)
+            inside[1] += 1
+            started = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                inside[0] += time.thread_time() - started
+                inside[1] -= 1
+
+        return wrapper
+
+    saved = {name: getattr(pc, name) for name in dir(pc) if not name.startswith("_")}
+    saved_read, saved_write = pj.read_json, pq.ParquetWriter.write_table
+    for name, value in saved.items():
+        if callable(value) and not isinstance(value, type) and name not in ("field", "scalar"):
+            setattr(pc, name, timed(value))
+    pj.read_json = timed(saved_read)  # type: ignore[assignment]
+    pq.ParquetWriter.write_table = timed(saved_write)  # type: ignore[method-assign]
+    lines = [event.line_parts() for event in events]
+    results: list[tuple[float, float]] = []
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            for run in range(runs + 1):  # the first run warms up
+                exporter = ParquetExporter(Path(scratch) / f"run{run}")
+                inside[0] = 0.0
+                started = time.thread_time()
+                for start in range(0, len(lines), batch):
+                    exporter.export_lines(lines[start : start + batch])
+                exporter.flush()
+                total = time.thread_time() - started
+                exporter.shutdown()
+                if run:
+                    results.append((total, inside[0]))
+    finally:
+        for name, value in saved.items():
+            setattr(pc, name, value)
+        pj.read_json = saved_read  # type: ignore[assignment]
+        pq.ParquetWriter.write_table = saved_write  # type: ignore[method-assign]
+    per_event = 1e6 / len(lines)
+    total = statistics.median(t for t, _ in results) * per_event
+    released = statistics.median(r for _, r in results) * per_event
+    return {
+        "parquet_cpu_us_per_event": total,
+        "parquet_lock_held_us_per_event": statistics.median(t - r for t, r in results) * per_event,
+        "parquet_lock_released_us_per_event": released,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--lock-split", action="store_true")
     options = parser.parse_args()
+    if options.lock_split:
+        setup = llmflow.Runtime()
+        previous = setup.install()
+        events = _pairs_as_events(options.pairs)
+        setup.shutdown()
+        if previous is not None and not previous.closed:
+            previous.install()
+        split = _lock_split(events, options.runs, 4_096)
+        for key, value in split.items():
+            _log(f"  {key:36} {value:>8.2f}")
+        print(json.dumps(split))
+        return 0
 
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
     assert receiver.stdout is not None
@@ -247,6 +331,8 @@ def main() -> int:
     for name in ("jsonl", "http", "parquet"):
         rates = [r["events_per_s"] for r in report["throughput"] if r["exporter"] == name]
         summary[f"throughput_{name}_events_per_s"] = statistics.median(rates)
+        cpus = [r["cpu_us_per_event"] for r in report["throughput"] if r["exporter"] == name]
+        summary[f"throughput_{name}_cpu_us_per_event"] = statistics.median(cpus)
     for name, runs in report["app_cost"].items():
         summary[f"app_{name}_emit_us"] = statistics.median(r["emit_us"] for r in runs)
         summary[f"app_{name}_cpu_us"] = statistics.median(r["cpu_us"] for r in runs)

@@ -40,7 +40,7 @@ from llmflow.exporters import (
     ParquetExporter,
 )
 from llmflow.exporters.otel import _SpanBuilder
-from llmflow.exporters.parquet import PARQUET_COLUMNS, _Rows
+from llmflow.exporters.parquet import PARQUET_COLUMNS, _piece_table, _Rows
 from llmflow.middleware import CostRecorder
 from llmflow.testing import capture
 
@@ -218,8 +218,12 @@ def _rows_both_ways(events: Sequence[Event]) -> tuple[_Rows, _Rows]:
     former, now = _Rows(max_open_spans=3), _Rows(max_open_spans=3)
     for event in events:
         _former_add_event(former, event)
-        now.add_line(event.line_parts())
+    now.add_lines([event.line_parts() for event in events])
     return former, now
+
+
+def _rows(rows: _Rows) -> list[dict[str, Any]]:
+    return [row for piece in rows.take() for row in _piece_table(piece).to_pylist()]
 
 
 JSON = st.recursive(
@@ -281,7 +285,7 @@ def test_parquet_rows_from_lines_equal_the_former_event_rows(
     former, now = _rows_both_ways(events)
     assert now.unjoined == former.unjoined
     assert list(now.open) == list(former.open)
-    assert now.take() == former.take()
+    assert _rows(now) == _rows(former)
 
 
 def test_parquet_rows_through_the_runtime_equal_the_former_event_rows(
@@ -313,15 +317,13 @@ def test_parquet_rows_through_the_runtime_equal_the_former_event_rows(
     former = _Rows(max_open_spans=100_000)
     for event in seen:
         _former_add_event(former, event)
-    expected, _ = former.take()
-    assert len(expected["uuid"]) == len(seen) == 15
+    expected = _rows(former)
+    assert len(expected) == len(seen) == 15
     by_uuid = {(r["uuid"], r["scope_category"]): r for r in got}
     columns = [name for name, _, _ in PARQUET_COLUMNS]
-    for index in range(len(seen)):
-        row = by_uuid[expected["uuid"][index], expected["scope_category"][index]]
-        assert {name: row[name] for name in columns} == {
-            name: expected[name][index] for name in columns
-        }
+    for row in expected:
+        stored = by_uuid[row["uuid"], row["scope_category"]]
+        assert {name: stored[name] for name in columns} == row
 
 
 # -- OpenTelemetryExporter: spans equal those of the former event path --------------------

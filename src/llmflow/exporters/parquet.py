@@ -11,11 +11,13 @@ also carry the span's analysis columns, read by :func:`llmflow.atof.span_facts`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -98,28 +100,255 @@ def _json_text(value: object) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-class _Rows:
-    """Columns under construction, and the open spans whose start an end is joined to.
+_NULL = b"null"
+_DAY_US = 86_400_000_000
+_Start = tuple[int, "tuple[bytes, bytes] | dict[str, Any]"]
+"""An open span: its start's epoch µs, and its line without ``data`` (or its wire fields)."""
+_Piece = Any
+"""Rows for the writer: a ``pyarrow.Table``, or a ``dict`` of column lists (per-line path)."""
 
-    At most ``max_open_spans`` starts are kept (without their ``data``); beyond
-    that the oldest is forgotten and counted (``unjoined``): its end still gets
-    the columns the end itself carries, but no ``duration_us``.
+# The layout of an llmflow JSONL line (llmflow._event.line) around ``data``: the head
+# ends with ``"data":``, the tail starts with ``data_schema``. Only batches whose lines
+# all have it take the columnar path, which keeps profile and metadata as their text.
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_HEAD_RE = (
+    rf'^\{{"kind":{_STRING},"atof_version":{_STRING},"uuid":{_STRING},'
+    rf'"parent_uuid":(?:null|{_STRING}),"timestamp":(?:{_STRING}|-?[0-9]+),"name":{_STRING}'
+    rf'(?:,"scope_category":(?:null|{_STRING}),'
+    rf'"attributes":(?:null|\[(?:{_STRING}(?:,{_STRING})*)?\]))?'
+    rf'(?:,"category":(?:null|{_STRING}))?(?:,"data":)?$'
+)
+"""A head up to ``category_profile`` (or, without one, up to ``data``)."""
+_SCHEMA_RE = rf'^,"data_schema":(?:null|\{{"name":{_STRING},"version":{_STRING}\}})$'
+_RFC3339_US = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
+_NULLED_RE = r'"(?:exception\.type|http\.status_code|cost\.usd)":null'
+"""An end's metadata setting one of these to null hides the start's value in span_facts."""
+
+
+def _end_columns(start: _Start | None, end: Mapping[str, Any], end_us: int) -> tuple[Any, ...]:
+    """The analysis columns of one end event by :func:`span_facts` (``start``: its open span)."""
+    if start is None:
+        facts = span_facts(end, None)
+    else:
+        start_us, source = start
+        if isinstance(source, tuple):
+            head, tail = source
+            source = orjson.loads(head + _NULL + tail)
+        facts = span_facts(source, end, duration_us=end_us - start_us)
+    cost = facts.cost_usd
+    return (
+        facts.model,
+        facts.provider,
+        "ok" if facts.ok else "error",
+        facts.error_type,
+        facts.status_code,
+        facts.duration_us,
+        facts.input_tokens,
+        facts.output_tokens,
+        facts.cached_tokens,
+        facts.reasoning_tokens,
+        None if cost is None else float(cost),
+        facts.tool_call_id,
+    )
+
+
+class _Rows:
+    """Rows under construction, and the open spans whose start an end is joined to.
+
+    :meth:`add_lines` builds a batch of llmflow lines column by column in
+    pyarrow (:func:`_columnar`: JSON reading, text cutting and casts run in C++
+    without the interpreter lock); Python only keeps the open spans. An end
+    whose start is in the same batch gets its analysis columns from
+    :func:`_joined_columns` (pyarrow compute), any other end from
+    :func:`_end_columns` (:func:`llmflow.atof.span_facts`); both agree (tested).
+    A batch pyarrow cannot read, or whose lines do not have llmflow's layout,
+    goes through :meth:`add_line`, the per-line path: same rows, same errors.
+
+    At most ``max_open_spans`` starts are kept (their line without ``data``);
+    beyond that the oldest is forgotten and counted (``unjoined``): its end
+    still gets the columns the end itself carries, but no ``duration_us``.
     """
 
     def __init__(self, max_open_spans: int) -> None:
         self.max_open_spans = max_open_spans
-        self.open: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.open: OrderedDict[str, _Start] = OrderedDict()
         self.unjoined = 0
-        self.columns: dict[str, list[Any]] = {name: [] for name, _, _ in PARQUET_COLUMNS}
-        self.dates: list[str] = []
+        self.pieces: list[_Piece] = []
+        self.rows = 0
+        self._columns: dict[str, list[Any]] | None = None  # the per-line piece being filled
 
     def __len__(self) -> int:
-        return len(self.dates)
+        return self.rows
+
+    def add_lines(self, lines: Sequence[LineParts]) -> None:
+        """Add one row per line: columnar when pyarrow reads the batch, else line by line."""
+        if not lines:
+            return
+        read = _columnar(lines)
+        if read is None:
+            for parts in paced(lines):
+                self.add_line(parts)
+            return
+        self._columns = None
+        self.pieces.append(self._join(read[0], read[1], lines))
+        self.rows += len(lines)
+
+    def _join(self, table: pa.Table, parsed: pa.Table, lines: Sequence[LineParts]) -> _Piece:
+        """``table`` plus the analysis columns, each end joined to its start."""
+        pa, _ = _pyarrow()
+        import pyarrow.compute as pc
+
+        uuids = table.column("uuid").to_pylist()
+        stamps = table.column("timestamp_us").to_pylist()
+        matched = self._match_columnar(table, uuids, stamps, lines)
+        if matched is None:
+            matched = self._match(table.column("scope_category").to_pylist(), uuids, stamps, lines)
+        joined, others = matched
+        if joined:
+            metadata = table.column("metadata").take(
+                pa.array([row for _, row in joined], pa.int64())
+            )
+            nulled = pc.match_substring_regex(metadata, _NULLED_RE)
+            if pc.any(nulled).as_py():
+                flags = nulled.to_pylist()
+                others += [
+                    (row, (stamps[start], (lines[start][0], lines[start][2])))
+                    for (start, row), flag in zip(joined, flags, strict=True)
+                    if flag
+                ]
+                joined = [pair for pair, flag in zip(joined, flags, strict=True) if not flag]
+        schema = parquet_schema()
+        loads = orjson.loads
+        computed = [
+            _end_columns(start, loads(lines[row][0] + _NULL + lines[row][2]), stamps[row])
+            for row, start in others
+        ]
+        try:
+            parts = [_joined_columns(parsed, joined)] if joined else []
+            if computed:
+                values = zip(*computed, strict=True)
+                parts.append(
+                    pa.table(
+                        [
+                            pa.array(column, schema.field(name).type)
+                            for name, column in zip(_ANALYSIS_COLUMNS, values, strict=True)
+                        ],
+                        names=list(_ANALYSIS_COLUMNS),
+                    )
+                )
+            if not parts:
+                return pa.Table.from_arrays(
+                    table.columns
+                    + [pa.nulls(len(lines), schema.field(n).type) for n in _ANALYSIS_COLUMNS],
+                    schema=schema,
+                )
+            positions: list[int | None] = [None] * len(lines)
+            for number, row in enumerate([row for _, row in joined] + [row for row, _ in others]):
+                positions[row] = number
+            analysis = pa.concat_tables(parts).take(pa.array(positions, pa.int64()))
+            return pa.Table.from_arrays(table.columns + analysis.columns, schema=schema)
+        except (pa.ArrowException, OverflowError):
+            pass
+        # a value the schema cannot hold (as the per-line path, the writer will refuse it)
+        columns = table.to_pydict()
+        for name in _ANALYSIS_COLUMNS:
+            columns[name] = [None] * len(lines)
+        every = others + [
+            (row, (stamps[start], (lines[start][0], lines[start][2]))) for start, row in joined
+        ]
+        for row, start in every:
+            end = loads(lines[row][0] + _NULL + lines[row][2])
+            for name, value in zip(
+                _ANALYSIS_COLUMNS, _end_columns(start, end, stamps[row]), strict=True
+            ):
+                columns[name][row] = value
+        return columns
+
+    def _match(
+        self, phases: list[Any], uuids: list[Any], stamps: list[Any], lines: Sequence[LineParts]
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, _Start | None]]]:
+        """Keep the open spans line by line (as :meth:`add`); which end has which start.
+
+        Returns ``(start row, end row)`` of the ends joined within the batch, and
+        ``(end row, its open span or None)`` of every other end.
+        """
+        opened, limit = self.open, self.max_open_spans
+        here: dict[str, tuple[_Start, int]] = {}  # this batch's starts: entry, row
+        joined: list[tuple[int, int]] = []
+        others: list[tuple[int, _Start | None]] = []
+        for row in paced(range(len(lines))):
+            phase = phases[row]
+            if phase == "start":
+                head, _, tail = lines[row]
+                uuid = uuids[row]
+                opened[uuid] = begun = (stamps[row], (head, tail))
+                here[uuid] = (begun, row)
+                if len(opened) > limit:
+                    opened.popitem(last=False)
+                    self.unjoined += 1
+            elif phase == "end":
+                uuid = uuids[row]
+                entry = opened.pop(uuid, None)
+                mine = here.get(uuid)
+                if entry is not None and mine is not None and mine[0] is entry:
+                    joined.append((mine[1], row))
+                else:
+                    others.append((row, entry))
+        return joined, others
+
+    def _match_columnar(
+        self, table: pa.Table, uuids: list[Any], stamps: list[Any], lines: Sequence[LineParts]
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, _Start | None]]] | None:
+        """:meth:`_match` in pyarrow for the usual batch, ``None`` (nothing changed) otherwise.
+
+        Usual: the batch's starts and its ends have distinct uuids, no start's
+        uuid is already open, and no start has to be forgotten. Then an end
+        joins the start of the batch with its uuid if that comes first, the
+        starts left open are added in order, and only the other ends (and
+        those starts) are handled in Python.
+        """
+        pa, _ = _pyarrow()
+        import pyarrow.compute as pc
+
+        opened, no = self.open, pa.scalar(False, pa.bool_())
+        phase = table.column("scope_category")
+        is_start = pc.fill_null(pc.equal(phase, pa.scalar("start", pa.string())), no)
+        is_end = pc.fill_null(pc.equal(phase, pa.scalar("end", pa.string())), no)
+        start_rows, end_rows = pc.indices_nonzero(is_start), pc.indices_nonzero(is_end)
+        if len(opened) + len(start_rows) > self.max_open_spans:
+            return None
+        uuid = table.column("uuid")
+        start_uuids, end_uuids = uuid.take(start_rows), uuid.take(end_rows)
+        if (
+            pc.count_distinct(start_uuids).as_py() != len(start_rows)
+            or pc.count_distinct(end_uuids).as_py() != len(end_rows)
+            or (opened and not opened.keys().isdisjoint(start_uuids.to_pylist()))
+        ):
+            return None
+        start_of_end = start_rows.take(pc.index_in(end_uuids, value_set=start_uuids))
+        first = pc.fill_null(pc.less(start_of_end, end_rows), no)
+        joined = list(
+            zip(
+                pc.filter(start_of_end, first).to_pylist(),
+                pc.filter(end_rows, first).to_pylist(),
+                strict=True,
+            )
+        )
+        others = [
+            (row, opened.pop(uuids[row], None))
+            for row in pc.filter(end_rows, pc.invert(first)).to_pylist()
+        ]
+        ended = pc.is_in(start_uuids, value_set=pc.filter(end_uuids, first))
+        for row in pc.filter(start_rows, pc.invert(ended)).to_pylist():
+            head, _, tail = lines[row]
+            opened[uuids[row]] = (stamps[row], (head, tail))
+        return joined, others
 
     def add_line(self, parts: LineParts) -> None:
         """Add one event from its JSONL line: ``data`` is copied as JSON text, never parsed."""
         head, data, tail = parts
-        self.add(orjson.loads(head + b"null" + tail), None if data == b"null" else data.decode())
+        event = orjson.loads(head + _NULL + tail)
+        self.add(event, None if data == _NULL else data.decode(), line=(head, tail))
 
     def add(
         self,
@@ -127,9 +356,17 @@ class _Rows:
         data_text: str | object | None = _FROM_EVENT,
         timestamp_us: int | None = None,
         timestamp_text: str | None = None,
+        line: tuple[bytes, bytes] | None = None,
     ) -> None:
-        """Add one event in its wire form (a parsed line or ``Event.to_dict()``)."""
-        columns = self.columns
+        """Add one event in its wire form (a parsed line or ``Event.to_dict()``), line by line.
+
+        ``line``: the event's head and tail, kept for its end when it is a start.
+        """
+        columns = self._columns
+        if columns is None:
+            columns = self._columns = {name: [] for name, _, _ in PARQUET_COLUMNS}
+            self.pieces.append(columns)
+        self.rows += 1
         timestamp = event["timestamp"]
         if timestamp_us is None:
             timestamp_us = parse_wire_timestamp(timestamp)
@@ -150,12 +387,10 @@ class _Rows:
         columns["metadata"].append(_json_text(event.get("metadata")))
         columns["category_profile"].append(_json_text(event.get("category_profile")))
         columns["data_schema"].append(_json_text(event.get("data_schema")))
-        self.dates.append(str(timestamp_us // 86_400_000_000))
         uuid = str(event.get("uuid"))
         if phase == "start":
-            opened = {key: event.get(key) for key in _START_KEYS}
-            opened["timestamp"] = timestamp_us
-            self.open[uuid] = opened
+            source = line if line is not None else {key: event.get(key) for key in _START_KEYS}
+            self.open[uuid] = (timestamp_us, source)
             if len(self.open) > self.max_open_spans:
                 self.open.popitem(last=False)
                 self.unjoined += 1
@@ -163,31 +398,284 @@ class _Rows:
             for name in _ANALYSIS_COLUMNS:
                 columns[name].append(None)
             return
-        start = self.open.pop(uuid, None)
-        facts = span_facts(start, event) if start is not None else span_facts(event, None)
-        columns["model"].append(facts.model)
-        columns["provider"].append(facts.provider)
-        columns["status"].append("ok" if facts.ok else "error")
-        columns["error_type"].append(facts.error_type)
-        columns["http_status"].append(facts.status_code)
-        columns["duration_us"].append(facts.duration_us)
-        columns["input_tokens"].append(facts.input_tokens)
-        columns["output_tokens"].append(facts.output_tokens)
-        columns["cached_tokens"].append(facts.cached_tokens)
-        columns["reasoning_tokens"].append(facts.reasoning_tokens)
-        columns["cost_usd"].append(None if facts.cost_usd is None else float(facts.cost_usd))
-        columns["tool_call_id"].append(facts.tool_call_id)
+        row = _end_columns(self.open.pop(uuid, None), event, timestamp_us)
+        for name, value in zip(_ANALYSIS_COLUMNS, row, strict=True):
+            columns[name].append(value)
 
-    def take(self) -> tuple[dict[str, list[Any]], list[str]]:
+    def take(self) -> list[_Piece]:
         """Hand over the rows built so far (the open spans stay)."""
-        taken = self.columns, self.dates
-        self.columns = {name: [] for name in self.columns}
-        self.dates = []
+        taken = self.pieces
+        self.pieces = []
+        self._columns = None
+        self.rows = 0
         return taken
 
 
-def _day(days_since_epoch: str) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(int(days_since_epoch) * 86_400))
+def _columnar(lines: Sequence[LineParts]) -> tuple[Any, Any] | None:
+    """The ATOF columns of a batch of llmflow lines, and its parsed payload objects.
+
+    ``head + null + tail`` of every line are read as one JSON Lines buffer by
+    pyarrow with a fixed schema (:func:`_read_schema`); ``category_profile``
+    and ``metadata`` are the line's own text, cut out at the keys that the
+    layout checks (regular expressions) place, and ``data`` is the payload as
+    given. ``None`` when pyarrow refuses the batch (a field of another type,
+    bad JSON or UTF-8) or a line is not in llmflow's layout: the caller then
+    takes the per-line path. Returns the first 14 columns and the parsed
+    ``category_profile``, ``metadata``, ``data_schema`` (what
+    :func:`_joined_columns` reads).
+    """
+    pa, _ = _pyarrow()
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    text = pa.string()
+    none, empty, null = (pa.scalar(v, text) for v in (None, "", "null"))
+    zero, one = pa.scalar(0, pa.int32()), pa.scalar(1, pa.int32())
+    try:
+        heads, datas, tails = zip(*lines, strict=True)
+        buffer = b"".join(chain.from_iterable(zip(heads, repeat(_NULL), tails, strict=False)))
+        first = heads[0]
+        at = first.find(b'"timestamp":') + 12
+        epoch = first[at : at + 1] != b'"'
+        parsed = pj.read_json(
+            pa.BufferReader(buffer),
+            read_options=pj.ReadOptions(use_threads=False, block_size=len(buffer) + 1),
+            parse_options=pj.ParseOptions(
+                explicit_schema=_read_schema(epoch), unexpected_field_behavior="ignore"
+            ),
+        )
+        if parsed.num_rows != len(lines):
+            return None
+        # head: the keys up to the profile, then the profile's text and ',"data":'
+        split = pc.split_pattern(pa.array(heads, text), ',"category_profile":', max_splits=1)
+        with_profile = pc.equal(pc.list_value_length(split), pa.scalar(2, pa.int32()))
+        keys = pc.list_element(split, zero)
+        rest = pc.list_element(
+            pc.if_else(with_profile, split, pa.scalar(["", ',"data":'], split.type)), one
+        )
+        if not (
+            pc.all(pc.match_substring_regex(keys, _HEAD_RE)).as_py()
+            and pc.all(pc.ends_with(rest, ',"data":')).as_py()
+        ):
+            return None
+        profile = pc.utf8_slice_codeunits(rest, 0, -8)
+        # tail: ',"data_schema":' and its text, ',"metadata":', the metadata's text, '}\n'
+        split = pc.split_pattern(pa.array(tails, text), ',"metadata":', max_splits=1)
+        if not pc.all(pc.equal(pc.list_value_length(split), pa.scalar(2, pa.int32()))).as_py():
+            return None
+        head_of_tail, metadata = pc.list_element(split, zero), pc.list_element(split, one)
+        if not (
+            pc.all(pc.match_substring_regex(head_of_tail, _SCHEMA_RE)).as_py()
+            and pc.all(pc.ends_with(metadata, "}\n")).as_py()
+        ):
+            return None
+        texts = {
+            "category_profile": profile,
+            "metadata": pc.utf8_slice_codeunits(metadata, 0, -2),
+            "data_schema": pc.utf8_slice_codeunits(head_of_tail, 15),
+        }
+        for name, cut in texts.items():
+            value = pc.if_else(pc.or_(pc.equal(cut, empty), pc.equal(cut, null)), none, cut)
+            # the text cut out is the value the JSON reader saw: an object, or null
+            if not pc.all(pc.equal(pc.is_valid(value), pc.is_valid(parsed[name]))).as_py():
+                return None
+            texts[name] = value
+        stamp = parsed.column("timestamp")
+        if stamp.null_count:
+            return None
+        if epoch:
+            stamp_us, stamp_text = stamp, pc.cast(stamp, text)
+        else:
+            if not pc.all(pc.match_substring_regex(stamp, _RFC3339_US)).as_py():
+                return None  # not the form llmflow writes: the per-line path parses it
+            stamp_us = pc.cast(pc.cast(stamp, pa.timestamp("us", tz="UTC")), pa.int64())
+            stamp_text = stamp
+        if pc.min(stamp_us).as_py() < 0:
+            return None  # before 1970
+        # copied in slices (the copy holds the interpreter lock), checked as UTF-8 without it
+        data = pa.chunked_array(
+            [
+                pa.array(datas[at : at + 256], pa.binary())
+                for at in paced(range(0, len(datas), 256))
+            ],
+            pa.binary(),
+        ).cast(text)
+        data = pc.if_else(pc.equal(data, null), none, data)
+        attributes = pc.fill_null(parsed.column("attributes"), pa.scalar([], pa.list_(text)))
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        return None
+    columns = {
+        "kind": parsed.column("kind"),
+        "atof_version": parsed.column("atof_version"),
+        "uuid": parsed.column("uuid"),
+        "parent_uuid": parsed.column("parent_uuid"),
+        "timestamp_us": stamp_us,
+        "timestamp": stamp_text,
+        "name": parsed.column("name"),
+        "scope_category": parsed.column("scope_category"),
+        "category": parsed.column("category"),
+        "attributes": attributes,
+        "data": data,
+        **texts,
+    }
+    names = [name for name, _, _ in PARQUET_COLUMNS[:14]]
+    payloads = parsed.select(["category_profile", "metadata", "data_schema"])
+    payloads = payloads.append_column("timestamp_us", stamp_us)
+    return pa.table([columns[name] for name in names], names=names), payloads
+
+
+def _read_schema(epoch: bool) -> pa.Schema:
+    """What :func:`_columnar` reads: the flat fields, and of the payload objects what
+    :func:`llmflow.atof.span_facts` reads (a field of another JSON type fails the batch)."""
+    pa, _ = _pyarrow()
+    text, number = pa.string(), pa.int64()
+    usage = pa.struct([(name, number) for name in _TOKEN_KEYS])
+    profile = pa.struct(
+        [
+            ("model_name", text),
+            ("tool_call_id", text),
+            ("annotated_request", pa.struct([("model", text)])),
+            ("annotated_response", pa.struct([("model", text), ("usage", usage)])),
+        ]
+    )
+    metadata = pa.struct(
+        [
+            ("provider.name", text),
+            ("exception.type", text),
+            ("http.status_code", number),
+            ("cost.usd", pa.float64()),
+        ]
+    )
+    return pa.schema(
+        [
+            ("kind", text),
+            ("atof_version", text),
+            ("uuid", text),
+            ("parent_uuid", text),
+            ("timestamp", number if epoch else text),
+            ("name", text),
+            ("scope_category", text),
+            ("attributes", pa.list_(text)),
+            ("category", text),
+            ("category_profile", profile),
+            ("metadata", metadata),
+            ("data_schema", pa.struct([("name", text)])),
+        ]
+    )
+
+
+_TOKEN_KEYS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+_HEAD_KEYS = (
+    "kind",
+    "atof_version",
+    "uuid",
+    "parent_uuid",
+    "timestamp",
+    "name",
+    "scope_category",
+    "attributes",
+    "category",
+    "category_profile",
+)
+
+
+def _wire_line(event: Mapping[str, Any]) -> LineParts:
+    """A wire-form event (a parsed line, a dict) as a line in llmflow's layout.
+
+    Every field is written, an absent one as ``null`` (rows read both alike),
+    so that :func:`_columnar` reads it as it reads the runtime's lines.
+    Raises ``TypeError`` for a value that is not JSON.
+    """
+    get, dumps = event.get, orjson.dumps
+    head = b"".join(
+        chain.from_iterable((b',"', key.encode(), b'":', dumps(get(key))) for key in _HEAD_KEYS)
+    )
+    tail = b',"data_schema":' + dumps(get("data_schema")) + b',"metadata":'
+    return b"{" + head[1:] + b',"data":', dumps(get("data")), tail + dumps(get("metadata")) + b"}\n"
+
+
+def _joined_columns(parsed: pa.Table, joined: Sequence[tuple[int, int]]) -> pa.Table:
+    """The analysis columns of ends whose start is in the same batch, in pyarrow compute.
+
+    The vectorized form of :func:`llmflow.atof.span_facts` for what
+    :func:`_columnar` parsed: its strict types leave out the values span_facts
+    would ignore, and ends whose metadata sets a merged key to null go to
+    :func:`_end_columns` instead. A test compares both on generated logs.
+    """
+    pa, _ = _pyarrow()
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    text = pa.string()
+    empty, no = pa.scalar("", text), pa.scalar(False, pa.bool_())
+    start = parsed.take(pa.array([row for row, _ in joined], pa.int64()))
+    end = parsed.take(pa.array([row for _, row in joined], pa.int64()))
+    # one table of (start, end) pairs, projected in one call: one release of the lock
+    pairs = pa.table(
+        start.columns + end.columns,
+        names=[f"start.{name}" for name in start.column_names]
+        + [f"end.{name}" for name in end.column_names],
+    )
+
+    def field(side: str, column: str, *path: str) -> Any:
+        return pc.field(f"{side}.{column}", *path)
+
+    def truthy(value: Any) -> Any:
+        return pc.coalesce(pc.not_equal(value, empty), no)
+
+    def schema_provider(side: str) -> Any:
+        name = field(side, "data_schema", "name")
+        found: Any = pa.scalar(None, text)
+        for provider in ("anthropic", "openai"):
+            named = pc.or_kleene(
+                pc.equal(name, pa.scalar(provider, text)), pc.starts_with(name, provider + "/")
+            )
+            found = pc.if_else(pc.coalesce(named, no), pa.scalar(provider, text), found)
+        return found
+
+    def merged(key: str) -> Any:
+        return pc.coalesce(field("end", "metadata", key), field("start", "metadata", key))
+
+    response_model = field("end", "category_profile", "annotated_response", "model")
+    start_model = field("start", "category_profile", "model_name")
+    request_model = field("start", "category_profile", "annotated_request", "model")
+    error_type = merged("exception.type")
+    usage = ("category_profile", "annotated_response", "usage")
+    expressions = [
+        pc.if_else(
+            truthy(response_model),
+            response_model,
+            pc.if_else(truthy(start_model), start_model, request_model),
+        ),
+        pc.coalesce(
+            field("end", "metadata", "provider.name"),
+            schema_provider("end"),
+            field("start", "metadata", "provider.name"),
+            schema_provider("start"),
+        ),
+        pc.if_else(pc.is_null(error_type), pa.scalar("ok", text), pa.scalar("error", text)),
+        error_type,
+        merged("http.status_code").cast(pa.int32()),
+        pc.subtract(field("end", "timestamp_us"), field("start", "timestamp_us")),
+        *(field("end", *usage, key) for key in _TOKEN_KEYS),
+        merged("cost.usd"),
+        field("start", "category_profile", "tool_call_id"),
+    ]
+    return ds.dataset(pairs).to_table(
+        columns=dict(zip(_ANALYSIS_COLUMNS, expressions, strict=True)), use_threads=False
+    )
+
+
+def _piece_table(piece: _Piece) -> pa.Table:
+    """A piece of :meth:`_Rows.take` as a table of the file schema (lists are converted)."""
+    pa, _ = _pyarrow()
+    if isinstance(piece, dict):
+        return pa.Table.from_pydict(piece, schema=parquet_schema())
+    return piece
+
+
+def _day(days_since_epoch: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(days_since_epoch * 86_400))
 
 
 _FORK_ORPHANS: list[Any] = []  # parent writers a forked child must never finalize
@@ -213,9 +701,12 @@ class _RollingWriter:
         self.files_written = 0
         self.rows_committed = 0  # rows in finished files
         self._pa, self._pq = _pyarrow()
+        import pyarrow.compute
+
+        self._pc = pyarrow.compute
         self._schema = parquet_schema()
         self._writer: pq.ParquetWriter | None = None
-        self._day: str | None = None
+        self._day: int | None = None
         self._temporary: Path | None = None
         self._final: Path | None = None
         self._rows_in_file = 0
@@ -226,15 +717,25 @@ class _RollingWriter:
     def rows_in_open_file(self) -> int:
         return self._rows_in_file
 
-    def write(self, columns: dict[str, list[Any]], dates: list[str]) -> None:
+    def write(self, piece: _Piece) -> None:
         """Append rows (grouped by UTC day, rolling files as configured)."""
-        start = 0
-        total = len(dates)
-        while start < total:
-            day = dates[start]
-            end = start + 1
-            while end < total and dates[end] == day:
-                end += 1
+        pc = self._pc
+        piece = _piece_table(piece)
+        total = piece.num_rows
+        if not total:
+            return
+        stamps = piece.column("timestamp_us")
+        days = pc.divide(stamps, _DAY_US)  # truncates: one less before 1970 (floor)
+        days = pc.if_else(
+            pc.greater(pc.multiply(days, _DAY_US), stamps), pc.subtract(days, 1), days
+        )
+        if pc.min(days).as_py() == pc.max(days).as_py():
+            bounds = [0, total]
+        else:
+            changes = pc.indices_nonzero(pc.not_equal(days[1:], days[:-1])).to_pylist()
+            bounds = [0, *(index + 1 for index in changes), total]
+        for first, end in itertools.pairwise(bounds):
+            start, day = first, days[first].as_py()
             if self._writer is not None and (
                 self._day != day or time.monotonic() - self._opened_at >= self.roll_interval
             ):
@@ -244,12 +745,10 @@ class _RollingWriter:
                     self._open(day)
                 room = self.max_rows_per_file - self._rows_in_file
                 stop = min(end, start + room)
-                table = self._pa.Table.from_pydict(
-                    {name: values[start:stop] for name, values in columns.items()},
-                    schema=self._schema,
-                )
                 assert self._writer is not None
-                self._writer.write_table(table, row_group_size=self.row_group_size)
+                self._writer.write_table(
+                    piece.slice(start, stop - start), row_group_size=self.row_group_size
+                )
                 self._rows_in_file += stop - start
                 start = stop
                 if self._rows_in_file >= self.max_rows_per_file:
@@ -259,7 +758,7 @@ class _RollingWriter:
         if self._writer is not None and time.monotonic() - self._opened_at >= self.roll_interval:
             self.close_file()
 
-    def _open(self, day: str) -> None:
+    def _open(self, day: int) -> None:
         folder = self.directory / f"date={_day(day)}"
         folder.mkdir(parents=True, exist_ok=True)
         self._sequence += 1
@@ -406,16 +905,16 @@ class ParquetExporter(BaseExporter):
                 self._handed += len(lines)
                 self._lost += len(lines)
                 return 0
-            rows = self._rows
-            for parts in paced(lines):
-                rows.add_line(parts)
+            self._rows.add_lines(lines)
             return len(lines) if self._write() is ExportResult.SUCCESS else 0
 
     def _write(self) -> ExportResult:
-        columns, dates = self._rows.take()
-        self._handed += len(dates)
+        handed = len(self._rows)
+        pieces = self._rows.take()
+        self._handed += handed
         try:
-            self._writer.write(columns, dates)
+            for piece in pieces:
+                self._writer.write(piece)
             self._writer.roll_if_due()
         except Exception:  # a full or read-only disk (OSError), or pyarrow refusing a value
             self._abandon()
@@ -508,13 +1007,20 @@ def write_parquet(
     else:
         items = source
     rows = exporter._rows
+    batch: list[LineParts] = []
     for item in items:
-        if isinstance(item, Event):
-            rows.add_line(item.line_parts())
-        else:
-            rows.add(item)
-        if len(rows) >= 10_000 and exporter._write() is ExportResult.FAILURE:
-            raise OSError(f"directory: cannot write Parquet files under {directory}")
+        try:
+            batch.append(item.line_parts() if isinstance(item, Event) else _wire_line(item))
+        except (TypeError, orjson.JSONEncodeError):
+            rows.add_lines(batch)  # a value that is not JSON: the per-line path says what it says
+            batch = []
+            rows.add(item)  # type: ignore[arg-type]
+        if len(batch) + len(rows) >= 10_000:
+            rows.add_lines(batch)
+            batch = []
+            if exporter._write() is ExportResult.FAILURE:
+                raise OSError(f"directory: cannot write Parquet files under {directory}")
+    rows.add_lines(batch)
     if exporter._write() is ExportResult.FAILURE or not exporter.flush():
         raise OSError(f"directory: cannot write Parquet files under {directory}")
     exporter.shutdown()

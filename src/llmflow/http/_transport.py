@@ -8,11 +8,11 @@ attempt lives in :class:`llmflow.http._exchange.Exchange`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Final, cast
 
 import httpx2
-from orjson import JSONDecodeError, loads
+from orjson import JSONDecodeError, dumps, loads
 
 from llmflow._errors import GuardrailRejected
 from llmflow._llm import llm_call_execute, llm_call_execute_sync, llm_stream_call_execute
@@ -82,13 +82,17 @@ class _ChunkReader:
     (``SKIP``) goes out with the next one.
     """
 
-    __slots__ = ("_exchange", "_fold", "_pending", "_splitter")
+    __slots__ = ("_exchange", "_fast", "_fold", "_hits", "_pending", "_slot", "_splitter", "_tries")
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
         self._splitter = SseSplitter()
         self._pending = b""
         self._fold = exchange.fold
+        self._slot = exchange.text_slot
+        self._fast: _Shape | None = None
+        self._tries = 0
+        self._hits = 0
 
     def feed(self, part: bytes) -> Iterator[Json]:
         exchange = self._exchange
@@ -107,7 +111,27 @@ class _ChunkReader:
 
         The usual read, one whole one-line ``data: {...}`` event, is returned
         as the same object after one parse and one fold: no split, no copy.
+        A read of the shape the previous read had (see :class:`_Shape`) is only
+        checked and its text decoded and appended.
         """
+        fast = self._fast
+        if fast is not None:
+            prefix, end, need, mid, append = fast
+            if len(part) >= need and part.startswith(prefix) and part.endswith(end):
+                stop = len(part) - len(end)  # the closing quote of the last string
+                at = stop if mid is None else part.find(mid, len(prefix), stop)
+                if at >= 0:
+                    try:  # the text (and the free string) must be whole JSON strings
+                        if mid is not None and not part[at + len(mid) : stop].isalnum():
+                            loads(part[at + len(mid) - 1 : stop + 1])  # letters, digits: valid
+                        text = loads(part[len(prefix) - 1 : at + 1])
+                    except JSONDecodeError:
+                        pass
+                    else:
+                        append(text)
+                        self._hits += 1
+                        return part
+            self._fast = None
         if part[:7] == b"data: {" and part[-2:] == b"\n\n" and not self._splitter.buffer:
             data = part[6:-2]
             if 10 in data or 13 in data:  # more than one line: the splitter reads it
@@ -119,13 +143,17 @@ class _ChunkReader:
                 self._pending += part
                 return b""
             self._fold(chunk)
+            if self._slot is not None and self._tries <= self._hits + _TRIES:
+                self._learn(part, data, chunk)
             if self._pending:
                 part, self._pending = self._pending + part, b""
             return part
         return self._feed_events(part)
 
     def _feed_events(self, part: bytes) -> bytes:
+        self._fast = None
         relayed: list[bytes] = []
+        chunk: Any = SKIP
         for raw, data in self._splitter.feed(part):
             chunk = self._exchange.chunk_of(data)
             if chunk is SKIP:
@@ -136,11 +164,95 @@ class _ChunkReader:
                 relayed.append(self._pending)
                 self._pending = b""
             relayed.append(raw)
+        if (
+            len(relayed) == 1
+            and relayed[0] is part  # the read was one whole event, a chunk
+            and self._slot is not None
+            and self._tries <= self._hits + _TRIES
+        ):
+            self._learn(part, cast(bytes, data), chunk)
         return relayed[0] if len(relayed) == 1 else b"".join(relayed)
+
+    def _learn(self, part: bytes, data: bytes, chunk: Json) -> None:
+        """Keep the shape of ``part`` (one event; ``chunk`` just folded) if it only adds text."""
+        self._tries += 1
+        try:
+            self._fast = _shape(part, data, chunk, cast(Callable[[Json], Any], self._slot))
+        except Exception:  # a shortcut never breaks the stream: the usual path stays
+            self._fast = None
 
     def finish(self) -> None:
         """At the end of the body: what follows the last chunk becomes the exchange's tail."""
         self._exchange.tail = self._pending + self._splitter.rest()
+
+
+# How many reads (beyond one per fast read) may try to learn a shape: a stream whose
+# chunks never take the fast path stops paying for the attempts.
+_TRIES: Final = 4
+
+_Shape = tuple[bytes, bytes, int, "bytes | None", Callable[[str], object]]
+"""A read shape: ``(prefix, end, need, mid, append)``.
+
+A read of at least ``need`` bytes that starts with ``prefix`` (ending in the
+opening quote of the text) and ends with ``end`` (starting with the closing
+quote of the last string slot) is the learned event with other text: without
+``mid``, the bytes between them are the text's JSON string body; with ``mid``
+(from the text's closing quote to the opening quote of the free string), the
+text comes before it and the free string (a value the fold ignores, such as
+OpenAI's ``obfuscation``) after it. Both must decode as JSON strings. JSON is
+read left to right, so the read then parses to the learned chunk with the
+strings replaced, and the accumulator's ``text_slot`` promise makes folding
+it the same as ``append(text)``.
+"""
+
+
+def _shape(
+    part: bytes, data: bytes, chunk: Json, text_slot: Callable[[Json], Any]
+) -> _Shape | None:
+    """The shape of ``part`` for the fast path, or ``None``.
+
+    ``part`` must be exactly one ``data:`` line (maybe after one ``event:``
+    line) ending in a blank line, without ``\r``, so a read with the same
+    lines is one event for the splitter too. A probe with other text (and
+    another free string) in the found places must be read back by
+    ``text_slot`` as that text with the same ``append``: this proves the
+    places are the ones the fold reads.
+    """
+    slot = text_slot(chunk)
+    if slot is None or b"\r" in part or not part.endswith(b"\n\n"):
+        return None
+    text, append, free = slot
+    at = len(part) - 2 - len(data)  # where ``data`` starts in ``part``
+    head = part[:at]
+    if at < 6 or part[at:-2] != data or b"\n" in data:
+        return None
+    if head != b"data: " and not (
+        head.startswith(b"event: ") and head.endswith(b"\ndata: ") and head.count(b"\n") == 1
+    ):
+        return None
+    encoded = dumps(text)
+    t0 = data.find(encoded)
+    if t0 < 0:
+        return None
+    t1 = t0 + len(encoded)
+    marked = text + "\x00"  # differs from the text, so a misplaced slot shows
+    if free is None:
+        probe = data[:t0] + dumps(marked) + data[t1:]
+        if text_slot(loads(probe)) != (marked, append, None):
+            return None
+        prefix, end = part[: at + t0 + 1], part[at + t1 - 1 :]
+        return prefix, end, len(prefix) + len(end), None, append
+    encoded_free = dumps(free)
+    f0 = data.find(encoded_free, t1)
+    if f0 < 0:
+        return None
+    f1 = f0 + len(encoded_free)
+    free_marked = free + "\x00"
+    probe = data[:t0] + dumps(marked) + data[t1:f0] + dumps(free_marked) + data[f1:]
+    if text_slot(loads(probe)) != (marked, append, free_marked):
+        return None
+    prefix, mid, end = part[: at + t0 + 1], part[at + t1 - 1 : at + f0 + 1], part[at + f1 - 1 :]
+    return prefix, end, len(prefix) + len(mid) + len(end), mid, append
 
 
 def _open_embedder(exchange: Exchange) -> ScopeHandle:

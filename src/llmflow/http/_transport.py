@@ -131,7 +131,7 @@ class _ChunkReader:
                         append(text)
                         self._hits += 1
                         return part
-            self._fast = None
+            self._fast = None  # another shape: the usual path (which may learn it)
         if part[:7] == b"data: {" and part[-2:] == b"\n\n" and not self._splitter.buffer:
             data = part[6:-2]
             if 10 in data or 13 in data:  # more than one line: the splitter reads it
@@ -151,7 +151,6 @@ class _ChunkReader:
         return self._feed_events(part)
 
     def _feed_events(self, part: bytes) -> bytes:
-        self._fast = None
         relayed: list[bytes] = []
         chunk: Any = SKIP
         for raw, data in self._splitter.feed(part):

@@ -307,6 +307,20 @@ def test_a_free_string_that_is_not_a_json_string_falls_back(monkeypatch: Any) ->
     assert seen[0][0] == 0
 
 
+def test_a_read_where_the_learned_prefix_and_end_overlap_falls_back(monkeypatch: Any) -> None:
+    seen = _counting(monkeypatch)
+    for obfuscation in (None, b"o"):
+        learned = _chat_text(b"a", 0, obfuscation, HEAD)
+        at = learned.index(b'"a"') + 1  # the text's first byte
+        end = learned.rindex(b'"', 0, -2)  # the closing quote of the last string
+        empty = learned[:at] + learned[at + 1 :]
+        frames = [learned, learned[:at] + learned[at + 2 :], learned]
+        frames += [learned[:end] + learned[end + 1 :], empty]
+        data = _same_as_parsed(frames, CHAT_URL, CHAT_BODY)
+        assert data["choices"][0]["message"]["content"] == "aa"
+    assert seen[0] == seen[2] == (0, 3)  # the overlapping read was no hit
+
+
 def test_a_stream_that_never_fits_stops_trying(monkeypatch: Any) -> None:
     seen = _counting(monkeypatch)
     frames = [_chat_chunk({"index": 0, "delta": {"refusal": "r"}}, HEAD) for _ in range(20)]

@@ -116,21 +116,27 @@ class _ChunkReader:
         """
         fast = self._fast
         if fast is not None:
-            prefix, end, need, mid, append = fast
-            if len(part) >= need and part.startswith(prefix) and part.endswith(end):
-                stop = len(part) - len(end)  # the closing quote of the last string
-                at = stop if mid is None else part.find(mid, len(prefix), stop)
-                if at >= 0:
-                    try:  # the text (and the free string) must be whole JSON strings
-                        if mid is not None and not part[at + len(mid) : stop].isalnum():
-                            loads(part[at + len(mid) - 1 : stop + 1])  # letters, digits: valid
-                        text = loads(part[len(prefix) - 1 : at + 1])
-                    except JSONDecodeError:
-                        pass
+            prefix, end, first, last, mid, append = fast
+            if part.startswith(prefix) and part.endswith(end):
+                # A read shorter than prefix + end (the two overlap) leaves at most one
+                # byte between ``first`` and ``last``: never a JSON string, so no length test.
+                try:  # the text (and the free string) must be whole JSON strings
+                    if mid is None:
+                        text = loads(part[first:-last])
                     else:
-                        append(text)
-                        self._hits += 1
-                        return part
+                        stop = len(part) - last  # just after the free string's closing quote
+                        at = part.find(mid, first + 1, stop - 1)
+                        if at < 0:
+                            raise JSONDecodeError("no free string", "", 0)
+                        if not part[at + len(mid) : stop - 1].isalnum():  # else valid
+                            loads(part[at + len(mid) - 1 : stop])
+                        text = loads(part[first : at + 1])
+                except JSONDecodeError:
+                    pass
+                else:
+                    append(text)
+                    self._hits += 1
+                    return part
             self._fast = None  # another shape: the usual path (which may learn it)
         if part[:7] == b"data: {" and part[-2:] == b"\n\n" and not self._splitter.buffer:
             data = part[6:-2]
@@ -189,12 +195,13 @@ class _ChunkReader:
 # chunks never take the fast path stops paying for the attempts.
 _TRIES: Final = 4
 
-_Shape = tuple[bytes, bytes, int, "bytes | None", Callable[[str], object]]
-"""A read shape: ``(prefix, end, need, mid, append)``.
+_Shape = tuple[bytes, bytes, int, int, "bytes | None", Callable[[str], object]]
+"""A read shape: ``(prefix, end, first, last, mid, append)``.
 
-A read of at least ``need`` bytes that starts with ``prefix`` (ending in the
-opening quote of the text) and ends with ``end`` (starting with the closing
-quote of the last string slot) is the learned event with other text: without
+A read that starts with ``prefix`` (ending in the opening quote of the text,
+at ``first``) and ends with ``end`` (starting with the closing quote of the
+last string slot, ``last`` bytes before the end of the read) is the learned
+event with other text: without
 ``mid``, the bytes between them are the text's JSON string body; with ``mid``
 (from the text's closing quote to the opening quote of the free string), the
 text comes before it and the free string (a value the fold ignores, such as
@@ -240,7 +247,7 @@ def _shape(
         if text_slot(loads(probe)) != (marked, append, None):
             return None
         prefix, end = part[: at + t0 + 1], part[at + t1 - 1 :]
-        return prefix, end, len(prefix) + len(end), None, append
+        return prefix, end, len(prefix) - 1, len(end) - 1, None, append
     encoded_free = dumps(free)
     f0 = data.find(encoded_free, t1)
     if f0 < 0:
@@ -251,7 +258,7 @@ def _shape(
     if text_slot(loads(probe)) != (marked, append, free_marked):
         return None
     prefix, mid, end = part[: at + t0 + 1], part[at + t1 - 1 : at + f0 + 1], part[at + f1 - 1 :]
-    return prefix, end, len(prefix) + len(mid) + len(end), mid, append
+    return prefix, end, len(prefix) - 1, len(end) - 1, mid, append
 
 
 def _open_embedder(exchange: Exchange) -> ScopeHandle:

@@ -9,6 +9,7 @@ attempt lives in :class:`llmflow.http._exchange.Exchange`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from itertools import chain
 from typing import Any, Final, cast
 
 import httpx2
@@ -417,17 +418,25 @@ class _SyncRelay(httpx2.SyncByteStream):
         return exchange.relay_response(self)
 
     def __iter__(self) -> Iterator[bytes]:
+        first = self._first
+        if first is not _END and self._exchange.raw:
+            # The items are the provider's bytes, folded already: chained in C, so no
+            # frame of this relay resumes per chunk.
+            self._first = _END
+            return chain((first,), self._stream.uncollected(), self._tail())
+        return self._framed()
+
+    def _framed(self) -> Iterator[bytes]:
         exchange = self._exchange
         if self._first is not _END:
             first, self._first = self._first, _END
-            if exchange.raw:  # the items are the provider's bytes, folded already
-                yield first
-                yield from self._stream.uncollected()
-            else:
-                yield exchange.frame(first)
-                for chunk in self._stream:
-                    yield exchange.frame(chunk)
-        tail = exchange.take_tail()
+            yield exchange.frame(first)
+            for chunk in self._stream:
+                yield exchange.frame(chunk)
+        yield from self._tail()
+
+    def _tail(self) -> Iterator[bytes]:
+        tail = self._exchange.take_tail()
         if tail:
             yield tail
 

@@ -35,8 +35,8 @@ __all__ = [
     "LlmStream",
     "LlmStreamSync",
     "add_end_metadata",
-    "llm_stream_call_execute_sync",
     "codec_fold",
+    "llm_stream_call_execute_sync",
     "stream_callbacks",
 ]
 

@@ -126,11 +126,14 @@ class _ChunkReader:
                         text = loads(part[first:-last])
                     else:
                         stop = len(part) - last  # just after the free string's closing quote
-                        at = part.find(mid, first + 1, stop - 1)
-                        if at < 0:
-                            raise JSONDecodeError("no free string", "", 0)
-                        if not part[at + len(mid) : stop - 1].isalnum():  # else valid
-                            loads(part[at + len(mid) - 1 : stop])
+                        # The free string has no quote inside (else: the usual path), so its
+                        # opening quote is the last one before its end; ``mid`` ends there.
+                        quote = part.rfind(b'"', first + 1, stop - 1)
+                        at = quote + 1 - len(mid)
+                        if at <= first or part[at : quote + 1] != mid:
+                            raise JSONDecodeError("not the learned shape", "", 0)
+                        if not part[quote + 1 : stop - 1].isalnum():  # else a valid string
+                            loads(part[quote:stop])
                         text = loads(part[first : at + 1])
                 except JSONDecodeError:
                     pass
@@ -202,14 +205,14 @@ _Shape = tuple[bytes, bytes, int, int, "bytes | None", Callable[[str], object]]
 A read that starts with ``prefix`` (ending in the opening quote of the text,
 at ``first``) and ends with ``end`` (starting with the closing quote of the
 last string slot, ``last`` bytes before the end of the read) is the learned
-event with other text: without
-``mid``, the bytes between them are the text's JSON string body; with ``mid``
-(from the text's closing quote to the opening quote of the free string), the
-text comes before it and the free string (a value the fold ignores, such as
-OpenAI's ``obfuscation``) after it. Both must decode as JSON strings. JSON is
-read left to right, so the read then parses to the learned chunk with the
-strings replaced, and the accumulator's ``text_slot`` promise makes folding
-it the same as ``append(text)``.
+event with other text: without ``mid``, the bytes between them are the
+text's JSON string body; with ``mid`` (from the text's closing quote to the
+opening quote of the free string), the text comes before it and the free
+string (a value the fold ignores, such as OpenAI's ``obfuscation``) after it.
+Both must decode as JSON strings. JSON is read left to right, so the read
+then parses to the learned chunk with the strings replaced, and the
+accumulator's ``text_slot`` promise makes folding it the same as
+``append(text)``.
 """
 
 
@@ -219,7 +222,7 @@ def _shape(
     """The shape of ``part`` for the fast path, or ``None``.
 
     ``part`` must be exactly one ``data:`` line (maybe after one ``event:``
-    line) ending in a blank line, without ``\r``, so a read with the same
+    line) ending in a blank line, without ``\\r``, so a read with the same
     lines is one event for the splitter too. A probe with other text (and
     another free string) in the found places must be read back by
     ``text_slot`` as that text with the same ``append``: this proves the

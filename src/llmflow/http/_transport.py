@@ -8,6 +8,7 @@ attempt lives in :class:`llmflow.http._exchange.Exchange`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from itertools import chain
 from typing import Any, Final, cast
@@ -125,15 +126,10 @@ class _ChunkReader:
                     if mid is None:
                         text = loads(part[first:-last])
                     else:
-                        stop = len(part) - last  # just after the free string's closing quote
-                        # The free string has no quote inside (else: the usual path), so its
-                        # opening quote is the last one before its end; ``mid`` ends there.
-                        quote = part.rfind(b'"', first + 1, stop - 1)
-                        at = quote + 1 - len(mid)
-                        if at <= first or part[at : quote + 1] != mid:
+                        found = mid.search(part, first + 1)  # the middle, free string, end
+                        if found is None:
                             raise JSONDecodeError("not the learned shape", "", 0)
-                        if not part[quote + 1 : stop - 1].isalnum():  # else a valid string
-                            loads(part[quote:stop])
+                        at = found.start()
                         text = loads(part[first : at + 1])
                 except JSONDecodeError:
                     pass
@@ -199,17 +195,23 @@ class _ChunkReader:
 # chunks never take the fast path stops paying for the attempts.
 _TRIES: Final = 4
 
-_Shape = tuple[bytes, bytes, int, int, "bytes | None", Callable[[str], object]]
+# A free string's body: printable ASCII without a quote or a backslash, so a valid JSON
+# string body without a check (OpenAI's obfuscation is letters and digits).
+_FREE: Final = rb"[\x20\x21\x23-\x5b\x5d-\x7e]*"
+
+_Shape = tuple[bytes, bytes, int, int, "re.Pattern[bytes] | None", Callable[[str], object]]
 """A read shape: ``(prefix, end, first, last, mid, append)``.
 
 A read that starts with ``prefix`` (ending in the opening quote of the text,
 at ``first``) and ends with ``end`` (starting with the closing quote of the
 last string slot, ``last`` bytes before the end of the read) is the learned
 event with other text: without ``mid``, the bytes between them are the
-text's JSON string body; with ``mid`` (from the text's closing quote to the
-opening quote of the free string), the text comes before it and the free
-string (a value the fold ignores, such as OpenAI's ``obfuscation``) after it.
-Both must decode as JSON strings. JSON is read left to right, so the read
+text's JSON string body; with ``mid`` (a pattern: the bytes from the text's
+closing quote to the opening quote of the free string, the free string, the
+end), the text comes before the match and the free string (a value the fold
+ignores, such as OpenAI's ``obfuscation``) inside it. The text must decode
+as a JSON string; the pattern admits only free strings that are JSON string
+bodies. JSON is read left to right, so the read
 then parses to the learned chunk with the strings replaced, and the
 accumulator's ``text_slot`` promise makes folding it the same as
 ``append(text)``.
@@ -262,7 +264,8 @@ def _shape(
     if text_slot(loads(probe)) != (marked, append, free_marked):
         return None
     prefix, mid, end = part[: at + t0 + 1], part[at + t1 - 1 : at + f0 + 1], part[at + f1 - 1 :]
-    return prefix, end, len(prefix) - 1, len(end) - 1, mid, append
+    tail = re.compile(re.escape(mid) + _FREE + re.escape(end) + rb"\Z")
+    return prefix, end, len(prefix) - 1, len(end) - 1, tail, append
 
 
 def _open_embedder(exchange: Exchange) -> ScopeHandle:

@@ -29,12 +29,13 @@ from llmflow._validate import check_callable
 
 if TYPE_CHECKING:
     from llmflow._scope import Span
-    from llmflow.codecs import RequestCodec, ResponseCodec
+    from llmflow.codecs import RequestCodec, ResponseCodec, StreamAccumulator
 
 __all__ = [
     "LlmStream",
     "LlmStreamSync",
     "add_end_metadata",
+    "codec_fold",
     "llm_stream_call_execute_sync",
     "stream_callbacks",
 ]
@@ -55,6 +56,27 @@ def add_end_metadata(call: Call, metadata: JsonObject, *, replace: Iterable[str]
     merged = {**kept, **metadata}
     raw = metadata_snapshot(merged)
     call.metadata, call.metadata_raw = merged, raw
+
+
+def codec_fold(
+    runtime: Any, response_codec: ResponseCodec
+) -> tuple[StreamAccumulator, Callable[[Json], None]]:
+    """A fresh accumulator of ``response_codec`` and its fold, which never raises.
+
+    A chunk the codec cannot read is counted in diagnostics
+    (``codec:<schema name>``) and skipped.
+    """
+    accumulator = response_codec.stream_accumulator()
+    fold = accumulator.collect
+    source = f"codec:{response_codec.data_schema.name}"
+
+    def fold_only(chunk: Json) -> None:
+        try:
+            fold(chunk)
+        except Exception as exc:  # an unreadable chunk is the codec's failure, not the stream's
+            runtime.count_failure(source, exc)
+
+    return accumulator, fold_only
 
 
 def stream_callbacks(
@@ -79,16 +101,8 @@ def stream_callbacks(
         check_callable(collector, "collector")
     if finalizer is not None:
         check_callable(finalizer, "finalizer")
-    accumulator = response_codec.stream_accumulator()
-    fold = accumulator.collect
-    source = f"codec:{response_codec.data_schema.name}"
+    accumulator, fold_only = codec_fold(runtime, response_codec)
     user = collector
-
-    def fold_only(chunk: Json) -> None:
-        try:
-            fold(chunk)
-        except Exception as exc:  # an unreadable chunk is the codec's failure, not the stream's
-            runtime.count_failure(source, exc)
 
     def both(chunk: Json) -> None:
         user(chunk)  # type: ignore[misc]

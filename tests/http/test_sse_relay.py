@@ -9,12 +9,11 @@ from typing import Any
 import httpx2
 import orjson
 import pytest
-from _http_support import only_pair
+from _http_support import only_pair, sse_client, sse_relayed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import llmflow
-from llmflow import LlmRequest, intercepts
 from llmflow.testing import capture
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
@@ -46,29 +45,8 @@ FRAMES = [
 STREAM = b"".join(FRAMES)
 
 
-def _client(reads: list[bytes]) -> httpx2.Client:
-    class Reads(httpx2.SyncByteStream):
-        def __iter__(self) -> Any:
-            return iter(reads)
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=Reads())
-
-    return llmflow.instrument(httpx2.Client(transport=httpx2.MockTransport(handler)))
-
-
-def _received(reads: list[bytes]) -> tuple[list[bytes], Any, int]:
-    runtime = llmflow.get_runtime()
-    before = runtime.diagnostics().failure_count("codec:")
-    with capture() as events:
-        with _client(reads).stream("POST", URL, json=BODY) as response:
-            parts = list(response.iter_raw())
-    _, end = only_pair(events)
-    return parts, end.data, runtime.diagnostics().failure_count("codec:") - before
-
-
-def _identity(request: LlmRequest, next_: Any) -> Any:
-    yield from next_()
+def _received(reads: list[bytes], *, parsed: bool = False) -> tuple[list[bytes], Any, int]:
+    return sse_relayed(reads, URL, BODY, parsed=parsed)
 
 
 def test_without_a_stream_intercept_the_sdk_gets_the_providers_bytes_event_by_event() -> None:
@@ -88,11 +66,7 @@ def test_the_raw_relay_and_the_intercept_path_fold_the_same_whatever_the_reads(
     bounds = [0, *sorted(set(cuts)), len(STREAM)]
     reads = [STREAM[a:b] for a, b in itertools.pairwise(bounds)]
     raw_parts, raw_data, raw_failures = _received(reads)
-    intercepts.register_llm_stream_execution("identity", 0, _identity)
-    try:
-        parts, data, failures = _received(reads)
-    finally:
-        intercepts.deregister_llm_stream_execution("identity")
+    parts, data, failures = _received(reads, parsed=True)
     assert b"".join(raw_parts) == b"".join(parts) == STREAM
     assert raw_data == data
     assert raw_failures == failures == 1
@@ -101,7 +75,7 @@ def test_the_raw_relay_and_the_intercept_path_fold_the_same_whatever_the_reads(
 @pytest.mark.parametrize("stop_after", [1, 3])
 def test_closing_the_raw_relay_early_folds_only_what_reached_the_sdk(stop_after: int) -> None:
     with capture() as events:
-        with _client(list(FRAMES)).stream("POST", URL, json=BODY) as response:
+        with sse_client(list(FRAMES)).stream("POST", URL, json=BODY) as response:
             for count, _ in enumerate(response.iter_raw(), 1):
                 if count == stop_after:
                     break
@@ -135,11 +109,7 @@ def test_the_async_raw_relay_relays_the_same_bytes_and_fold() -> None:
 @pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
 def test_a_read_cut_at_any_byte_gives_the_same_bytes_and_record(line_end: bytes) -> None:
     stream = STREAM.replace(b"\n", line_end)
-    intercepts.register_llm_stream_execution("identity", 0, _identity)
-    try:
-        _, expected, expected_failures = _received([stream])  # the parse-as-they-come path
-    finally:
-        intercepts.deregister_llm_stream_execution("identity")
+    _, expected, expected_failures = _received([stream], parsed=True)  # parsed as they come
     assert expected["choices"][0]["message"]["content"] == "Hello!"
     for cut in range(1, len(stream)):
         parts, data, failures = _received([stream[:cut], stream[cut:]])

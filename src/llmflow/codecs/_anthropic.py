@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Final
+
 import orjson
 
 from llmflow._errors import CodecError
@@ -508,6 +511,28 @@ class AnthropicStreamAccumulator:
         elif type(kind) is not str:
             raise fail("event.type", "a string", kind)
 
+    def text_slot(self, event: Json) -> tuple[str, Callable[[str], object], None] | None:
+        """For a just collected delta that adds a piece to a block: ``(piece, append, None)``.
+
+        The promise (tests prove it): from now until another event is
+        collected, collecting an event equal to ``event`` except for the piece
+        (any string) is the same as ``append(piece)``. ``None`` for any other
+        event. Never raises; changes nothing.
+        """
+        if type(event) is not dict or event.get("type") != "content_block_delta":
+            return None
+        index = event.get("index")
+        delta = event.get("delta")
+        if type(index) is not int or type(delta) is not dict:
+            return None
+        kind = delta.get("type")
+        key = _PIECES.get(kind) if type(kind) is str else None
+        piece = None if key is None else delta.get(key)
+        buffer = self._buffers.get(index)
+        if type(piece) is not str or buffer is None:
+            return None
+        return piece, buffer.append, None
+
     def _block(self, index: int) -> JsonObject:
         block = self._blocks.get(index)
         if block is None:
@@ -541,6 +566,14 @@ class AnthropicStreamAccumulator:
         message = dict(self._message)
         message["content"] = [self._blocks[i] for i in sorted(self._blocks)]
         return message
+
+
+# The delta types whose piece is appended to the block's buffer, and the piece's key.
+_PIECES: Final = {
+    "text_delta": "text",
+    "input_json_delta": "partial_json",
+    "thinking_delta": "thinking",
+}
 
 
 def _index(event: JsonObject) -> int:

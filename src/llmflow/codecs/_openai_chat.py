@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from llmflow._types import DataSchema, Json, JsonObject
 
 from ._codec import ProviderCodec
@@ -613,6 +615,37 @@ class OpenAIChatStreamAccumulator:
             for key, items in logprobs.items():
                 if type(items) is list:
                     state.logprobs.setdefault(key, []).extend(items)
+
+    def text_slot(self, chunk: Json) -> tuple[str, Callable[[str], object], str | None] | None:
+        """For a chunk just collected that only adds text: ``(text, append, obfuscation)``.
+
+        The promise (tests prove it): from now until another chunk is collected,
+        collecting a chunk equal to ``chunk`` except for the text and the
+        ``obfuscation`` string (any strings) is the same as ``append(text)``.
+        ``None`` for any other chunk. Never raises; changes nothing.
+        """
+        if type(chunk) is not dict or self._head is None or chunk.get("usage") is not None:
+            return None
+        choices = chunk.get("choices")
+        if type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict:
+            return None
+        raw = choices[0]
+        index = raw.get("index", 0)
+        delta = raw.get("delta")
+        if (
+            type(index) is not int
+            or type(delta) is not dict
+            or len(delta) != 1
+            or raw.get("finish_reason") is not None
+            or raw.get("logprobs")
+        ):
+            return None
+        text = delta.get("content")
+        state = self._choices.get(index)
+        if type(text) is not str or state is None or state.content is None:
+            return None
+        free = chunk.get("obfuscation")
+        return text, state.content.append, free if type(free) is str else None
 
     def _collect_delta(self, state: _Choice, delta: JsonObject, position: int) -> None:
         where = f"chunk.choices[{position}]"

@@ -21,7 +21,7 @@ from llmflow._errors import CodecError, GuardrailRejected
 from llmflow._families import LLM_STREAM_EXECUTION, chain
 from llmflow._runtime import Runtime
 from llmflow._scope import current_span
-from llmflow._stream import add_end_metadata, stream_callbacks
+from llmflow._stream import add_end_metadata, codec_fold
 from llmflow._types import Json, JsonObject, LlmRequest
 from llmflow.codecs import AnthropicMessagesCodec
 from llmflow.http._errors import ProviderHTTPError
@@ -126,6 +126,7 @@ class Exchange:
         "sdk_response",
         "streaming",
         "tail",
+        "text_slot",
         "whole",
     )
 
@@ -300,15 +301,20 @@ class Exchange:
 
         In raw mode (:meth:`use_raw`) the stream's items are the provider's event
         bytes and the transport folds each event's chunk itself (:attr:`fold`)
-        as it relays it; the collector then ignores the bytes.
+        as it relays it; the collector then ignores the bytes. :attr:`text_slot`
+        is the accumulator's ``text_slot`` when it has one (the transport's fast
+        path for chunks that only add text).
         """
         codec = self.codec
+        self.text_slot: Callable[[Json], Any] | None = None
         if codec is None:
             chunks: list[Json] = []
             collect: Callable[[Json], object] = chunks.append
             fold: Callable[[], Json] = lambda: chunks  # noqa: E731
         else:
-            collect, fold = stream_callbacks(self.runtime, None, None, codec)
+            accumulator, collect = codec_fold(self.runtime, codec)
+            fold = accumulator.finalize
+            self.text_slot = getattr(accumulator, "text_slot", None)
         self.fold = collect
 
         def finalize() -> Json:

@@ -8,11 +8,13 @@ attempt lives in :class:`llmflow.http._exchange.Exchange`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from itertools import chain
 from typing import Any, Final, cast
 
 import httpx2
-from orjson import JSONDecodeError, loads
+from orjson import JSONDecodeError, dumps, loads
 
 from llmflow._errors import GuardrailRejected
 from llmflow._llm import llm_call_execute, llm_call_execute_sync, llm_stream_call_execute
@@ -82,13 +84,17 @@ class _ChunkReader:
     (``SKIP``) goes out with the next one.
     """
 
-    __slots__ = ("_exchange", "_fold", "_pending", "_splitter")
+    __slots__ = ("_exchange", "_fast", "_fold", "_hits", "_pending", "_slot", "_splitter", "_tries")
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
         self._splitter = SseSplitter()
         self._pending = b""
         self._fold = exchange.fold
+        self._slot = exchange.text_slot
+        self._fast: _Shape | None = None
+        self._tries = 0
+        self._hits = 0
 
     def feed(self, part: bytes) -> Iterator[Json]:
         exchange = self._exchange
@@ -107,7 +113,31 @@ class _ChunkReader:
 
         The usual read, one whole one-line ``data: {...}`` event, is returned
         as the same object after one parse and one fold: no split, no copy.
+        A read of the shape the previous read had (see :class:`_Shape`) is only
+        checked and its text decoded and appended.
         """
+        fast = self._fast
+        if fast is not None:
+            prefix, end, first, last, mid, append = fast
+            if part.startswith(prefix) and part.endswith(end):
+                # A read shorter than prefix + end (the two overlap) leaves at most one
+                # byte between ``first`` and ``last``: never a JSON string, so no length test.
+                try:  # the text (and the free string) must be whole JSON strings
+                    if mid is None:
+                        text = loads(part[first:-last])
+                    else:
+                        found = mid.search(part, first + 1)  # the middle, free string, end
+                        if found is None:
+                            raise JSONDecodeError("not the learned shape", "", 0)
+                        at = found.start()
+                        text = loads(part[first : at + 1])
+                except JSONDecodeError:
+                    pass
+                else:
+                    append(text)
+                    self._hits += 1
+                    return part
+            self._fast = None  # another shape: the usual path (which may learn it)
         if part[:7] == b"data: {" and part[-2:] == b"\n\n" and not self._splitter.buffer:
             data = part[6:-2]
             if 10 in data or 13 in data:  # more than one line: the splitter reads it
@@ -119,6 +149,8 @@ class _ChunkReader:
                 self._pending += part
                 return b""
             self._fold(chunk)
+            if self._slot is not None and self._tries <= self._hits + _TRIES:
+                self._learn(part, data, chunk)
             if self._pending:
                 part, self._pending = self._pending + part, b""
             return part
@@ -126,6 +158,7 @@ class _ChunkReader:
 
     def _feed_events(self, part: bytes) -> bytes:
         relayed: list[bytes] = []
+        chunk: Any = SKIP
         for raw, data in self._splitter.feed(part):
             chunk = self._exchange.chunk_of(data)
             if chunk is SKIP:
@@ -136,11 +169,103 @@ class _ChunkReader:
                 relayed.append(self._pending)
                 self._pending = b""
             relayed.append(raw)
+        if (
+            len(relayed) == 1
+            and relayed[0] is part  # the read was one whole event, a chunk
+            and self._slot is not None
+            and self._tries <= self._hits + _TRIES
+        ):
+            self._learn(part, cast(bytes, data), chunk)
         return relayed[0] if len(relayed) == 1 else b"".join(relayed)
+
+    def _learn(self, part: bytes, data: bytes, chunk: Json) -> None:
+        """Keep the shape of ``part`` (one event; ``chunk`` just folded) if it only adds text."""
+        self._tries += 1
+        try:
+            self._fast = _shape(part, data, chunk, cast(Callable[[Json], Any], self._slot))
+        except Exception:  # a shortcut never breaks the stream: the usual path stays
+            self._fast = None
 
     def finish(self) -> None:
         """At the end of the body: what follows the last chunk becomes the exchange's tail."""
         self._exchange.tail = self._pending + self._splitter.rest()
+
+
+# How many reads (beyond one per fast read) may try to learn a shape: a stream whose
+# chunks never take the fast path stops paying for the attempts.
+_TRIES: Final = 4
+
+# A free string's body: printable ASCII without a quote or a backslash, so a valid JSON
+# string body without a check (OpenAI's obfuscation is letters and digits).
+_FREE: Final = rb"[\x20\x21\x23-\x5b\x5d-\x7e]*"
+
+_Shape = tuple[bytes, bytes, int, int, "re.Pattern[bytes] | None", Callable[[str], object]]
+"""A read shape: ``(prefix, end, first, last, mid, append)``.
+
+A read that starts with ``prefix`` (ending in the opening quote of the text,
+at ``first``) and ends with ``end`` (starting with the closing quote of the
+last string slot, ``last`` bytes before the end of the read) is the learned
+event with other text: without ``mid``, the bytes between them are the
+text's JSON string body; with ``mid`` (a pattern: the bytes from the text's
+closing quote to the opening quote of the free string, the free string, the
+end), the text comes before the match and the free string (a value the fold
+ignores, such as OpenAI's ``obfuscation``) inside it. The text must decode
+as a JSON string; the pattern admits only free strings that are JSON string
+bodies. JSON is read left to right, so the read
+then parses to the learned chunk with the strings replaced, and the
+accumulator's ``text_slot`` promise makes folding it the same as
+``append(text)``.
+"""
+
+
+def _shape(
+    part: bytes, data: bytes, chunk: Json, text_slot: Callable[[Json], Any]
+) -> _Shape | None:
+    """The shape of ``part`` for the fast path, or ``None``.
+
+    ``part`` must be exactly one ``data:`` line (maybe after one ``event:``
+    line) ending in a blank line, without ``\\r``, so a read with the same
+    lines is one event for the splitter too. A probe with other text (and
+    another free string) in the found places must be read back by
+    ``text_slot`` as that text with the same ``append``: this proves the
+    places are the ones the fold reads.
+    """
+    slot = text_slot(chunk)
+    if slot is None or b"\r" in part or not part.endswith(b"\n\n"):
+        return None
+    text, append, free = slot
+    at = len(part) - 2 - len(data)  # where ``data`` starts in ``part``
+    head = part[:at]
+    if at < 6 or part[at:-2] != data or b"\n" in data:
+        return None
+    if head != b"data: " and not (
+        head.startswith(b"event: ") and head.endswith(b"\ndata: ") and head.count(b"\n") == 1
+    ):
+        return None
+    encoded = dumps(text)
+    t0 = data.find(encoded)
+    if t0 < 0:
+        return None
+    t1 = t0 + len(encoded)
+    marked = text + "\x00"  # differs from the text, so a misplaced slot shows
+    if free is None:
+        probe = data[:t0] + dumps(marked) + data[t1:]
+        if text_slot(loads(probe)) != (marked, append, None):
+            return None
+        prefix, end = part[: at + t0 + 1], part[at + t1 - 1 :]
+        return prefix, end, len(prefix) - 1, len(end) - 1, None, append
+    encoded_free = dumps(free)
+    f0 = data.find(encoded_free, t1)
+    if f0 < 0:
+        return None
+    f1 = f0 + len(encoded_free)
+    free_marked = free + "\x00"
+    probe = data[:t0] + dumps(marked) + data[t1:f0] + dumps(free_marked) + data[f1:]
+    if text_slot(loads(probe)) != (marked, append, free_marked):
+        return None
+    prefix, mid, end = part[: at + t0 + 1], part[at + t1 - 1 : at + f0 + 1], part[at + f1 - 1 :]
+    tail = re.compile(re.escape(mid) + _FREE + re.escape(end) + rb"\Z")
+    return prefix, end, len(prefix) - 1, len(end) - 1, tail, append
 
 
 def _open_embedder(exchange: Exchange) -> ScopeHandle:
@@ -299,17 +424,25 @@ class _SyncRelay(httpx2.SyncByteStream):
         return exchange.relay_response(self)
 
     def __iter__(self) -> Iterator[bytes]:
+        first = self._first
+        if first is not _END and self._exchange.raw:
+            # The items are the provider's bytes, folded already: chained in C, so no
+            # frame of this relay resumes per chunk.
+            self._first = _END
+            return chain((first,), self._stream.uncollected(), self._tail())
+        return self._framed()
+
+    def _framed(self) -> Iterator[bytes]:
         exchange = self._exchange
         if self._first is not _END:
             first, self._first = self._first, _END
-            if exchange.raw:  # the items are the provider's bytes, folded already
-                yield first
-                yield from self._stream.uncollected()
-            else:
-                yield exchange.frame(first)
-                for chunk in self._stream:
-                    yield exchange.frame(chunk)
-        tail = exchange.take_tail()
+            yield exchange.frame(first)
+            for chunk in self._stream:
+                yield exchange.frame(chunk)
+        yield from self._tail()
+
+    def _tail(self) -> Iterator[bytes]:
+        tail = self._exchange.take_tail()
         if tail:
             yield tail
 

@@ -39,7 +39,7 @@ __all__ = ["Line", "event_of", "facts", "feed", "rejected"]
 _NULL = msgspec.Raw(b"null")
 _LOW, _HIGH = -(2**63), 2**64 - 1
 """The integers orjson reads as ``int``; any other is a float to it."""
-_INT_FACTS = (
+_INT_FACTS = (  # with cost_usd, SpanFacts[7:13] and SpanFacts[15:]
     "status_code",
     "input_tokens",
     "output_tokens",
@@ -119,6 +119,10 @@ def facts(start: Any, end: Any, duration_us: int) -> SpanFacts:
     if type(end) is Line:
         end = _facts_event(end)
     result = span_facts(start, end, duration_us=duration_us)
+    # The integer facts: status_code to reasoning_tokens, cost_usd, attempt, retry_attempts.
+    numbers = [*filter(None, result[7:13]), *filter(None, result[15:])]
+    if not numbers or (max(numbers) <= _HIGH and min(numbers) >= _LOW):
+        return result
     changes: dict[str, Any] = {}
     for name in _INT_FACTS:
         value = getattr(result, name)
@@ -130,7 +134,7 @@ def facts(start: Any, end: Any, duration_us: int) -> SpanFacts:
             changes["cost_usd"] = float(cost)
         except OverflowError:  # orjson rejects the line: see the module docstring
             changes["cost_usd"] = None
-    return result._replace(**changes) if changes else result
+    return result._replace(**changes)
 
 
 def rejected(end: Any) -> bool:

@@ -30,8 +30,7 @@ import re
 import sys
 import time
 from array import array
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -439,7 +438,7 @@ class _Part:
     orphan_ends: list[Record]
     blank_tail: int
     started: array[int]
-    """Sorted CRC-32s of the uuids this part started (4 bytes a span)."""
+    """The CRC-32s of the uuids this part started (4 bytes a span)."""
 
 
 class _Range(io.RawIOBase):
@@ -498,23 +497,21 @@ def _count_part(path: str, begin: int, end: int, by: Sequence[str], since: int |
         counter.open_records(),
         orphans,
         counter.blank_tail,
-        array("I", sorted(started)),
+        started,
     )
 
 
-def _restarts(open_uuids: Iterable[str], started: array[int]) -> bool:
+def _restarts(open_uuids: Collection[str], started: array[int]) -> bool:
     """Whether a part may start again a span still open before it (a damaged log).
 
     A worker cannot know which spans earlier parts left open, so it would join
     such a second start with its end where one process reports it and closes the
     first. Tested by hash: a collision only costs a needless serial re-read.
     """
-    for uuid in open_uuids:
-        key = crc32(uuid.encode())
-        at = bisect_left(started, key)
-        if at < len(started) and started[at] == key:
-            return True
-    return False
+    keys = {crc32(uuid.encode()) for uuid in open_uuids}
+    if len(keys) <= 64:  # usually a few: scan the array in C rather than build a set of it
+        return any(key in started for key in keys)
+    return not keys.isdisjoint(started)
 
 
 def _boundaries(path: str, parts: int) -> list[int]:

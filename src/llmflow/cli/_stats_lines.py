@@ -146,7 +146,8 @@ def rejected(end: Any) -> bool:
 
 def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
     """:meth:`~llmflow.cli.stats._Counter.feed` with msgspec: same counts, same problems."""
-    decode, undecodable = _DECODER.decode, msgspec.DecodeError
+    # msgspec raises RecursionError on nesting deeper than its limit (orjson's is higher).
+    decode, undecodable = _DECODER.decode, (msgspec.DecodeError, RecursionError)
     seconds, second_of = SECONDS, second_us
     opened = counter.open
     started = counter.started

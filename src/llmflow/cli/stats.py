@@ -14,7 +14,7 @@ With the ``fast`` extra (msgspec) installed, the loop of
 :mod:`llmflow.cli._stats_lines` decodes only the top-level fields and the
 payloads of the spans it counts; without it every line is parsed whole with
 orjson (parsing around the ``data`` payload in Python was measured slower).
-``USE_MSGSPEC = False`` forces the orjson loop.
+``USE_MSGSPEC = False`` (or ``LLMFLOW_STATS_MSGSPEC=0``) forces the orjson loop.
 """
 
 from __future__ import annotations
@@ -58,8 +58,11 @@ _PARALLEL_MIN_BYTES: Final = 16 << 20
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-USE_MSGSPEC = True
-"""Decode lines with msgspec when it is installed (the ``fast`` extra); False: orjson only."""
+USE_MSGSPEC = os.environ.get("LLMFLOW_STATS_MSGSPEC", "1") != "0"
+"""Decode lines with msgspec when it is installed (the ``fast`` extra); False: orjson only.
+
+``LLMFLOW_STATS_MSGSPEC=0`` in the environment sets it false (tests and benchmarks).
+"""
 
 
 def _msgspec_lines() -> ModuleType | None:

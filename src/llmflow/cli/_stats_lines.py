@@ -153,6 +153,8 @@ def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
     started = counter.started
     pop, ended, add = opened.pop, counter.ended, counter.add
     result, report, source = counter.result, counter.report, counter.source
+    # The span of a start in no counted category only adds to the span count (as in ended()).
+    counted, since = counter.counted_categories, counter.since_us
     blank_start = blank_end = -1
     for raw in lines:
         number += 1
@@ -186,7 +188,16 @@ def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
                         if phase == "end":
                             start = pop(uuid, None)
                             if start is not None:
-                                ended(start[2], line, start[0], second + int(micro))
+                                event = start[2]
+                                if (
+                                    counted is not None
+                                    and type(event) is Line
+                                    and event.category not in counted
+                                ):
+                                    if since is None or start[0] >= since:
+                                        result.spans += 1
+                                    continue
+                                ended(event, line, start[0], second + int(micro))
                                 continue
                         elif phase == "start" and uuid not in opened:
                             opened[uuid] = (second + int(micro), number, line)

@@ -246,6 +246,13 @@ class _Counter:
         """How many blank lines ended what :meth:`feed` read last."""
         self.open: dict[str, tuple[int, int, Any]] = {}
         """uuid to (start µs, line, start event: a dict, or a msgspec ``Line``)."""
+        self.counted_categories: frozenset[str] | None = None
+        """The categories :meth:`ended` counts facts of (``None``: all, with ``--by category``)."""
+        if "category" not in by:
+            self.counted_categories = frozenset(
+                (["llm"] if {"model", "provider", "name"}.intersection(by) else [])
+                + (["tool"] if "tool" in by else [])
+            )
         self._lines = _msgspec_lines()
         self._span_facts: Callable[[Any, Any, int], SpanFacts] = _facts
         self._rejected: Callable[[Any], bool] = rejected_by_guardrail

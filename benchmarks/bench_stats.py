@@ -6,12 +6,15 @@ guardrails, some errors), then in one run and each in its own child process:
 
 * ``llmflow stats --json --by model`` and a DuckDB query computing the same
   aggregates (LLM calls per model, p50/p95 latency, input/output token sums),
-  checked to agree;
+  checked to agree; ``stats`` twice when msgspec is installed: its default
+  msgspec line loop and the orjson one (``LLMFLOW_STATS_MSGSPEC=0``), which
+  must print the same document;
 * peak memory (max RSS of the child) of both at the small and the large size;
 * ``llmflow validate`` and ``llmflow report`` on the large log, and the HTML size.
 
     python benchmarks/bench_stats.py                 # 1,000,000 and 100,000 events
     python benchmarks/bench_stats.py --events 200000 --small 20000 --keep /tmp/logs
+    python benchmarks/bench_stats.py --keep /tmp/logs --stats-only  # no validate/report
 
 The report is printed as one JSON object on the last stdout line; progress goes
 to stderr. Needs duckdb (``pip install 'llmflow[bench]'``).
@@ -298,13 +301,17 @@ print(orjson.dumps([list(r) for r in rows]).decode())
 CPU: dict[str, float] = {}
 
 
-def _measure(argv: list[str]) -> tuple[float, int, str]:
+def _measure(argv: list[str], **extra_env: str) -> tuple[float, int, str]:
     """Run ``argv`` under ``/usr/bin/time -v`` for its own max RSS; (seconds, MiB, stdout).
 
     The child's CPU seconds (user + system) are left in ``CPU["last"]``: on a
     shared machine they are steadier than wall time.
     """
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+        **extra_env,
+    }
     timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
     started = time.perf_counter()
     done = subprocess.run([*timer, *argv], capture_output=True, env=env, check=False)
@@ -321,11 +328,20 @@ def _measure(argv: list[str]) -> tuple[float, int, str]:
     return wall, rss, done.stdout.decode()
 
 
-def _stats(path: Path) -> tuple[float, int, dict[str, Any]]:
+def _stats(path: Path, *, use_msgspec: bool = True) -> tuple[float, int, dict[str, Any]]:
     wall, rss, out = _measure(
-        [sys.executable, "-m", "llmflow", "stats", "--json", "--by", "model", str(path)]
+        [sys.executable, "-m", "llmflow", "stats", "--json", "--by", "model", str(path)],
+        LLMFLOW_STATS_MSGSPEC="1" if use_msgspec else "0",
     )
     return wall, rss, orjson.loads(out)
+
+
+def _has_msgspec() -> bool:
+    try:
+        import msgspec  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _duckdb(path: Path) -> tuple[float, int, list[list[Any]]]:
@@ -360,7 +376,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--keep", type=Path, help="directory for the logs (kept)")
+    parser.add_argument("--stats-only", action="store_true", help="skip validate and report")
     args = parser.parse_args()
+    both = _has_msgspec()
     directory = args.keep or Path(tempfile.mkdtemp(prefix="llmflow-bench-stats-"))
     directory.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"events": {}, "size_mb": {}}
@@ -380,6 +398,17 @@ def main() -> int:
         ours_cpu = CPU["last"]
         duck_s, duck_rss, duck = _duckdb(path)
         duck_cpu = CPU["last"]
+        orjson_loop: dict[str, Any] = {}
+        if both:
+            plain_s, plain_rss, plain = _stats(path, use_msgspec=False)
+            orjson_loop = {
+                "orjson_loop_stats_s": round(plain_s, 2),
+                "orjson_loop_ratio": round(plain_s / duck_s, 2),
+                "orjson_loop_stats_cpu_s": round(CPU["last"], 2),
+                "orjson_loop_cpu_ratio": round(CPU["last"] / max(duck_cpu, 1e-9), 2),
+                "orjson_loop_max_rss_mib": plain_rss,
+                "orjson_loop_same_document": plain == stats,
+            }
         report[label] = {
             "llmflow_stats_s": round(ours_s, 2),
             "duckdb_s": round(duck_s, 2),
@@ -390,8 +419,30 @@ def main() -> int:
             "llmflow_stats_max_rss_mib": ours_rss,
             "duckdb_max_rss_mib": duck_rss,
             "disagreements": _agree(stats, duck),
+            "msgspec": both,
+            **orjson_loop,
         }
-    large = logs["large"]
+    if not args.stats_only:
+        _validate_and_report(logs["large"], directory, report)
+    for label in ("small", "large"):
+        r = report[label]
+        print(
+            f"{label:5} {report['events'][label]:>9,} events {report['size_mb'][label]:>7} MB: "
+            f"llmflow stats {r['llmflow_stats_s']:.2f} s ({r['llmflow_stats_max_rss_mib']} MiB)"
+            f"  duckdb {r['duckdb_s']:.2f} s ({r['duckdb_max_rss_mib']} MiB)"
+            f"  ratio {r['ratio']:.2f}  disagreements {len(r['disagreements'])}",
+            file=sys.stderr,
+        )
+    print(orjson.dumps(report).decode())
+    failed = any(
+        report[label]["disagreements"] or not report[label].get("orjson_loop_same_document", True)
+        for label in ("small", "large")
+    )
+    return 1 if failed else 0
+
+
+def _validate_and_report(large: Path, directory: Path, report: dict[str, Any]) -> None:
+    """``validate`` and ``report`` on the large log: time, memory, HTML size."""
     print("validate", file=sys.stderr)
     wall, rss, _ = _measure([sys.executable, "-m", "llmflow", "validate", str(large)])
     report["large"]["validate_s"] = round(wall, 2)
@@ -406,18 +457,6 @@ def main() -> int:
     report["large"]["report_cpu_s"] = round(CPU["last"], 2)
     report["large"]["report_max_rss_mib"] = rss
     report["large"]["report_html_kib"] = round(html.stat().st_size / 1024)
-    for label in ("small", "large"):
-        r = report[label]
-        print(
-            f"{label:5} {report['events'][label]:>9,} events {report['size_mb'][label]:>7} MB: "
-            f"llmflow stats {r['llmflow_stats_s']:.2f} s ({r['llmflow_stats_max_rss_mib']} MiB)"
-            f"  duckdb {r['duckdb_s']:.2f} s ({r['duckdb_max_rss_mib']} MiB)"
-            f"  ratio {r['ratio']:.2f}  disagreements {len(r['disagreements'])}",
-            file=sys.stderr,
-        )
-    print(orjson.dumps(report).decode())
-    failed = report["small"]["disagreements"] or report["large"]["disagreements"]
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,17 @@ from hypothesis import strategies as st
 
 from llmflow._clock import format_rfc3339
 from llmflow.atof import Span, iter_records, iter_spans
+from llmflow.cli import stats as stats_module
 from llmflow.cli.stats import parse_since, percentile
+
+
+@pytest.fixture(autouse=True, params=["msgspec", "orjson"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with the msgspec line loop (the ``fast`` extra) and the orjson one."""
+    fast = request.param == "msgspec"
+    monkeypatch.setenv("LLMFLOW_STATS_MSGSPEC", "1" if fast else "0")  # for `python -m llmflow`
+    monkeypatch.setattr(stats_module, "USE_MSGSPEC", fast)
+    return str(request.param)
 
 
 def stats_json(*args: str) -> dict:  # type: ignore[type-arg]
@@ -180,7 +190,6 @@ def test_percentiles_interpolate_between_ranks_like_quantile_cont(values: list[i
 def test_a_large_file_split_among_processes_gives_the_single_process_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llmflow.cli import stats as stats_module
     from llmflow.cli._input import LogInput
 
     log = LogBuilder()

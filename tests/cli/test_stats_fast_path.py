@@ -2,7 +2,9 @@
 
 The general path is the reader every command shares (``decode_line`` for each
 line, then the join of starts with ends); the fast path decodes the common
-line inline. Hypothesis writes logs in many layouts (llmflow's key order,
+line inline, with orjson or (the ``fast`` extra) with msgspec: every test here
+runs with both (the ``decoder`` fixture). Hypothesis writes logs in many
+layouts (llmflow's key order,
 other orders, spaces, epoch and offset timestamps, tricky strings and unicode
 in payloads) with damage (garbage, wrong field types, concatenated and cut-off
 lines, duplicate starts, orphan ends, blank lines), and both paths must give
@@ -52,12 +54,14 @@ PAYLOAD = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
     max_leaves=8,
 )
-ODD = st.none() | st.sampled_from(["5", 2.5, True, [], {}])
+# Integers outside int64/uint64 are floats to orjson and ints to msgspec.
+BIG = st.sampled_from([2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**30, -(10**25)])
+ODD = st.none() | st.sampled_from(["5", 2.5, True, [], {}]) | BIG
 USAGE = st.none() | st.fixed_dictionaries(
     {},
     optional={
         "input_tokens": st.integers(0, 5000) | ODD,
-        "output_tokens": st.integers(0, 5000),
+        "output_tokens": st.integers(0, 5000) | BIG,
         "cached_tokens": st.integers(0, 100),
         "reasoning_tokens": st.integers(0, 100) | ODD,
     },
@@ -70,7 +74,7 @@ METADATA = st.none() | st.fixed_dictionaries(
         "exception.type": st.sampled_from(["RateLimitError", "Timeout"]) | ODD,
         "exception.message": st.text(max_size=5),
         "http.status_code": st.sampled_from([429, 500]),
-        "http.attempt": st.integers(0, 3),
+        "http.attempt": st.integers(0, 3) | BIG,
         "retry.attempts": st.integers(1, 4),
         "cache.hit": st.booleans() | ODD,
     },
@@ -94,6 +98,7 @@ SPAN = st.fixed_dictionaries(
 LAYOUT = st.sampled_from(
     ["llmflow", "llmflow", "llmflow", "reversed", "spaced", "epoch", "offset", "no-micros"]
 )
+_MARK = b'{"kind":"mark","uuid":"u","name":"x","timestamp":"2026-01-01T00:00:00.000001Z"'
 DAMAGED_LINES = [
     b"{broken\n",
     b"[1, 2]\n",
@@ -113,7 +118,23 @@ DAMAGED_LINES = [
     b'{"kind":"mark","uuid":"u","name":"x","timestamp":"2026-01-01T00:00:00.000001Z","x":NaN}\n',
     b"\xff\xfe not utf-8\n",
 ]
-DAMAGE = st.sampled_from(DAMAGED_LINES)
+# Lines msgspec decodes where orjson does not, or differently: the shared reader decides.
+ODD_LINES = [
+    _MARK + b',"data":"\xff\xfe"}\n',  # not UTF-8 in a payload msgspec only scans
+    _MARK + b',"x":["\xed\xa0\x80"]}\n',  # an encoded surrogate in an unknown field
+    _MARK + b',"data":"\\ud800"}\n',  # a lone surrogate escape
+    _MARK + b',"data":' + b"[" * 1000 + b"]" * 1000 + b"}\n",  # deeper than msgspec goes
+    _MARK + b',"kind":"scope"}\n',  # a repeated key: the last one counts
+    b'{"k\\u0069nd":"mark","uuid":"u","name":"x","timestamp":"2026-01-01T00:00:00.000001Z"}\n',
+    _MARK + b',"scope_category":5}\n',  # a mark's phase is not read
+    _MARK + b',"metadata":{"cost.usd":1e400}}\n',
+    _MARK + b',"metadata":{"n":123456789012345678901234567890}}\n',
+    _MARK + b',"data":{"n":-0,"f":1E5,"g":2.2250738585072011e-308}}\n',
+    b'{"kind":"mark","uuid":"u","name":"\\u00e9","timestamp":"2026-01-01T00:00:00.000001Z"}\n',
+    b'{"kind":"scope","uuid":"u","name":"x","timestamp":"2026-01-01T00:00:00.000001Z",'
+    b'"scope_category":"start","category":"llm","metadata":{"cost.usd":10000000000000000000000}}\n',
+]
+DAMAGE = st.sampled_from(DAMAGED_LINES + ODD_LINES)
 EDIT = st.tuples(
     st.sampled_from(["insert", "insert", "insert", "join", "duplicate", "drop", "swap"]),
     st.integers(0, 10**6),
@@ -138,7 +159,10 @@ def _line(event: dict[str, Any], layout: str) -> bytes:
         event = dict(reversed(list(event.items())))
     if layout == "spaced":
         return json.dumps(event, ensure_ascii=False, separators=(", ", ": ")).encode() + b"\n"
-    return orjson.dumps(event) + b"\n"
+    try:
+        return orjson.dumps(event) + b"\n"
+    except TypeError:  # an integer beyond 64 bits (BIG)
+        return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 def _events(spans: list[dict[str, Any]]) -> list[tuple[int, int, dict[str, Any]]]:
@@ -251,10 +275,23 @@ class _Recording(LogInput):
         self.seen.append((problem.line, problem.message, problem.cut_off))
 
 
+@pytest.fixture(params=["msgspec", "orjson"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the msgspec loop, then with the orjson loop."""
+    monkeypatch.setattr(stats_module, "USE_MSGSPEC", request.param == "msgspec")
+    assert (stats_module._msgspec_lines() is not None) == (request.param == "msgspec")
+    return str(request.param)
+
+
 def _general(path: Path, by: list[str], since: int | None) -> tuple[dict[str, Any], _Recording]:
-    """Every line through decode_line and the general join: the reference."""
+    """Every line through decode_line and the general join (no msgspec): the reference."""
     logs = _Recording(path)
-    counter = _Counter(by, since, logs.report, str(path))
+    chosen = stats_module.USE_MSGSPEC
+    stats_module.USE_MSGSPEC = False
+    try:
+        counter = _Counter(by, since, logs.report, str(path))
+    finally:
+        stats_module.USE_MSGSPEC = chosen
     for record in logs.records(str(path)):
         counter.add(record)
     counter.close()
@@ -294,6 +331,7 @@ def _oracle(path: Path, since: int | None) -> dict[str, tuple[int, list[int], in
 )
 def test_the_fast_path_counts_exactly_what_the_general_path_counts(
     tmp_path: Path,
+    decoder: str,
     spans: list[dict[str, Any]],
     layouts: list[str],
     edits: list[tuple[str, int, bytes]],
@@ -335,6 +373,7 @@ def test_the_fast_path_counts_exactly_what_the_general_path_counts(
 def test_a_log_split_among_processes_counts_what_one_process_counts(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    decoder: str,
     spans: list[dict[str, Any]],
     layouts: list[str],
     edits: list[tuple[str, int, bytes]],
@@ -354,7 +393,7 @@ def test_a_log_split_among_processes_counts_what_one_process_counts(
 
 
 def test_a_second_start_after_the_cut_is_counted_as_one_process_counts_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoder: str
 ) -> None:
     """A span left open by the first part and started again in the second (a damaged log).
 
@@ -414,9 +453,9 @@ def test_a_second_start_after_the_cut_is_counted_as_one_process_counts_it(
     assert serial["open_spans"] == 0
 
 
-def test_every_kind_of_damage_at_once(tmp_path: Path) -> None:
-    """Each damaged line of DAMAGE in one log: both paths skip and report the same lines."""
-    damage = DAMAGED_LINES
+def test_every_kind_of_damage_at_once(tmp_path: Path, decoder: str) -> None:
+    """Each damaged and odd line in one log: both paths skip and report the same lines."""
+    damage = DAMAGED_LINES + ODD_LINES
     spans = [
         {**_PLAIN_SPAN, "start": i * 1000, "category": category}
         for i, category in enumerate(["llm", "tool", "guardrail", "agent"] * 3)
@@ -429,9 +468,12 @@ def test_every_kind_of_damage_at_once(tmp_path: Path) -> None:
     fast = compute_stats(fast_logs, by).to_dict()
     general, general_logs = _general(path, by, None)
     assert fast == general and fast_logs.seen == general_logs.seen
-    blank = sum(1 for line in damage if not line.strip())
-    assert fast["skipped_lines"] == len(damage) - blank + 1  # and the cut-off last line
-    assert fast["spans"] == 11 and fast["marks"] == 3
+    blank = sum(1 for line in DAMAGED_LINES if not line.strip())
+    # Every damaged line but the blank ones, the cut-off last line, and five odd lines
+    # (not UTF-8 twice, a lone surrogate, 1e400, a repeated "kind" making a scope without phase).
+    assert fast["skipped_lines"] == len(DAMAGED_LINES) - blank + 1 + 5
+    # Six odd lines are marks, one is an open llm start; the last line, cut off, is a mark.
+    assert fast["spans"] == 12 and fast["marks"] == 3 + 6 - 1 and fast["open_spans"] == 1
 
 
 _PLAIN_SPAN: dict[str, Any] = {

@@ -10,9 +10,11 @@ Lines are decoded, checked and joined in one loop (:meth:`_Counter.feed`)
 rather than through the reader's generators: the same result as
 :func:`~llmflow.atof.iter_records` and :class:`~llmflow.atof.SpanJoiner`
 (``tests/cli/test_stats_fast_path.py`` proves it), at about half the CPU time.
-Every line is parsed whole with orjson: parsing only the part around the
-``data`` payload was measured slower, and a payload left unparsed would let a
-damaged line count.
+With the ``fast`` extra (msgspec) installed, the loop of
+:mod:`llmflow.cli._stats_lines` decodes only the top-level fields and the
+payloads of the spans it counts; without it every line is parsed whole with
+orjson (parsing around the ``data`` payload in Python was measured slower).
+``USE_MSGSPEC = False`` (or ``LLMFLOW_STATS_MSGSPEC=0``) forces the orjson loop.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ import re
 import sys
 import time
 from array import array
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Final
 from zlib import crc32
 
@@ -55,6 +57,27 @@ _DEFAULT_BY: Final = ("model", "provider", "name", "tool")
 _PARALLEL_MIN_BYTES: Final = 16 << 20
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+USE_MSGSPEC = os.environ.get("LLMFLOW_STATS_MSGSPEC", "1") != "0"
+"""Decode lines with msgspec when it is installed (the ``fast`` extra); False: orjson only.
+
+``LLMFLOW_STATS_MSGSPEC=0`` in the environment sets it false (tests and benchmarks).
+"""
+
+
+def _msgspec_lines() -> ModuleType | None:
+    """:mod:`llmflow.cli._stats_lines`, or ``None`` (msgspec missing, or ``USE_MSGSPEC`` false)."""
+    if not USE_MSGSPEC:
+        return None
+    try:
+        from llmflow.cli import _stats_lines
+    except ImportError:
+        return None
+    return _stats_lines
+
+
+def _facts(start: dict[str, Any], end: dict[str, Any], duration_us: int) -> SpanFacts:
+    return span_facts(start, end, duration_us=duration_us)
 
 
 def percentile(ordered: Sequence[int], q: float) -> float | None:
@@ -221,7 +244,20 @@ class _Counter:
         self.orphan_ends = orphan_ends
         self.blank_tail = 0
         """How many blank lines ended what :meth:`feed` read last."""
-        self.open: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        self.open: dict[str, tuple[int, int, Any]] = {}
+        """uuid to (start µs, line, start event: a dict, or a msgspec ``Line``)."""
+        self.counted_categories: frozenset[str] | None = None
+        """The categories :meth:`ended` counts facts of (``None``: all, with ``--by category``)."""
+        if "category" not in by:
+            self.counted_categories = frozenset(
+                (["llm"] if {"model", "provider", "name"}.intersection(by) else [])
+                + (["tool"] if "tool" in by else [])
+            )
+        self._lines = _msgspec_lines()
+        self._span_facts: Callable[[Any, Any, int], SpanFacts] = _facts
+        self._rejected: Callable[[Any], bool] = rejected_by_guardrail
+        if self._lines is not None:
+            self._span_facts, self._rejected = self._lines.facts, self._lines.rejected
         self.started: array[int] | None = None
         """With ``record_starts``: the CRC-32 of each uuid started (``_count_in_parallel``)."""
         if record_starts:
@@ -270,6 +306,8 @@ class _Counter:
         pop, ended, add = opened.pop, self.ended, self.add
         result, report, source = self.result, self.report, self.source
         blank_start = blank_end = -1
+        if self._lines is not None:
+            return int(self._lines.feed(self, lines, number))
         for raw in lines:
             number += 1
             try:
@@ -324,32 +362,36 @@ class _Counter:
         self.blank_tail = number - blank_start + 1 if blank_end == number else 0
         return number
 
-    def ended(self, start: dict[str, Any], end: dict[str, Any], start_us: int, end_us: int) -> None:
-        """Count a span whose start and end are joined."""
+    def ended(self, start: Any, end: Any, start_us: int, end_us: int) -> None:
+        """Count a span whose start and end are joined.
+
+        ``start``/``end`` are event dicts or msgspec ``Line`` structs.
+        """
         if self.since_us is not None and start_us < self.since_us:
             return
         self.result.spans += 1
-        category = start.get("category")
-        rejected = category == "guardrail" and rejected_by_guardrail(end)
+        category = start.get("category") if type(start) is dict else start.category
         if category == "llm":
             model, provider, name = self._model, self._provider, self._name
             if model is None and provider is None and name is None and self._category is None:
                 return
-            facts = span_facts(start, end, duration_us=end_us - start_us)
+            facts = self._span_facts(start, end, end_us - start_us)
+            # Only a guardrail can be rejected; facts.name is the start's name.
             if model is not None:
-                _put(model, facts.model or "(unknown)", facts, rejected)
+                _put(model, facts.model or "(unknown)", facts, False)
             if provider is not None:
-                _put(provider, facts.provider or "(unknown)", facts, rejected)
+                _put(provider, facts.provider or "(unknown)", facts, False)
             if name is not None:
-                _put(name, start["name"], facts, rejected)
+                _put(name, facts.name, facts, False)
         elif category == "tool" and self._tool is not None:
-            facts = span_facts(start, end, duration_us=end_us - start_us)
-            _put(self._tool, start["name"], facts, rejected)
+            facts = self._span_facts(start, end, end_us - start_us)
+            _put(self._tool, facts.name, facts, False)
         elif self._category is not None:
-            facts = span_facts(start, end, duration_us=end_us - start_us)
+            facts = self._span_facts(start, end, end_us - start_us)
         else:
             return
         if self._category is not None:
+            rejected = category == "guardrail" and self._rejected(end)
             # A category that is not a string (a broken log) counts as none.
             _put(
                 self._category,
@@ -367,8 +409,12 @@ class _Counter:
         self.open.clear()
 
     def open_records(self) -> list[Record]:
-        """The start records of the spans still open, in the order they started."""
-        return [(line, when, event) for when, line, event in self.open.values()]
+        """The start records of the spans still open, in the order they started (as dicts)."""
+        lines = self._lines
+        return [
+            (line, when, event if type(event) is dict or lines is None else lines.event_of(event))
+            for when, line, event in self.open.values()
+        ]
 
     def merge(self, other: StatsResult) -> None:
         """Add a partial result (another part of the same log) into this one."""
@@ -402,7 +448,7 @@ class _Part:
     orphan_ends: list[Record]
     blank_tail: int
     started: array[int]
-    """Sorted CRC-32s of the uuids this part started (4 bytes a span)."""
+    """The CRC-32s of the uuids this part started (4 bytes a span)."""
 
 
 class _Range(io.RawIOBase):
@@ -461,23 +507,21 @@ def _count_part(path: str, begin: int, end: int, by: Sequence[str], since: int |
         counter.open_records(),
         orphans,
         counter.blank_tail,
-        array("I", sorted(started)),
+        started,
     )
 
 
-def _restarts(open_uuids: Iterable[str], started: array[int]) -> bool:
+def _restarts(open_uuids: Collection[str], started: array[int]) -> bool:
     """Whether a part may start again a span still open before it (a damaged log).
 
     A worker cannot know which spans earlier parts left open, so it would join
     such a second start with its end where one process reports it and closes the
     first. Tested by hash: a collision only costs a needless serial re-read.
     """
-    for uuid in open_uuids:
-        key = crc32(uuid.encode())
-        at = bisect_left(started, key)
-        if at < len(started) and started[at] == key:
-            return True
-    return False
+    keys = {crc32(uuid.encode()) for uuid in open_uuids}
+    if len(keys) <= 64:  # usually a few: scan the array in C rather than build a set of it
+        return any(key in started for key in keys)
+    return not keys.isdisjoint(started)
 
 
 def _boundaries(path: str, parts: int) -> list[int]:

@@ -1,0 +1,223 @@
+"""The msgspec line loop of ``llmflow stats`` (the ``fast`` extra); imported only when installed.
+
+:func:`feed` counts exactly what :meth:`llmflow.cli.stats._Counter.feed`'s
+orjson loop counts, in about two thirds of its CPU time: each line is decoded
+into :class:`Line`, a struct of the fields the join and
+:func:`~llmflow.atof.span_facts` read, while the ``data`` payload (the bulk of
+a line), ``attributes`` and unknown fields are only scanned. A line that does
+not decode into it, or is not valid UTF-8 (which msgspec does not check in a
+scanned part), takes the shared reader
+(:func:`~llmflow.atof._reader.decode_line`) as in the orjson loop.
+
+Where msgspec and orjson read a valid line differently, this module reads it
+as orjson: an integer outside int64/uint64 is a float to orjson
+(:func:`facts`), a guardrail's ``data`` is parsed with orjson. The one case it
+cannot see (``docs/decisions.md``): orjson rejects a whole line for a number
+beyond the double range (``1e400``, an integer of 310 digits), which msgspec
+does not range-check in a scanned part or an integer, so such a line counts here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from zlib import crc32
+
+import msgspec
+import orjson
+
+from llmflow.atof import SpanFacts, span_facts
+from llmflow.atof._reader import decode_line
+from llmflow.atof._spans import rejected_by_guardrail
+from llmflow.atof._timestamps import SECONDS, second_us
+
+if TYPE_CHECKING:
+    from llmflow.cli.stats import _Counter
+
+__all__ = ["Line", "event_of", "facts", "feed", "rejected"]
+
+_NULL = msgspec.Raw(b"null")
+_LOW, _HIGH = -(2**63), 2**64 - 1
+"""The integers orjson reads as ``int``; any other is a float to it."""
+_INT_FACTS = (  # with cost_usd, SpanFacts[7:13] and SpanFacts[15:]
+    "status_code",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "attempt",
+    "retry_attempts",
+)
+
+
+class Line(msgspec.Struct, gc=False):
+    """The fields of one ATOF line that ``stats`` reads; ``data`` kept as raw JSON.
+
+    A field of another type than declared (an epoch timestamp, a numeric
+    category) fails the decode and sends the line to the shared reader.
+    """
+
+    kind: str
+    uuid: str
+    name: str
+    timestamp: str
+    parent_uuid: str | None = None
+    scope_category: str | None = None
+    category: str | None = None
+    category_profile: Any = None
+    metadata: Any = None
+    data_schema: Any = None
+    data: msgspec.Raw = _NULL
+
+
+_DECODER = msgspec.json.Decoder(Line)
+
+
+def _data(line: Line) -> Any:
+    try:
+        return orjson.loads(memoryview(line.data))
+    except orjson.JSONDecodeError:  # a number beyond the double range: see the module docstring
+        return None
+
+
+def event_of(line: Line) -> dict[str, Any]:
+    """The event dict of ``line`` (the fields :class:`Line` holds, ``data`` parsed)."""
+    return {
+        "kind": line.kind,
+        "uuid": line.uuid,
+        "parent_uuid": line.parent_uuid,
+        "timestamp": line.timestamp,
+        "name": line.name,
+        "scope_category": line.scope_category,
+        "category": line.category,
+        "category_profile": line.category_profile,
+        "data": _data(line),
+        "data_schema": line.data_schema,
+        "metadata": line.metadata,
+    }
+
+
+def _facts_event(line: Line) -> dict[str, Any]:
+    return {
+        "name": line.name,
+        "category": line.category,
+        "category_profile": line.category_profile,
+        "metadata": line.metadata,
+        "data_schema": line.data_schema,
+        "timestamp": line.timestamp,
+    }
+
+
+def facts(start: Any, end: Any, duration_us: int) -> SpanFacts:
+    """:func:`~llmflow.atof.span_facts` of events that are dicts or :class:`Line` structs.
+
+    An integer fact outside int64/uint64 is what orjson makes of it: a float
+    (so no token count, status or attempt; a cost).
+    """
+    if type(start) is Line:
+        start = _facts_event(start)
+    if type(end) is Line:
+        end = _facts_event(end)
+    result = span_facts(start, end, duration_us=duration_us)
+    # The integer facts: status_code to reasoning_tokens, cost_usd, attempt, retry_attempts.
+    numbers = [*filter(None, result[7:13]), *filter(None, result[15:])]
+    if not numbers or (max(numbers) <= _HIGH and min(numbers) >= _LOW):
+        return result
+    changes: dict[str, Any] = {}
+    for name in _INT_FACTS:
+        value = getattr(result, name)
+        if value is not None and not _LOW <= value <= _HIGH:
+            changes[name] = None
+    cost = result.cost_usd
+    if type(cost) is int and not _LOW <= cost <= _HIGH:
+        try:
+            changes["cost_usd"] = float(cost)
+        except OverflowError:  # orjson rejects the line: see the module docstring
+            changes["cost_usd"] = None
+    return result._replace(**changes)
+
+
+def rejected(end: Any) -> bool:
+    """:func:`~llmflow.atof._spans.rejected_by_guardrail` of a dict or a :class:`Line`."""
+    if type(end) is Line:
+        end = {"data": _data(end)}
+    return rejected_by_guardrail(end)
+
+
+def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
+    """:meth:`~llmflow.cli.stats._Counter.feed` with msgspec: same counts, same problems."""
+    # msgspec raises RecursionError on nesting deeper than its limit (orjson's is higher).
+    decode, undecodable = _DECODER.decode, (msgspec.DecodeError, RecursionError)
+    seconds, second_of = SECONDS, second_us
+    opened = counter.open
+    started = counter.started
+    pop, ended, add = opened.pop, counter.ended, counter.add
+    result, report, source = counter.result, counter.report, counter.source
+    # The span of a start in no counted category only adds to the span count (as in ended()).
+    counted, since = counter.counted_categories, counter.since_us
+    blank_start = blank_end = -1
+    for raw in lines:
+        number += 1
+        try:
+            line = decode(raw)
+        except undecodable:
+            if not raw.strip():
+                if blank_end == number - 1:
+                    blank_end = number
+                else:
+                    blank_start = blank_end = number
+                continue
+        else:
+            stamp = line.timestamp
+            if (
+                len(stamp) == 27
+                and stamp[19] == "."
+                and stamp[26] == "Z"
+                and stamp.isascii()
+                and (raw.isascii() or _utf8(raw))
+            ):
+                second = seconds.get(stamp[:19])
+                if second is None:
+                    second = second_of(stamp[:19])
+                micro = stamp[20:26]
+                if second is not None and micro.isdigit():
+                    kind = line.kind
+                    if kind == "scope":
+                        phase = line.scope_category
+                        uuid = line.uuid
+                        if phase == "end":
+                            start = pop(uuid, None)
+                            if start is not None:
+                                event = start[2]
+                                if (
+                                    counted is not None
+                                    and type(event) is Line
+                                    and event.category not in counted
+                                ):
+                                    if since is None or start[0] >= since:
+                                        result.spans += 1
+                                    continue
+                                ended(event, line, start[0], second + int(micro))
+                                continue
+                        elif phase == "start" and uuid not in opened:
+                            opened[uuid] = (second + int(micro), number, line)
+                            if started is not None:
+                                started.append(crc32(uuid.encode()))
+                            continue
+                    elif kind == "mark":
+                        result.marks += 1
+                        continue
+        record = decode_line(raw, number, source, report)
+        if record is not None:
+            add(record)
+    counter.blank_tail = number - blank_start + 1 if blank_end == number else 0
+    return number
+
+
+def _utf8(raw: bytes) -> bool:
+    """Whether a non-ASCII line is valid UTF-8 (orjson rejects it otherwise; msgspec may not)."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -1,0 +1,189 @@
+"""The msgspec line loop of ``stats`` (the ``fast`` extra): optional, and read as orjson reads.
+
+``test_stats_fast_path.py`` proves on generated and damaged logs that both loops
+count the same; these tests pin the pieces: the loop is skipped without
+msgspec, integers beyond 64 bits read as orjson reads them, the one documented
+difference, the minute cache of timestamps, and the ``--jobs`` start check.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from array import array
+from pathlib import Path
+from zlib import crc32
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llmflow._clock import format_rfc3339, parse_timestamp
+from llmflow.atof import _timestamps as timestamps
+from llmflow.atof import span_facts
+from llmflow.cli import stats as stats_module
+from llmflow.cli._input import LogInput
+
+pytest.importorskip("msgspec")  # the `fast` extra (in the `test` extra, so CI has it)
+from llmflow.cli import _stats_lines as lines_module
+
+_START = {
+    "kind": "scope",
+    "uuid": "01900000-0000-7000-8000-000000000001",
+    "parent_uuid": None,
+    "timestamp": "2026-01-01T00:00:00.000000Z",
+    "name": "chat",
+    "scope_category": "start",
+    "category": "llm",
+    "category_profile": {"model_name": "m1"},
+    "data": {"prompt": "hi"},
+    "data_schema": None,
+    "metadata": {"provider.name": "openai"},
+}
+
+
+def _end(usage: str, metadata: str, data: str = "null") -> bytes:
+    """An end line for ``_START``, with raw JSON for usage, metadata and data."""
+    return (
+        b'{"kind":"scope","uuid":"01900000-0000-7000-8000-000000000001","parent_uuid":null,'
+        b'"timestamp":"2026-01-01T00:00:00.250000Z","name":"chat","scope_category":"end",'
+        b'"category":"llm","category_profile":{"annotated_response":{"model":"m1","usage":'
+        + usage.encode()
+        + b'}},"data":'
+        + data.encode()
+        + b',"data_schema":null,"metadata":'
+        + metadata.encode()
+        + b"}\n"
+    )
+
+
+def _stats(path: Path, use_msgspec: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    monkeypatch.setattr(stats_module, "USE_MSGSPEC", use_msgspec)
+    logs = LogInput([str(path)], command="stats", progress=False)
+    return stats_module.compute_stats(logs, ["model"]).to_dict()
+
+
+def test_without_msgspec_stats_uses_the_orjson_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(orjson.dumps(_START) + b"\n" + _end('{"input_tokens":7}', "null"))
+    with_msgspec = _stats(path, True, monkeypatch)
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "llmflow.cli._stats_lines")
+    monkeypatch.delattr(sys.modules["llmflow.cli"], "_stats_lines")
+    assert stats_module._msgspec_lines() is None
+    without = _stats(path, True, monkeypatch)
+    assert without == with_msgspec
+    assert without["groups"]["model"][0]["tokens"]["input"] == 7  # type: ignore[index]
+
+
+def test_the_environment_switch_turns_msgspec_off() -> None:
+    code = "import llmflow.cli.stats as s; print(s.USE_MSGSPEC, s._msgspec_lines() is None)"
+    for value, expected in (("0", "False True"), ("1", "True False")):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "LLMFLOW_STATS_MSGSPEC": value},
+        )
+        assert done.stdout.split() == expected.split()
+
+
+@pytest.mark.parametrize(
+    ("usage", "metadata"),
+    [
+        ('{"input_tokens":18446744073709551616,"output_tokens":5}', '{"cost.usd":1}'),
+        ('{"input_tokens":-9223372036854775809}', '{"http.attempt":18446744073709551615}'),
+        (
+            '{"cached_tokens":100000000000000000000000000000}',
+            '{"cost.usd":10000000000000000000000}',
+        ),
+        ('{"reasoning_tokens":9223372036854775807}', '{"http.status_code":-9223372036854775808}'),
+        ('{"input_tokens":3}', '{"retry.attempts":123456789012345678901234567890,"cost.usd":0.5}'),
+    ],
+)
+def test_integers_beyond_64_bits_read_as_orjson_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, usage: str, metadata: str
+) -> None:
+    """orjson makes a float of an integer outside int64/uint64; SpanFacts wants ints."""
+    end = _end(usage, metadata)
+    start_line = lines_module.Line(**{k: v for k, v in _START.items() if k in _FIELDS})
+    expected = span_facts(_START, orjson.loads(end), duration_us=250_000)
+    got = lines_module.facts(start_line, lines_module._DECODER.decode(end), 250_000)
+    assert got == expected
+    assert [type(value) for value in got] == [type(value) for value in expected]
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(orjson.dumps(_START) + b"\n" + end)
+    assert _stats(path, True, monkeypatch) == _stats(path, False, monkeypatch)
+
+
+_FIELDS = set(lines_module.Line.__struct_fields__) - {"data"}
+
+
+def test_a_guardrail_end_is_rejected_from_its_data_payload() -> None:
+    line = lines_module._DECODER.decode(
+        b'{"kind":"scope","uuid":"g","name":"policy","timestamp":"2026-01-01T00:00:00.000001Z",'
+        b'"scope_category":"end","category":"guardrail","data":{"rejected":true}}'
+    )
+    assert lines_module.rejected(line) is True
+    assert lines_module.event_of(line)["data"] == {"rejected": True}
+    assert lines_module.rejected({"data": {"rejected": False}}) is False
+
+
+def test_the_one_difference_a_number_beyond_the_double_range_in_a_payload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Documented in docs/decisions.md: orjson rejects the line, msgspec only scans the payload.
+
+    RFC 8259 allows the number; this pins the behaviour so that a change is seen.
+    """
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(
+        orjson.dumps(_START) + b"\n" + _end('{"input_tokens":7}', "null", data='{"x":1e400}')
+    )
+    fast, plain = _stats(path, True, monkeypatch), _stats(path, False, monkeypatch)
+    assert (fast["spans"], fast["skipped_lines"]) == (1, 0)
+    assert (plain["spans"], plain["skipped_lines"], plain["open_spans"]) == (0, 1, 1)
+
+
+@given(
+    st.integers(0, 253_402_300_799).map(lambda s: s * 1_000_000),
+    st.lists(st.tuples(st.integers(0, 18), st.sampled_from("0123456789-T:Z .t٣x")), max_size=3),
+)
+def test_second_us_through_the_minute_cache_is_parse_timestamp(
+    epoch_us: int, edits: list[tuple[int, str]]
+) -> None:
+    """The cache answers a new second of a known minute by adding; any prefix, valid or not."""
+    prefix = list(format_rfc3339(epoch_us)[:19])
+    for at, char in edits:
+        prefix[at] = char
+    text = "".join(prefix)
+    try:
+        expected: int | None = parse_timestamp(text + "Z")
+    except ValueError:
+        expected = None
+    timestamps.SECONDS.clear()
+    assert timestamps.second_us(text[:17] + "00") == _parsed(text[:17] + "00")  # the minute first
+    assert timestamps.second_us(text) == expected
+    assert timestamps.second_us(text) == expected  # and from the cache
+
+
+def _parsed(prefix: str) -> int | None:
+    try:
+        return parse_timestamp(prefix + "Z")
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize("open_count", [3, 200])
+def test_restarts_finds_an_open_uuid_among_a_parts_starts(open_count: int) -> None:
+    """Few open spans are looked up in the array, many through a set: the same answer."""
+    uuids = [f"01900000-0000-7000-8000-{i:012x}" for i in range(open_count)]
+    started = array("I", (crc32(f"other-{i}".encode()) for i in range(1000)))
+    assert not stats_module._restarts(uuids, started)
+    started.append(crc32(uuids[-1].encode()))
+    assert stats_module._restarts(uuids, started)

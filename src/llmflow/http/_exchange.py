@@ -63,10 +63,12 @@ def current_call() -> Call | None:
 
 
 def _header_dict(headers: httpx2.Headers) -> dict[str, str]:
-    """``dict(headers)`` (lower-case names, repeated ones joined), at a third of its cost."""
+    """``dict(headers)`` (lower-case names, repeated ones joined), at a fraction of its cost."""
     result: dict[str, str] = {}
-    for key, value in headers.multi_items():
-        result[key] = f"{result[key]}, {value}" if key in result else value
+    encoding = headers.encoding  # a property: read once, not twice per header
+    for key, value in headers.raw:
+        name, text = key.lower().decode(encoding), value.decode(encoding)
+        result[name] = f"{result[name]}, {text}" if name in result else text
     return result
 
 

@@ -63,12 +63,24 @@ def current_call() -> Call | None:
 
 
 def _header_dict(headers: httpx2.Headers) -> dict[str, str]:
-    """``dict(headers)`` (lower-case names, repeated ones joined), at a fraction of its cost."""
-    result: dict[str, str] = {}
-    encoding = headers.encoding  # a property: read once, not twice per header
-    for key, value in headers.raw:
-        name, text = key.lower().decode(encoding), value.decode(encoding)
-        result[name] = f"{result[name]}, {text}" if name in result else text
+    """``dict(headers)`` (lower-case names, repeated ones joined), at a fraction of its cost.
+
+    Read as ASCII first, which HTTP headers are (for ASCII bytes every
+    encoding ``headers.encoding`` can name decodes alike); only headers that
+    are not ASCII pay for that property, which decodes every header to choose.
+    """
+    raw = headers.raw
+    try:
+        result = {key.lower().decode("ascii"): value.decode("ascii") for key, value in raw}
+        encoding = "ascii"
+    except UnicodeDecodeError:
+        encoding = headers.encoding
+        result = {key.lower().decode(encoding): value.decode(encoding) for key, value in raw}
+    if len(result) < len(raw):  # a repeated header: its values joined, in order
+        result = {}
+        for key, value in raw:
+            name, text = key.lower().decode(encoding), value.decode(encoding)
+            result[name] = f"{result[name]}, {text}" if name in result else text
     return result
 
 

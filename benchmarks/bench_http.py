@@ -163,15 +163,47 @@ def _batch(one: Callable[[], None], calls: int, flush: Callable[[], object]) -> 
     return elapsed / calls * 1e6, cpu / calls * 1e6
 
 
+def _count(client: str, calls: int) -> int:
+    """Make ``calls`` non-streaming calls with one client, events written to a JSONL file."""
+    import openai
+
+    import llmflow
+    from llmflow.exporters import AtofFileExporter
+
+    AtofFileExporter(Path(tempfile.mkdtemp()) / "count.jsonl", mode="overwrite").register()
+    kind, _, instrumented = client.partition("-")
+    if kind not in ("sdk", "http") or instrumented not in ("", "llmflow"):
+        raise SystemExit(f"--count: unknown client {client!r}")
+    target: Any = _mock_client("json")
+    if kind == "sdk":
+        target = openai.OpenAI(base_url=URL, api_key="sk-bench", max_retries=0, http_client=target)
+    if instrumented:
+        target = llmflow.instrument(target)
+    one = (_sdk_call if kind == "sdk" else _http_call)(target, "json")
+    for _ in range(calls):
+        one()
+    llmflow.flush()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--count",
+        nargs=2,
+        metavar=("CLIENT", "CALLS"),
+        help="only make CALLS non-streaming calls on MockTransport with CLIENT (sdk, "
+        "sdk-llmflow, http or http-llmflow), for an instruction counter (see the docstring)",
+    )
     args = parser.parse_args()
     if args.serve:
         return _serve()
+    if args.count:
+        return _count(args.count[0], int(args.count[1]))
 
     import openai
 

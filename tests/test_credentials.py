@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import llmflow
 from llmflow import LlmRequest, _credentials, testing
@@ -166,3 +169,17 @@ def test_scrubbing_a_pattern_that_spans_quotes_still_records_valid_json() -> Non
     with testing.capture() as events:
         llmflow.mark("m", metadata={"k": "v", "other": 'k": "v'})
     assert events[0].metadata == {"k": "v", "other": REDACTED}
+
+
+_pieces = st.sampled_from(
+    [*"abkxyz0123=&-_ é", "sK-", "sk-", "BEARER ", "AIza", "ghp_", "AKIA", "key=", "Token="]
+)
+_secretish = st.lists(_pieces, max_size=30).map("".join)
+
+
+@given(st.dictionaries(st.text(max_size=4), _secretish | st.lists(_secretish, max_size=2)))
+def test_scrub_bytes_skips_only_snapshots_with_nothing_to_scrub(value: dict[str, Any]) -> None:
+    """The quick trigger test of scrub_bytes never skips a value scrub_text would change."""
+    raw = orjson.dumps(value)
+    scrubbed = orjson.dumps(_credentials._scrub_value(value))
+    assert _credentials.scrub_bytes(raw) == (raw if scrubbed == raw else scrubbed)

@@ -110,7 +110,6 @@ _TRIGGERS: Final = (
     "asia",
     "xox",
 )
-_TRIGGERS_B: Final = tuple(t.encode() for t in _TRIGGERS)
 # A value never starts with "[": scrubbing twice leaves "key=[REDACTED]" as it is.
 _KV: Final = re.compile(r"([A-Za-z][\w-]*)=([^&\s#'\",;()\[\]{}]+)")
 _SHAPES: Final = re.compile("|".join(SECRET_PATTERNS))
@@ -173,13 +172,16 @@ def scrub_bytes(raw: bytes) -> bytes:
     few substring tests); otherwise the snapshot is parsed, its string values
     scrubbed and serialized again, so the result is always valid JSON.
     """
-    if _user_re is None and b"=" not in raw:
-        low = raw.lower()
-        for trigger in _TRIGGERS_B:
-            if trigger in low:
-                break
-        else:
-            return raw
+    if _user_re is None:
+        # Tested as text: ``bytes in bytes`` first tries the needle as an int and
+        # raises and clears a TypeError inside CPython, for each test.
+        low = raw.lower().decode("latin-1")
+        if "=" not in low:
+            for trigger in _TRIGGERS:
+                if trigger in low:
+                    break
+            else:
+                return raw
     value = orjson.loads(raw)
     scrubbed = orjson.dumps(_scrub_value(value))
     return raw if scrubbed == raw else scrubbed

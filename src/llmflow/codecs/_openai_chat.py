@@ -173,6 +173,31 @@ def _message(raw: Json, where: str) -> JsonObject:
     return message
 
 
+def _messages(value: list[Json]) -> list[JsonObject]:
+    """The annotated ``messages``: :func:`_message` of each, the usual one read directly.
+
+    A message of only a ``role`` other than ``tool`` and a string ``content``
+    (most of a conversation) is annotated here without building the paths
+    that only errors use; it is exactly what :func:`_message` makes of it.
+    """
+    out: list[JsonObject] = []
+    for index, raw in enumerate(value):
+        if type(raw) is dict and len(raw) == 2:
+            provider_role = raw.get("role")
+            content = raw.get("content")
+            if type(content) is str and type(provider_role) is str and provider_role != "tool":
+                role = _ROLES.get(provider_role)
+                if role is not None:
+                    message: JsonObject = {"role": role}
+                    if provider_role != role:
+                        message["provider_role"] = provider_role
+                    message["content"] = [{"type": "text", "text": content}]
+                    out.append(message)
+                    continue
+        out.append(_message(raw, item_path("messages", index)))
+    return out
+
+
 def _tool(raw: Json, where: str) -> JsonObject:
     if type(raw) is not dict:
         raise fail(where, "a tool object", raw)
@@ -213,7 +238,7 @@ def _annotate_request(body: JsonObject) -> JsonObject:
         if key == "messages":
             if type(value) is not list:
                 raise fail("messages", "an array of messages", value)
-            out["messages"] = [_message(m, item_path("messages", i)) for i, m in enumerate(value)]
+            out["messages"] = _messages(value)
         elif key in _NUMBER_FIELDS:
             number = get_number(body, key, "")
             if number is not None:

@@ -63,10 +63,24 @@ def current_call() -> Call | None:
 
 
 def _header_dict(headers: httpx2.Headers) -> dict[str, str]:
-    """``dict(headers)`` (lower-case names, repeated ones joined), at a third of its cost."""
-    result: dict[str, str] = {}
-    for key, value in headers.multi_items():
-        result[key] = f"{result[key]}, {value}" if key in result else value
+    """``dict(headers)`` (lower-case names, repeated ones joined), at a fraction of its cost.
+
+    Read as ASCII first, which HTTP headers are (for ASCII bytes every
+    encoding ``headers.encoding`` can name decodes alike); only headers that
+    are not ASCII pay for that property, which decodes every header to choose.
+    """
+    raw = headers.raw
+    try:
+        result = {key.lower().decode("ascii"): value.decode("ascii") for key, value in raw}
+        encoding = "ascii"
+    except UnicodeDecodeError:
+        encoding = headers.encoding
+        result = {key.lower().decode(encoding): value.decode(encoding) for key, value in raw}
+    if len(result) < len(raw):  # a repeated header: its values joined, in order
+        result = {}
+        for key, value in raw:
+            name, text = key.lower().decode(encoding), value.decode(encoding)
+            result[name] = f"{result[name]}, {text}" if name in result else text
     return result
 
 
@@ -78,19 +92,52 @@ def _json_object(body: bytes) -> JsonObject | None:
     return value if isinstance(value, dict) else None
 
 
-def _decoded(raw: bytes, headers: httpx2.Headers) -> bytes:
-    if "content-encoding" not in headers:
-        return raw
-    return httpx2.Response(200, headers=headers, stream=httpx2.ByteStream(raw)).read()
+_ANSWER_HEADERS: Final = frozenset(
+    name.encode()
+    for name in (*_REQUEST_ID_HEADERS, "retry-after", "retry-after-ms", "content-encoding")
+)
 
 
-def parse_body(raw: bytes, headers: httpx2.Headers) -> Json:
-    """The response body as JSON, else as text (the raw payload is kept either way)."""
-    body = _decoded(raw, headers)
+def answer_headers(headers: httpx2.Headers) -> dict[str, str]:
+    """The response headers the record reads (request id, Retry-After, Content-Encoding).
+
+    Lower-case names, repeated ones joined as ``dict(headers)`` joins them: one
+    pass over the raw headers, where each ``headers.get`` would be one.
+    """
+    found: dict[str, str] = {}
+    for key, value in headers.raw:
+        name = key.lower()
+        if name in _ANSWER_HEADERS:
+            encoding = headers.encoding
+            text, value_text = name.decode(encoding), value.decode(encoding)
+            found[text] = f"{found[text]}, {value_text}" if text in found else value_text
+    return found
+
+
+def answer(response: httpx2.Response, raw: bytes) -> httpx2.Response:
+    """The inner transport's response, for the SDK, after its body was read into ``raw``.
+
+    A body already in memory (an ``httpx2.ByteStream``: ``MockTransport``, a
+    cache) replays itself, so the response goes back as it came; a streamed one
+    gets ``raw`` as its stream. Either way the SDK reads the provider's bytes,
+    with the provider's status, headers and extensions, as from a new response.
+    """
+    if not isinstance(response.stream, httpx2.ByteStream):
+        response.stream = httpx2.ByteStream(raw)
+    return response
+
+
+def parse_body(raw: bytes, headers: httpx2.Headers, read: dict[str, str] | None = None) -> Json:
+    """The response body as JSON, else as text (the raw payload is kept either way).
+
+    ``read`` is :func:`answer_headers` of ``headers`` when the caller has it.
+    """
+    if "content-encoding" in (headers if read is None else read):
+        raw = httpx2.Response(200, headers=headers, stream=httpx2.ByteStream(raw)).read()
     try:
-        return orjson.loads(body)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return body.decode("utf-8", "backslashreplace")
+        return raw.decode("utf-8", "backslashreplace")
 
 
 def is_sse(response: httpx2.Response) -> bool:
@@ -206,8 +253,15 @@ class Exchange:
 
     # -- answers ----------------------------------------------------------------------
 
-    def response_metadata(self, response: httpx2.Response, parsed: Json) -> JsonObject:
-        headers = response.headers
+    def response_metadata(
+        self, response: httpx2.Response, parsed: Json, headers: dict[str, str] | None = None
+    ) -> JsonObject:
+        """What the record says of an HTTP answer: status, request id, Retry-After, error.
+
+        ``headers`` is :func:`answer_headers` of the response when the caller has it.
+        """
+        if headers is None:
+            headers = answer_headers(response.headers)
         metadata: JsonObject = {"http.status_code": response.status_code}
         for name in _REQUEST_ID_HEADERS:
             if (request_id := headers.get(name)) is not None:
@@ -232,19 +286,16 @@ class Exchange:
     def received(self, response: httpx2.Response, raw: bytes, call: Call | None) -> Json:
         """Record a whole (non-SSE) answer; return it parsed, or raise on an error status.
 
-        The SDK will get a response carrying exactly ``raw``; an error status
-        raises :class:`ProviderHTTPError` (holding that response) so execution
-        intercepts see it, and records the error body as the end ``data``.
+        The SDK will get a response carrying exactly ``raw`` (see :func:`answer`);
+        an error status raises :class:`ProviderHTTPError` (holding that response)
+        so execution intercepts see it, and records the error body as the end ``data``.
         """
-        parsed = parse_body(raw, response.headers)
-        sdk = httpx2.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=httpx2.ByteStream(raw),
-            extensions=response.extensions,
-        )
+        headers = answer_headers(response.headers)
+        parsed = parse_body(raw, response.headers, headers)
+        sdk = answer(response, raw)
         if call is not None:
-            add_end_metadata(call, self.response_metadata(response, parsed), replace=_RESPONSE_KEYS)
+            metadata = self.response_metadata(response, parsed, headers)
+            add_end_metadata(call, metadata, replace=_RESPONSE_KEYS)
         if response.status_code >= 400:
             raise ProviderHTTPError(response.status_code, response.headers, raw, sdk)
         self.check_shape(parsed)

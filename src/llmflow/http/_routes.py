@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from llmflow.codecs import AnthropicMessagesCodec, OpenAIChatCodec, OpenAIResponsesCodec
 from llmflow.codecs._codec import ProviderCodec
@@ -112,6 +112,28 @@ _HOSTS = (
 )
 
 
+_HOST_PROVIDERS: dict[str, str | None] = {}
+"""The provider of each host seen (a client talks to a few hosts): no suffix scan per call."""
+_UNKNOWN: Final[object] = object()
+
+
+def _host_provider(host: str) -> str | None:
+    """The provider a known host names (``_HOSTS``), else ``None``; cached per host."""
+    found = _HOST_PROVIDERS.get(host, _UNKNOWN)
+    if found is not _UNKNOWN:
+        return found  # type: ignore[return-value]
+    name = None
+    lowered = host.lower()
+    for suffix, provider in _HOSTS:
+        if lowered == suffix.lstrip(".") or lowered.endswith(suffix):
+            name = provider
+            break
+    if len(_HOST_PROVIDERS) >= 256:
+        _HOST_PROVIDERS.clear()
+    _HOST_PROVIDERS[host] = name
+    return name
+
+
 def provider_name(host: str, path: str, headers: Mapping[str, str], route: Route) -> str | None:
     """The provider of a call (OpenTelemetry ``gen_ai.provider.name`` values).
 
@@ -119,10 +141,9 @@ def provider_name(host: str, path: str, headers: Mapping[str, str], route: Route
     header, the ``anthropic-version`` header, and last the route's provider
     (a local vLLM or Ollama server speaking the OpenAI API is ``openai``).
     """
-    host = host.lower()
-    for suffix, name in _HOSTS:
-        if host == suffix.lstrip(".") or host.endswith(suffix):
-            return name
+    name = _host_provider(host)
+    if name is not None:
+        return name
     if "/openai/deployments/" in path or "api-key" in headers:
         return "azure.ai.openai"
     if "anthropic-version" in headers:

@@ -27,6 +27,8 @@ from llmflow.http._exchange import (
     RECORDED,
     SKIP,
     Exchange,
+    answer,
+    answer_headers,
     current_call,
     embedding_summary,
     is_sse,
@@ -281,15 +283,11 @@ def _open_embedder(exchange: Exchange) -> ScopeHandle:
 def _close_embedder(
     exchange: Exchange, span: ScopeHandle, response: httpx2.Response, raw: bytes
 ) -> httpx2.Response:
-    parsed = parse_body(raw, response.headers)
-    metadata = {**exchange.metadata, **exchange.response_metadata(response, parsed)}
+    headers = answer_headers(response.headers)
+    parsed = parse_body(raw, response.headers, headers)
+    metadata = {**exchange.metadata, **exchange.response_metadata(response, parsed, headers)}
     pop_scope(span, data=embedding_summary(parsed), metadata=metadata)
-    return httpx2.Response(
-        response.status_code,
-        headers=response.headers,
-        stream=httpx2.ByteStream(raw),
-        extensions=response.extensions,
-    )
+    return answer(response, raw)
 
 
 class Transport(httpx2.BaseTransport):

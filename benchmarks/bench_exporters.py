@@ -85,12 +85,20 @@ def _log(message: str) -> None:
 
 
 def _pairs_as_events(pairs: int) -> list[Event]:
+    """The events of ``pairs`` manual pairs, recorded on a runtime of their own."""
+    setup = llmflow.Runtime()
+    previous = setup.install()
     request = LlmRequest(w.request_headers(), w.request_body())
     response = w.response()
-    with capture() as events:
-        for _ in range(pairs):
-            handle = llmflow.llm_call(w.CALL_NAME, request, model_name=w.MODEL)
-            llmflow.llm_call_end(handle, response, metadata={"cost.usd": 0.0123})
+    try:
+        with capture() as events:
+            for _ in range(pairs):
+                handle = llmflow.llm_call(w.CALL_NAME, request, model_name=w.MODEL)
+                llmflow.llm_call_end(handle, response, metadata={"cost.usd": 0.0123})
+    finally:
+        setup.shutdown()
+        if previous is not None and not previous.closed:
+            previous.install()
     return events
 
 
@@ -259,12 +267,7 @@ def main() -> int:
     parser.add_argument("--lock-split", action="store_true")
     options = parser.parse_args()
     if options.lock_split:
-        setup = llmflow.Runtime()
-        previous = setup.install()
         events = _pairs_as_events(options.pairs)
-        setup.shutdown()
-        if previous is not None and not previous.closed:
-            previous.install()
         split = _lock_split(events, options.runs, 4_096)
         for key, value in split.items():
             _log(f"  {key:36} {value:>8.2f}")
@@ -278,12 +281,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as scratch:
             root = Path(scratch)
-            setup = llmflow.Runtime()
-            previous = setup.install()
             events = _pairs_as_events(options.pairs)
-            setup.shutdown()
-            if previous is not None and not previous.closed:
-                previous.install()
             line_bytes = sum(len(event.json_line()) for event in events) / len(events)
             report["bytes_per_event"] = line_bytes
             makers: dict[str, Callable[[], Any]] = {

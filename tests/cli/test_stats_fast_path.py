@@ -494,23 +494,7 @@ _PLAIN_SPAN: dict[str, Any] = {
 
 def test_the_oracle_sees_the_calls_it_should(tmp_path: Path) -> None:
     """The oracle above is not vacuous: on a plain log it counts every LLM call."""
-    spans = [
-        {
-            "category": "llm",
-            "name": "chat",
-            "start": i * 1000,
-            "duration": 500 + i,
-            "model": "m1",
-            "end_model": None,
-            "usage": {"input_tokens": 10},
-            "start_metadata": None,
-            "metadata": None,
-            "data": {"prompt": "x"},
-            "output": None,
-            "parent": False,
-        }
-        for i in range(4)
-    ]
+    spans = [{**_PLAIN_SPAN, "start": i * 1000, "duration": 500 + i} for i in range(4)]
     path = tmp_path / "log.jsonl"
     path.write_bytes(_log(spans, ["llmflow"], [], 0))
     assert _oracle(path, None) == {"m1": (4, [500, 501, 502, 503], 40)}

@@ -20,7 +20,15 @@ from llmflow._errors import describe_exception
 from llmflow._runtime import ATOF_PATH_ENV, Runtime, _warn_once
 from llmflow.exporters._base import Exporter
 
-__all__ = ["EXPORTERS_ENV", "VARIABLES", "install_from_environment", "parse_headers"]
+__all__ = [
+    "EXPORTERS_ENV",
+    "TARGET_ARGUMENTS",
+    "VARIABLES",
+    "build_target",
+    "parse_target",
+    "install_from_environment",
+    "parse_headers",
+]
 
 EXPORTERS_ENV = "LLMFLOW_EXPORTERS"
 DEFAULT_ATOF_PATH = "llmflow.atof.jsonl"
@@ -100,6 +108,66 @@ _BUILDERS: dict[str, Callable[[Mapping[str, str]], Exporter | None]] = {
     "parquet": _parquet,
     "otlp": _otlp,
 }
+
+
+TARGET_ARGUMENTS: Mapping[str, str] = {
+    "jsonl": ATOF_PATH_ENV,
+    "http": "LLMFLOW_HTTP_URL",
+    "parquet": "LLMFLOW_PARQUET_DIR",
+}
+"""The variable that the argument of a target ``name:ARGUMENT`` stands for."""
+
+
+def parse_target(spec: str) -> tuple[str, str | None]:
+    """Check a shipper target ``name[:ARGUMENT]`` without building it: ``(name, argument)``.
+
+    A bare ``http(s)://`` URL is ``http:URL``. Raises ``ExporterConfigError``
+    for an unknown name, an empty argument, an argument ``otlp`` does not take
+    and ``jsonl`` without its path.
+    """
+    if not isinstance(spec, str):
+        raise ExporterConfigError(f"expected a target string like 'parquet:DIR', got {spec!r}")
+    if spec.startswith(("http://", "https://")):
+        spec = f"http:{spec}"
+    name, sep, argument = spec.partition(":")
+    name = name.strip().lower()
+    if name not in _BUILDERS:
+        raise ExporterConfigError(
+            f"unknown exporter {name!r} in {spec!r}; expected NAME[:ARGUMENT] with NAME one of "
+            f"{', '.join(_BUILDERS)}"
+        )
+    if not sep:
+        if name == "jsonl":  # in the environment jsonl is the log itself; here it is a copy
+            raise ExporterConfigError("jsonl needs a path: jsonl:PATH")
+        return name, None
+    if name not in TARGET_ARGUMENTS:
+        raise ExporterConfigError(f"{name} takes no argument (OTEL_* configure it), got {spec!r}")
+    if not argument.strip():
+        raise ExporterConfigError(f"{spec!r}: nothing after {name}:")
+    return name, argument.strip()
+
+
+def build_target(spec: str, environ: Mapping[str, str] | None = None) -> Exporter:
+    """One exporter from a shipper target ``name[:ARGUMENT]`` (``llmflow ship``).
+
+    ``name`` is an ``LLMFLOW_EXPORTERS`` name, built by the same code;
+    ``ARGUMENT`` stands for its required variable (:data:`TARGET_ARGUMENTS`:
+    ``parquet:DIR``, ``http:URL``, ``jsonl:PATH``); the other variables are
+    read from ``environ`` (default ``os.environ``) as for ``LLMFLOW_EXPORTERS``.
+    Raises ``ExporterConfigError`` (see :func:`parse_target`), or the
+    exporter's own error for a bad argument.
+    """
+    name, argument = parse_target(spec)
+    if name == "jsonl":
+        from llmflow.exporters.jsonl import AtofFileExporter
+
+        return AtofFileExporter(str(argument), mode="append")
+    variables = dict(os.environ if environ is None else environ)
+    if argument is not None:
+        variables[TARGET_ARGUMENTS[name]] = argument
+    exporter = _BUILDERS[name](variables)
+    assert exporter is not None  # only jsonl's builder returns None
+    return exporter
 
 
 def install_from_environment(

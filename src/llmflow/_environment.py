@@ -133,7 +133,7 @@ def parse_target(spec: str) -> tuple[str, str | None]:
     name = name.strip().lower()
     if name not in _BUILDERS:
         raise ExporterConfigError(
-            f"unknown exporter {name!r} in {spec!r}; expected NAME[:ARGUMENT] with NAME one of "
+            f"unknown exporter {name!r}; expected NAME[:ARGUMENT] with NAME one of "
             f"{', '.join(_BUILDERS)}"
         )
     if not sep:
@@ -141,9 +141,9 @@ def parse_target(spec: str) -> tuple[str, str | None]:
             raise ExporterConfigError("jsonl needs a path: jsonl:PATH")
         return name, None
     if name not in TARGET_ARGUMENTS:
-        raise ExporterConfigError(f"{name} takes no argument (OTEL_* configure it), got {spec!r}")
+        raise ExporterConfigError(f"{name} takes no argument (OTEL_* configure it)")
     if not argument.strip():
-        raise ExporterConfigError(f"{spec!r}: nothing after {name}:")
+        raise ExporterConfigError(f"nothing after {name}:")
     return name, argument.strip()
 
 

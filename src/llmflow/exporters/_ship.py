@@ -150,8 +150,10 @@ def read_checkpoint(state: str | os.PathLike[str]) -> Checkpoint | None:
     """
     try:
         raw = Path(state).read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        raise OSError(exc.errno, f"state: cannot read {state}: {exc.strerror or exc}") from None
     try:
         data = orjson.loads(raw)
         if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT:
@@ -801,7 +803,7 @@ def start_shipper(
         try:
             parse_target(spec)
         except ExporterConfigError as exc:
-            raise ValueError(f"targets: {exc}") from None
+            raise ValueError(f"targets: {spec!r}: {exc}") from None
     if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
         raise ValueError(f"nice: expected an int from 0 to 19, got {nice!r}")
     _positive("batch_lines", batch_lines, int)

@@ -704,3 +704,14 @@ def test_the_shipper_process_never_records_events_of_its_own(
     )
     assert done.returncode == 0, done.stderr
     assert log.read_bytes().splitlines(keepends=True) == lines
+
+
+def test_one_shipper_per_state_file(runtime: Runtime, tmp_path: Path) -> None:
+    log, copy = tmp_path / "run.jsonl", tmp_path / "copy.jsonl"
+    record(runtime, log, calls=1)
+    following = Following(log, copy, batch_seconds=0.05)
+    wait_for(lambda: following.copied() == log.read_bytes())
+    with pytest.raises(OSError, match="state: .* is in use by another shipper"):
+        ship(log, [Recording()])
+    assert following.finish().complete
+    assert ship(log, [Recording()]).complete  # released

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
+import fcntl
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -66,13 +67,20 @@ _CHILD_ENV_DROPPED: Final = ("LLMFLOW_ATOF_PATH", "LLMFLOW_EXPORTERS", "LLMFLOW_
 
 _DATA_KEY: Final = b',"data":'
 _SCHEMA_KEY: Final = b',"data_schema":'
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"{}[]')
 
 
 def _depth(prefix: bytes) -> int:
-    """Nesting depth at the end of ``prefix`` (the start of a JSON text), strings left out."""
-    bare = _STRING.sub(b"", prefix)
-    return bare.count(b"{") + bare.count(b"[") - bare.count(b"}") - bare.count(b"]")
+    """Nesting depth at the end of ``prefix`` (the start of a JSON text), strings left out.
+
+    Escapes go first (``\\\\`` then ``\\"``, left to right as JSON reads them), so
+    every remaining quote delimits a string; then only quotes and brackets are
+    kept, and the brackets outside the strings (every other piece between
+    quotes) are counted.
+    """
+    bare = prefix.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    outside = b"".join(bare.split(b'"')[::2])
+    return outside.count(b"{") + outside.count(b"[") - outside.count(b"}") - outside.count(b"]")
 
 
 def split_line(line: bytes) -> tuple[LineParts, dict[str, Any]] | None:
@@ -637,6 +645,7 @@ def ship(
         float(timeout),
         float(poll),
     )
+    lock = _lock(state_path, targets)
     try:
         follower = shipping.resume()
         try:
@@ -646,6 +655,7 @@ def ship(
         rotations = follower.rotations
     finally:
         _shutdown(targets)
+        os.close(lock)
     committed = shipping.committed
     assert committed is not None
     counts = shipping.counts
@@ -657,6 +667,26 @@ def ship(
         complete=complete,
         exporters={target.name: _stats(target.exporter) for target in targets},
     )
+
+
+def _lock(state: Path, targets: list[_Target]) -> int:
+    """Hold ``STATE.lock`` while shipping: one shipper per state file."""
+    try:
+        fd = os.open(f"{state}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError as exc:
+        _shutdown(targets)
+        raise OSError(
+            exc.errno, f"state: cannot write the checkpoint {state}: {exc.strerror or exc}"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        _shutdown(targets)
+        raise OSError(
+            errno.EBUSY, f"state: {state} is in use by another shipper (one per state file)"
+        ) from None
+    return fd
 
 
 def _stats(exporter: object) -> dict[str, int]:

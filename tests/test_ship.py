@@ -711,7 +711,7 @@ def test_one_shipper_per_state_file(runtime: Runtime, tmp_path: Path) -> None:
     record(runtime, log, calls=1)
     following = Following(log, copy, batch_seconds=0.05)
     wait_for(lambda: following.copied() == log.read_bytes())
-    with pytest.raises(OSError, match="state: .* is in use by another shipper"):
+    with pytest.raises(OSError, match=r"state: .* is in use by another shipper"):
         ship(log, [Recording()])
     assert following.finish().complete
     assert ship(log, [Recording()]).complete  # released

@@ -32,13 +32,19 @@ thread per event (``cpu_us_per_event``; pyarrow and zlib run there too).
    (``llmflow ship --once``, a child process: wall and CPU from its rusage, minus
    an empty log's start-up).
 
-4. With ``--lock-split``, only this: ``ParquetExporter``'s CPU per event split
+4. With ``--app-loop off|ship``, only the application's loop of ``--pairs``
+   pairs (JSONL file; ``ship``: a Parquet shipper follows it), untimed: run it
+   under ``valgrind --tool=callgrind`` (children not traced) with two pair
+   counts to get the instructions per pair of the application's process.
+
+5. With ``--lock-split``, only this: ``ParquetExporter``'s CPU per event split
    into the part that holds the interpreter lock and the part inside pyarrow
    calls that release it (``pyarrow.json.read_json``, ``pyarrow.compute``,
    ``ParquetWriter.write_table``, timed by wrapping them), on the same events.
 
     python benchmarks/bench_exporters.py [--pairs N] [--runs N] [--json PATH] [--lock-split]
         [--only NAME,NAME]   # app-cost rows to run (default: all)
+        [--app-loop off|ship] # see 4
 
 The report is printed as a table on stderr and one JSON object on stdout.
 """
@@ -238,14 +244,14 @@ def _app_cost(
         delivered = shipper.flush(300.0)
         caught_up = time.perf_counter()
         checkpoint = shipper.checkpoint()
-        lines = sum(1 for _ in open(jsonl, "rb"))  # noqa: SIM115
+        at_end = checkpoint is not None and checkpoint.offset == os.stat(jsonl).st_size
         cpu_before = _children_cpu()
         shipper.stop(60.0)
         shipped = {
             "shipper_delivered": float(delivered),
             "shipper_lag_s": caught_up - flushed,
-            "shipped_lines": float(checkpoint.line if checkpoint else 0),
-            "file_lines": float(lines),
+            "shipped_lines": float(checkpoint.line if checkpoint and at_end else 0),
+            "file_lines": float(2 * (pairs + 200)),  # every event emitted, warm-up included
             "shipper_cpu_s": _children_cpu() - cpu_before,  # start-up included
         }
         flushed = caught_up
@@ -264,25 +270,30 @@ def _app_cost(
 
 
 def _ship_throughput(log: Path, target: str, scratch: Path) -> dict[str, float]:
-    """``llmflow ship --once`` on a ready log in a child process: wall and CPU, start-up removed."""
-    empty = scratch / f"empty{time.perf_counter_ns()}.jsonl"
-    empty.write_bytes(b"")
+    """``llmflow ship --once`` on a ready log in a child process: wall and CPU per event.
+
+    Start-up and first use (imports, the exporter's first batch) are taken out
+    by subtracting a run on the log's first 100 lines.
+    """
+    small = scratch / f"small{time.perf_counter_ns()}.jsonl"
+    with open(log, "rb") as source:
+        small.write_bytes(b"".join(line for line, _ in zip(source, range(100), strict=False)))
     measured = []
-    for path in (empty, log):
+    for path in (small, log):
         command = [sys.executable, "-m", "llmflow", "ship", str(path), target, "--once"]
         command += ["--state", str(scratch / f"s{time.perf_counter_ns()}"), "--batch-lines", "4096"]
         cpu_before = _children_cpu()
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         measured.append((time.perf_counter() - started, _children_cpu() - cpu_before))
-    events = sum(1 for _ in open(log, "rb"))  # noqa: SIM115
+    events = sum(1 for _ in open(log, "rb")) - 100  # noqa: SIM115
     wall = measured[1][0] - measured[0][0]
     cpu = measured[1][1] - measured[0][1]
     return {
         "events": float(events),
         "events_per_s": events / wall,
         "cpu_us_per_event": cpu / events * 1e6,
-        "startup_s": measured[0][0],
+        "startup_s": measured[0][0],  # the 100-line run
     }
 
 
@@ -356,7 +367,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--lock-split", action="store_true")
     parser.add_argument("--only", help="comma-separated app-cost rows (default: all)")
+    parser.add_argument("--app-loop", choices=("off", "ship"))
     options = parser.parse_args()
+    if options.app_loop:
+        with tempfile.TemporaryDirectory() as scratch:
+            target = f"parquet:{Path(scratch) / 'lake'}" if options.app_loop == "ship" else None
+            _app_cost(options.pairs, None, str(Path(scratch) / "app.jsonl"), target)
+        return 0
     if options.lock_split:
         events = _pairs_as_events(options.pairs)
         split = _lock_split(events, options.runs, 4_096)

@@ -715,3 +715,48 @@ def test_one_shipper_per_state_file(runtime: Runtime, tmp_path: Path) -> None:
         ship(log, [Recording()])
     assert following.finish().complete
     assert ship(log, [Recording()]).complete  # released
+
+
+ENV_APP = r"""
+import llmflow
+for i in range(50):
+    llmflow.mark("step", data={"i": i})
+print(sorted(llmflow.diagnostics().exporters))
+"""
+
+
+def test_llmflow_ship_runs_the_environments_slow_exporters_in_a_shipper(tmp_path: Path) -> None:
+    log, lake = tmp_path / "run.jsonl", tmp_path / "lake"
+    env = {
+        **child_env(),
+        "LLMFLOW_ATOF_PATH": str(log),
+        "LLMFLOW_EXPORTERS": "jsonl,parquet",
+        "LLMFLOW_PARQUET_DIR": str(lake),
+        "LLMFLOW_SHIP": "1",
+    }
+    app = subprocess.run(
+        [sys.executable, "-c", ENV_APP],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert app.returncode == 0, app.stderr
+    assert app.stdout.strip() == b"['LLMFLOW_ATOF_PATH']"  # nothing in-process but the file
+    assert ds.dataset(lake, partitioning="hive").count_rows() == 50  # shipped at exit
+    checkpoint = read_checkpoint(f"{log}.ship-state")
+    assert checkpoint is not None and checkpoint.line == 50
+
+
+def test_shipper_running_sees_the_state_lock(runtime: Runtime, tmp_path: Path) -> None:
+    from llmflow.exporters._ship import shipper_running
+
+    log, copy = tmp_path / "run.jsonl", tmp_path / "copy.jsonl"
+    record(runtime, log, calls=1)
+    assert not shipper_running(log)
+    following = Following(log, copy, batch_seconds=0.05)
+    wait_for(lambda: following.copied() == log.read_bytes())
+    assert shipper_running(log)
+    following.finish()
+    assert not shipper_running(log)

@@ -22,6 +22,7 @@ from llmflow.exporters._base import Exporter
 
 __all__ = [
     "EXPORTERS_ENV",
+    "SHIP_ENV",
     "TARGET_ARGUMENTS",
     "VARIABLES",
     "build_target",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 EXPORTERS_ENV = "LLMFLOW_EXPORTERS"
+SHIP_ENV = "LLMFLOW_SHIP"
 DEFAULT_ATOF_PATH = "llmflow.atof.jsonl"
 
 VARIABLES: Mapping[str, tuple[str, ...]] = {
@@ -178,7 +180,10 @@ def install_from_environment(
     ``LLMFLOW_ATOF_PATH`` first (registered under that name; a failure warns
     once and is counted under ``config:LLMFLOW_ATOF_PATH``), then each exporter
     ``LLMFLOW_EXPORTERS`` names, registered as ``LLMFLOW_EXPORTERS:<name>`` (a
-    failure warns and is counted under ``exporter_config:<name>``). Never raises.
+    failure warns and is counted under ``exporter_config:<name>``). With
+    ``LLMFLOW_SHIP=1`` and a log, ``http``, ``parquet`` and ``otlp`` run in a
+    shipper process following the log instead (:func:`_ship_from_environment`).
+    Never raises.
     """
     environ = os.environ if environ is None else environ
     installed: list[str] = []
@@ -196,7 +201,10 @@ def install_from_environment(
                 "events are not written to a file"
             )
     names = [item.strip().lower() for item in environ.get(EXPORTERS_ENV, "").split(",")]
-    for name in dict.fromkeys(item for item in names if item):
+    names = list(dict.fromkeys(item for item in names if item))
+    if environ.get(SHIP_ENV, "").strip() == "1" and ATOF_PATH_ENV in installed:
+        names = _ship_from_environment(runtime, environ, str(path), names, installed)
+    for name in names:
         try:
             builder = _BUILDERS.get(name)
             if builder is None:
@@ -213,3 +221,39 @@ def install_from_environment(
             runtime.count_failure(f"exporter_config:{name}", exc)
             sys.stderr.write(f"llmflow: {EXPORTERS_ENV}: {name} skipped: {exc}\n")
     return installed
+
+
+def _ship_from_environment(
+    runtime: Runtime,
+    environ: Mapping[str, str],
+    path: str,
+    names: list[str],
+    installed: list[str],
+) -> list[str]:
+    """Start one shipper for the network and slow-disk names; return the names left.
+
+    Registered in ``installed`` as ``LLMFLOW_SHIP:<names>``. Nothing is started
+    when another shipper already holds the log's state (a process started by
+    the application, with the same environment); a failure to start warns and
+    is counted under ``config:LLMFLOW_SHIP``, and those exporters are then
+    not installed at all (never in-process behind the user's back).
+    """
+    shipped = [name for name in names if name in ("http", "parquet", "otlp")]
+    if not shipped:
+        return names
+    targets = [
+        f"{name}:{environ[TARGET_ARGUMENTS[name]]}"
+        if environ.get(TARGET_ARGUMENTS.get(name, ""), "").strip()
+        else name
+        for name in shipped
+    ]
+    try:
+        from llmflow.exporters._ship import shipper_running, start_shipper
+
+        if not shipper_running(path):
+            start_shipper(path, targets)
+            installed.append(f"{SHIP_ENV}:{','.join(shipped)}")
+    except Exception as exc:  # a bad environment must never break the application
+        runtime.count_failure(f"config:{SHIP_ENV}", exc)
+        _warn_once(f"{SHIP_ENV}=1: no shipper for {', '.join(shipped)} ({exc})")
+    return [name for name in names if name not in shipped]

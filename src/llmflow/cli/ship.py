@@ -150,9 +150,10 @@ def run(args: argparse.Namespace) -> int:
         )
         if count
     )
+    batches = f"{result.batches:,} batch" + ("" if result.batches == 1 else "es")
     print(
-        f"shipped {result.delivered:,} of {result.lines:,} lines in {result.batches:,} "
-        f"batches to {', '.join(targets)}{resumed}{extra}; "
+        f"shipped {result.delivered:,} of {result.lines:,} lines in {batches} "
+        f"to {', '.join(targets)}{resumed}{extra}; "
         f"checkpoint: line {result.line:,}, byte {result.offset:,}"
     )
     if not result.complete:

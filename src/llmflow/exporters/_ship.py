@@ -46,6 +46,7 @@ __all__ = [
     "Shipper",
     "read_checkpoint",
     "ship",
+    "shipper_running",
     "split_line",
     "start_shipper",
     "watch_control",
@@ -517,7 +518,12 @@ class _Shipping:
             ):
                 self.counts["last_error"] = f"{target.name}: flush() said not delivered"
             # the HTTP exporter keeps undelivered batches in its spool: flush it again later
-            target.accepted = _counter(target.exporter, "pending") > 0
+            pending = _counter(target.exporter, "pending")
+            target.accepted = pending > 0
+            if pending:
+                self.counts["last_error"] = (
+                    f"{target.name}: {pending:,} events wait in its spool (receiver down?)"
+                )
         return ok
 
 
@@ -667,6 +673,24 @@ def ship(
         complete=complete,
         exporters={target.name: _stats(target.exporter) for target in targets},
     )
+
+
+def shipper_running(
+    log: str | os.PathLike[str], state: str | os.PathLike[str] | None = None
+) -> bool:
+    """Whether a shipper holds the state file of ``log`` (default state) right now."""
+    state_path = Path(state) if state is not None else Path(f"{os.fspath(log)}{STATE_SUFFIX}")
+    try:
+        fd = os.open(f"{state_path}.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the probe's lock
+    return False
 
 
 def _lock(state: Path, targets: list[_Target]) -> int:

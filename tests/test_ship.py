@@ -34,6 +34,7 @@ import llmflow
 from _collector import Collector
 from llmflow import Runtime
 from llmflow._event import LineParts
+from llmflow._ship import read_checkpoint, split_line
 from llmflow.exporters import (
     AtofFileExporter,
     BaseExporter,
@@ -42,7 +43,6 @@ from llmflow.exporters import (
     ship,
     write_parquet,
 )
-from llmflow.exporters._ship import read_checkpoint, split_line
 from llmflow.exporters.parquet import PARQUET_COLUMNS
 from llmflow.testing import capture
 from test_parquet_exporter import duckdb_aggregates, run_agent
@@ -624,6 +624,7 @@ def test_the_command_line_reports_bad_targets_and_an_unreadable_log(tmp_path: Pa
 
 APP = r"""
 import os, sys, time
+sys.path.insert(0, sys.argv[4])  # this llmflow, not one installed elsewhere
 import llmflow
 from llmflow.exporters import AtofFileExporter, start_shipper
 
@@ -647,9 +648,11 @@ def test_start_shipper_runs_niced_beside_the_application_and_drains_at_its_exit(
     tmp_path: Path,
 ) -> None:
     log, copy = tmp_path / "run.jsonl", tmp_path / "copy.jsonl"
+    env = child_env()
+    del env["PYTHONPATH"]  # the shipper must run the llmflow its application runs
     app = subprocess.run(
-        [sys.executable, "-c", APP, str(log), str(copy), "exit"],
-        env=child_env(),
+        [sys.executable, "-c", APP, str(log), str(copy), "exit", SRC],
+        env=env,
         capture_output=True,
         timeout=60,
         check=False,
@@ -666,7 +669,7 @@ def test_start_shipper_runs_niced_beside_the_application_and_drains_at_its_exit(
 def test_a_shipper_whose_application_dies_drains_and_stops(tmp_path: Path) -> None:
     log, copy = tmp_path / "run.jsonl", tmp_path / "copy.jsonl"
     app = subprocess.Popen(
-        [sys.executable, "-c", APP, str(log), str(copy), "die"],
+        [sys.executable, "-c", APP, str(log), str(copy), "die", SRC],
         env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -750,7 +753,7 @@ def test_llmflow_ship_runs_the_environments_slow_exporters_in_a_shipper(tmp_path
 
 
 def test_shipper_running_sees_the_state_lock(runtime: Runtime, tmp_path: Path) -> None:
-    from llmflow.exporters._ship import shipper_running
+    from llmflow._ship import shipper_running
 
     log, copy = tmp_path / "run.jsonl", tmp_path / "copy.jsonl"
     record(runtime, log, calls=1)

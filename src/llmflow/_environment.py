@@ -248,7 +248,7 @@ def _ship_from_environment(
         for name in shipped
     ]
     try:
-        from llmflow.exporters._ship import shipper_running, start_shipper
+        from llmflow._ship import shipper_running, start_shipper
 
         if not shipper_running(path):
             start_shipper(path, targets)

@@ -88,7 +88,7 @@ def _targets(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ship``; returns the exit code."""
-    from llmflow.exporters._ship import ship, watch_control
+    from llmflow._ship import ship, watch_control
 
     targets = _targets(args)
     if not targets:

@@ -25,7 +25,7 @@ from llmflow.exporters._base import (
 from llmflow.exporters.jsonl import AtofFileExporter
 
 if TYPE_CHECKING:
-    from llmflow.exporters._ship import Shipper, ShipResult, ship, start_shipper
+    from llmflow._ship import Shipper, ShipResult, ship, start_shipper
     from llmflow.exporters.http import HttpExporter
     from llmflow.exporters.otel import OpenTelemetryExporter
     from llmflow.exporters.parquet import ParquetExporter, write_parquet
@@ -53,10 +53,10 @@ _LAZY = {
     "OpenTelemetryExporter": "llmflow.exporters.otel",
     "ParquetExporter": "llmflow.exporters.parquet",
     "write_parquet": "llmflow.exporters.parquet",
-    "ship": "llmflow.exporters._ship",
-    "start_shipper": "llmflow.exporters._ship",
-    "Shipper": "llmflow.exporters._ship",
-    "ShipResult": "llmflow.exporters._ship",
+    "ship": "llmflow._ship",
+    "start_shipper": "llmflow._ship",
+    "Shipper": "llmflow._ship",
+    "ShipResult": "llmflow._ship",
 }
 
 

@@ -865,7 +865,7 @@ def start_shipper(
     log = Path(log_path)
     state_path = Path(state) if state is not None else Path(f"{log}{STATE_SUFFIX}")
     environment = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROPPED}
-    source = str(Path(__file__).resolve().parents[2])  # the llmflow this process runs
+    source = str(Path(__file__).resolve().parents[1])  # the llmflow this process runs
     environment["PYTHONPATH"] = os.pathsep.join(
         [source, *filter(None, [environment.get("PYTHONPATH")])]
     )

@@ -284,6 +284,9 @@ def test_the_starts_of_spans_open_at_the_checkpoint_are_resent_so_ends_find_them
     runtime.flush(10.0)
     lake = tmp_path / "lake"
     assert ship(log, [f"parquet:{lake}"]).complete
+    nothing_new = Recording()
+    assert ship(log, [nothing_new]).complete
+    assert nothing_new.lines == []  # the open start is resent only with something new
     llmflow.pop_scope(agent)  # the end comes after the checkpoint
     runtime.flush(10.0)
     result = ship(log, [f"parquet:{lake}"])

@@ -293,6 +293,7 @@ class _Shipping:
         self.committed: Checkpoint | None = None
         self.stop_at: int | None = None  # once stopping: the file size then (drain up to it)
         self.primer: list[LineParts] = []  # starts of spans open at the checkpoint, resent
+        self.resent = 0  # of them, in the batch being delivered
 
     # -- the checkpoint ------------------------------------------------------------
 
@@ -346,7 +347,6 @@ class _Shipping:
                 continue
             primer.append(split[0])
             self.open[str(split[1].get("uuid"))] = (offset, length)
-        self.counts["resent_starts"] = len(primer)
         return primer
 
     def _checkpoint_of(
@@ -375,7 +375,7 @@ class _Shipping:
 
     def run(self, follower: Follower) -> bool:
         """Ship until the end (``follow=False``) or until stopped; whether all was delivered."""
-        batch: list[LineParts] = list(self.primer)
+        batch: list[LineParts] = []
         end: tuple[tuple[int, int], int, int] | None = None  # identity, offset, number
         opened = time.monotonic()
         for item in follower:
@@ -412,6 +412,10 @@ class _Shipping:
                         _warn(f"{self.path}:{number}: not an ATOF JSON object; skipped")
             else:
                 parts, event = split
+                if self.primer:  # the starts go first, once there is something new to ship
+                    batch.extend(self.primer)
+                    self.counts["resent_starts"] = self.resent = len(self.primer)
+                    self.primer = []
                 batch.append(parts)
                 phase = event.get("scope_category")
                 if phase == "start":
@@ -477,10 +481,8 @@ class _Shipping:
             identity, offset, number = end
             self.committed = self._checkpoint_of(follower, identity, offset, number)
             self._save(self.committed)
-        self.counts["delivered"] += len(batch) - (
-            self.counts["resent_starts"] if self.primer else 0
-        )
-        self.primer = []
+        self.counts["delivered"] += len(batch) - self.resent
+        self.resent = 0
         self.counts["batches"] += 1
         return True
 
@@ -614,7 +616,8 @@ def ship(
     ``follow=False`` ships what the file holds and returns; ``follow=True``
     keeps following (rotation and truncation restart at 0 of the new file; an
     incomplete last line waits for its newline) until ``stop`` is set, then
-    drains to the file's end as it was then. ``commit`` (set by the caller)
+    drains to the file's end as it was then (a log that does not exist yet is
+    waited for). ``commit`` (set by the caller)
     closes the batch as soon as the shipper has caught up. A batch not
     delivered within ``timeout`` seconds ends a one-shot or stopping run
     (``complete=False``); a following one keeps retrying.

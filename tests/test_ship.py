@@ -612,7 +612,10 @@ def test_the_command_line_reports_bad_targets_and_an_unreadable_log(tmp_path: Pa
     log.write_bytes(b"")
     for args, message in (
         ([str(log), "bogus:x", "--once"], b"llmflow ship: targets: 'bogus:x': unknown exporter"),
-        ([str(tmp_path / "missing.jsonl"), "jsonl:x", "--once"], b"missing.jsonl"),
+        (
+            [str(tmp_path / "missing.jsonl"), "jsonl:x", "--once"],
+            b"llmflow ship: path: cannot read " + str(tmp_path / "missing.jsonl").encode(),
+        ),
         ([str(log), "--once"], b"llmflow ship: targets: name at least one TARGET"),
         (
             [str(log), "jsonl:x", "--once", "--state", str(log / "s")],
@@ -766,3 +769,29 @@ def test_shipper_running_sees_the_state_lock(runtime: Runtime, tmp_path: Path) -
     assert shipper_running(log)
     following.finish()
     assert not shipper_running(log)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    targets=st.one_of(
+        st.lists(st.text(max_size=12), max_size=2),
+        st.lists(st.sampled_from(["parquet:", "otlp:x", "jsonl", "bogus", "http:x"]), max_size=2),
+        st.none(),
+        st.integers(),
+    ),
+    batch_lines=st.one_of(st.integers(-2, 3), st.floats(allow_nan=True), st.none()),
+    timeout=st.one_of(st.floats(-1, 1, allow_nan=False), st.text(max_size=2)),
+)
+def test_bad_input_to_ship_is_an_error_naming_a_parameter(
+    tmp_path: Path, targets: Any, batch_lines: Any, timeout: Any
+) -> None:
+    log = tmp_path / "fuzz.jsonl"
+    log.write_bytes(b'{"kind":"mark"}\n')
+    try:
+        result = ship(log, targets, batch_lines=batch_lines, timeout=timeout)
+    except (ValueError, TypeError, OSError) as exc:
+        assert str(exc).split(":")[0] in {"targets", "batch_lines", "timeout", "path", "state"}
+    else:
+        assert result.lines == 1

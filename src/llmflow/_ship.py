@@ -321,10 +321,12 @@ class _Shipping:
         while True:
             try:
                 return Follower(self.path, offset=offset, number=number, poll=self.poll)
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 # a follower waits for the application to create its log
                 if not self.follow or self.stop.wait(self.poll):
-                    raise
+                    raise _path_error(self.path, exc) from None
+            except OSError as exc:
+                raise _path_error(self.path, exc) from None
 
     @staticmethod
     def _same_file(follower: Follower, checkpoint: Checkpoint) -> bool:
@@ -529,6 +531,10 @@ class _Shipping:
         return ok
 
 
+def _path_error(path: str, exc: OSError) -> OSError:
+    return OSError(exc.errno, f"path: cannot read {path}: {exc.strerror or exc}")
+
+
 def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
@@ -623,10 +629,10 @@ def ship(
     (``complete=False``); a following one keeps retrying.
 
     Raises ``ValueError``/``TypeError`` naming the parameter for bad
-    arguments and targets, ``OSError`` when the log cannot be read or the
-    state file cannot be written (the message names ``state``). A corrupt
-    state file is reported on stderr and counted, and the log is shipped from
-    its start.
+    arguments and targets, ``OSError`` when the log cannot be read (the
+    message names ``path``) or the state file cannot be written (``state``).
+    A corrupt state file is reported on stderr and counted, and the log is
+    shipped from its start.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a file path, got {path!r:.80}")

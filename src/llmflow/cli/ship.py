@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"llmflow ship: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
     except OSError as exc:
-        text = exc.strerror if exc.strerror and str(exc.strerror).startswith("state:") else exc
+        text = exc.strerror if str(exc.strerror).startswith(("state:", "path:")) else exc
         print(f"llmflow ship: {text}", file=sys.stderr)
         return EXIT_UNREADABLE
     finally:

@@ -388,11 +388,11 @@ class _Shipping:
                 wanted = self.commit is not None and self.commit.is_set()
                 due = time.monotonic() - opened >= self.batch_seconds
                 if (batch or end is not None) and (finishing or wanted or due):
+                    if wanted and self.commit is not None:
+                        self.commit.clear()  # a request made while delivering stays set
                     if not self._deliver(batch, follower, end):
                         return False
                     batch, end = [], None
-                    if wanted and self.commit is not None:
-                        self.commit.clear()
                 if finishing:
                     return True
                 continue
@@ -401,7 +401,8 @@ class _Shipping:
                 if (batch or end is not None) and not self._deliver(batch, follower, end):
                     return False
                 batch, end = [], None
-                self.open.clear()
+                self.open.clear()  # the spans of the old file
+                self.primer = []
                 continue
             if not batch and end is None:
                 opened = time.monotonic()

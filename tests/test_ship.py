@@ -597,7 +597,8 @@ def test_sigterm_stops_a_following_shipper_with_the_checkpoint_at_the_end(
     log, lake = tmp_path / "run.jsonl", tmp_path / "lake"
     lines = record(runtime, log, calls=10)
     process = shipper(log, f"parquet:{lake}", "--batch-seconds", "3600")
-    time.sleep(1.0)  # it has read everything and waits for more (its batch is not due)
+    wait_for(Path(f"{log}.ship-state").exists)  # written once its signal handlers are set
+    time.sleep(0.5)  # it reads everything and waits for more (its batch is not due)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err

@@ -623,10 +623,17 @@ def test_the_command_line_reports_bad_targets_and_an_unreadable_log(tmp_path: Pa
             b"llmflow ship: state: cannot write the checkpoint",
         ),
     ):
-        process = shipper(*map(Path, args[:1]), *args[1:])
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llmflow", "ship", *args],
+            env=child_env(),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         _, err = process.communicate(timeout=30)
         assert process.returncode == 2, err
         assert message in err, err
+    assert not (tmp_path / "x").exists()  # nothing was built for a log that is missing
 
 
 APP = r"""

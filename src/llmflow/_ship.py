@@ -648,7 +648,17 @@ def ship(
     state_path = Path(state) if state is not None else Path(log + STATE_SUFFIX)
     if state_path.is_dir():
         raise ValueError(f"state: {state_path} is a directory; expected a file path")
-    targets = _targets(exporters)
+    if not follow:  # before any target is built (a jsonl: copy or a lake is created)
+        try:
+            os.close(os.open(log, os.O_RDONLY))
+        except OSError as exc:
+            raise _path_error(log, exc) from None
+    lock = _lock(state_path)  # before any target is built, as the check of the log above
+    try:
+        targets = _targets(exporters)
+    except BaseException:
+        os.close(lock)
+        raise
     shipping = _Shipping(
         log,
         targets,
@@ -661,7 +671,6 @@ def ship(
         float(timeout),
         float(poll),
     )
-    lock = _lock(state_path, targets)
     try:
         follower = shipping.resume()
         try:
@@ -703,12 +712,11 @@ def shipper_running(
     return False
 
 
-def _lock(state: Path, targets: list[_Target]) -> int:
+def _lock(state: Path) -> int:
     """Hold ``STATE.lock`` while shipping: one shipper per state file."""
     try:
         fd = os.open(f"{state}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
     except OSError as exc:
-        _shutdown(targets)
         raise OSError(
             exc.errno, f"state: cannot write the checkpoint {state}: {exc.strerror or exc}"
         ) from None
@@ -716,7 +724,6 @@ def _lock(state: Path, targets: list[_Target]) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        _shutdown(targets)
         raise OSError(
             errno.EBUSY, f"state: {state} is in use by another shipper (one per state file)"
         ) from None

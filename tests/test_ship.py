@@ -410,6 +410,56 @@ def test_a_refused_batch_is_retried_and_the_checkpoint_waits_for_it(
     assert read_checkpoint(state).offset == log.stat().st_size  # type: ignore[union-attr]
 
 
+class Losing(Recording):
+    """Keeps lines in an open "file" that ``flush`` finishes; a failed export loses the file."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.open: list[bytes] = []
+        self.fail_at = fail_at
+
+    def export_lines(self, lines: Sequence[LineParts]) -> int:
+        self.exports += 1
+        if self.exports == self.fail_at:
+            self.open.clear()  # as ParquetExporter abandons its file on a disk error
+            raise OSError("disk full")
+        self.open.extend(b"".join(parts) for parts in lines)
+        return len(lines)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        self.flushes += 1
+        self.lines.extend(self.open)
+        self.open.clear()
+        return True
+
+
+def test_lines_are_flushed_and_checkpointed_every_commit_interval_not_every_batch(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    log, lake = tmp_path / "run.jsonl", tmp_path / "lake"
+    lines = record(runtime, log, calls=20)
+    sink = Recording()
+    result = ship(log, [sink, f"parquet:{lake}"], batch_lines=10, commit_seconds=3600.0)
+    assert result.complete and result.batches > 5 and result.delivered == len(lines)
+    assert sink.exports == result.batches and sink.flushes == 1  # one commit, at the end
+    assert len(list(lake.glob("date=*/*.parquet"))) == 1  # one file, not one per batch
+    assert read_checkpoint(f"{log}.ship-state").offset == log.stat().st_size  # type: ignore[union-attr]
+
+
+def test_an_exporter_that_loses_earlier_batches_gets_them_again_from_the_checkpoint(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    log = tmp_path / "run.jsonl"
+    lines = record(runtime, log, calls=20)
+    sink, other = Losing(fail_at=4), Recording()
+    result = ship(log, [sink, other], batch_lines=10, commit_seconds=3600.0)
+    assert result.complete and result.failed == 1 and result.retries == 1
+    assert sink.lines == lines  # the three batches lost with its file came again, once each
+    # the other exporter took the four batches before the rewind, then everything again
+    assert other.lines == lines[: 4 * 10] + lines
+    assert result.lines == result.delivered == len(lines)
+
+
 def test_a_batch_never_accepted_ends_a_one_shot_run_within_its_timeout(
     runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -571,7 +621,10 @@ def test_a_shipper_killed_mid_log_resumes_and_every_event_arrives(
     lines = big_log(runtime, source, calls=150)  # 750 lines, written in 15 steps of 50
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(source), str(log), "0.1"])
     wait_for(log.exists)
-    process = shipper(log, f"jsonl:{copy}", "--batch-lines", "40", "--batch-seconds", "0.05")
+    process = shipper(
+        log, f"jsonl:{copy}", "--batch-lines", "40", "--batch-seconds", "0.05",
+        "--commit-seconds", "0.01",
+    )  # fmt: skip
     state = Path(f"{log}.ship-state")
     wait_for(lambda: (c := read_checkpoint(state)) is not None and c.offset > 0)
     process.kill()  # SIGKILL while the writer goes on

@@ -61,6 +61,8 @@ MAX_OPEN_STARTS: Final = 10_000
 FLUSH_TIMEOUT: Final = 10.0
 """Seconds one exporter ``flush()`` may take per attempt."""
 MAX_BACKOFF: Final = 30.0
+COMMIT_SECONDS: Final = 60.0
+"""Default seconds between checkpoints: each finishes the Parquet file being written."""
 _STATE_FORMAT: Final = "llmflow-ship-state/1"
 _CHILD_ENV_DROPPED: Final = ("LLMFLOW_ATOF_PATH", "LLMFLOW_EXPORTERS", "LLMFLOW_SHIP")
 
@@ -278,12 +280,14 @@ class _Shipping:
         commit: threading.Event | None,
         batch_lines: int,
         batch_seconds: float,
+        commit_seconds: float,
         timeout: float,
         poll: float,
     ) -> None:
         self.path, self.targets, self.state = path, targets, state
         self.follow, self.stop, self.commit = follow, stop, commit
         self.batch_lines, self.batch_seconds = batch_lines, batch_seconds
+        self.commit_seconds = commit_seconds
         self.timeout, self.poll = timeout, poll
         self.counts: dict[str, Any] = dict.fromkeys(
             ("lines", "delivered", "batches", "failed", "retries", "rejected", "skipped"), 0
@@ -294,6 +298,24 @@ class _Shipping:
         self.stop_at: int | None = None  # once stopping: the file size then (drain up to it)
         self.primer: list[LineParts] = []  # starts of spans open at the checkpoint, resent
         self.resent = 0  # of them, in the batch being delivered
+        # Exported since the checkpoint, not yet flushed: where they end, how many they are,
+        # how many lines were read for them (read again after a rewind).
+        self.pending: tuple[tuple[int, int], int, int] | None = None
+        self.pending_lines = 0
+        self.read_since_commit = 0
+        self.last_commit = time.monotonic()
+        self.failing_since: float | None = None
+        self.backoff = 0.5
+
+    def rewind(self) -> None:
+        """Forget what was read past the checkpoint; :meth:`resume` then reads it again."""
+        self.counts["lines"] -= self.read_since_commit
+        self.open.clear()
+        self.primer, self.resent = [], 0
+        self.pending, self.pending_lines, self.read_since_commit = None, 0, 0
+
+    def _commit_due(self) -> bool:
+        return time.monotonic() - self.last_commit >= self.commit_seconds
 
     # -- the checkpoint ------------------------------------------------------------
 
@@ -375,8 +397,12 @@ class _Shipping:
 
     # -- the loop ------------------------------------------------------------------
 
-    def run(self, follower: Follower) -> bool:
-        """Ship until the end (``follow=False``) or until stopped; whether all was delivered."""
+    def run(self, follower: Follower) -> bool | None:
+        """Ship until the end (``follow=False``) or until stopped; whether all was delivered.
+
+        ``None``: an exporter lost lines it had taken since the checkpoint (a
+        Parquet file abandoned on a disk error); the caller rewinds and resumes.
+        """
         batch: list[LineParts] = []
         end: tuple[tuple[int, int], int, int] | None = None  # identity, offset, number
         opened = time.monotonic()
@@ -386,20 +412,24 @@ class _Shipping:
                     self.stop_at = 0
                 finishing = not self.follow or self.stop_at is not None
                 wanted = self.commit is not None and self.commit.is_set()
-                due = time.monotonic() - opened >= self.batch_seconds
-                if (batch or end is not None) and (finishing or wanted or due):
+                commit = finishing or wanted or self._commit_due()
+                due = commit or time.monotonic() - opened >= self.batch_seconds
+                if (batch or end is not None or (commit and self.pending is not None)) and due:
                     if wanted and self.commit is not None:
                         self.commit.clear()  # a request made while delivering stays set
-                    if not self._deliver(batch, follower, end):
-                        return False
+                    delivered = self._deliver(batch, follower, end, commit)
+                    if delivered is not True:
+                        return delivered
                     batch, end = [], None
                 if finishing:
                     return True
                 continue
             number, line = item
             if number == 0:  # rotated or truncated: deliver the old file's lines first
-                if (batch or end is not None) and not self._deliver(batch, follower, end):
-                    return False
+                if batch or end is not None or self.pending is not None:
+                    delivered = self._deliver(batch, follower, end, True)
+                    if delivered is not True:
+                        return delivered
                 batch, end = [], None
                 self.open.clear()  # the spans of the old file
                 self.primer = []
@@ -407,6 +437,7 @@ class _Shipping:
             if not batch and end is None:
                 opened = time.monotonic()
             self.counts["lines"] += 1
+            self.read_since_commit += 1
             split = split_line(line)
             if split is None:
                 if line.strip():
@@ -428,17 +459,23 @@ class _Shipping:
                 elif phase == "end":
                     self.open.pop(str(event.get("uuid")), None)
             end = (follower.identity, follower.offset, follower.number)
+            draining = self.stop_at is not None and follower.offset >= self.stop_at
             if (
                 len(batch) >= self.batch_lines
                 or time.monotonic() - opened >= self.batch_seconds
-                or (self.stop_at is not None and follower.offset >= self.stop_at)
+                or draining
             ):
-                if not self._deliver(batch, follower, end):
-                    return False
+                delivered = self._deliver(batch, follower, end, draining or self._commit_due())
+                if delivered is not True:
+                    return delivered
                 batch, end = [], None
             if self.stop.is_set() and self.stop_at is None:
                 self.stop_at = _size(self.path)
             if self.stop_at is not None and end is None and follower.offset >= self.stop_at:
+                if self.pending is not None:
+                    delivered = self._deliver([], follower, None, True)
+                    if delivered is not True:
+                        return delivered
                 return True
         return True  # pragma: no cover - the follower never ends by itself
 
@@ -447,17 +484,21 @@ class _Shipping:
         batch: list[LineParts],
         follower: Follower,
         end: tuple[tuple[int, int], int, int] | None,
-    ) -> bool:
-        """Hand ``batch`` to every exporter until each accepted and flushed it; then checkpoint.
+        commit: bool,
+    ) -> bool | None:
+        """Hand ``batch`` to every exporter; with ``commit``, flush them all, then checkpoint.
 
+        Lines are exported every batch but flushed (a Parquet file finished)
+        and checkpointed every ``commit_seconds``, when asked, and at the end.
         An exporter that refused the batch gets it again; one whose ``flush()``
         said ``False`` while it still holds the events (``stats()["pending"]``,
-        the HTTP spool) is only flushed again, never handed them twice. Waits
+        the HTTP spool) is only flushed again, never handed them twice. An
+        exporter that lost lines of earlier batches since the checkpoint makes
+        this return ``None`` (rewind: read again from the checkpoint). Waits
         with backoff between attempts; gives up (``False``) after ``timeout``
-        seconds once stopping or in a one-shot run.
+        seconds of failures once stopping or in a one-shot run.
         """
         started = time.monotonic()
-        backoff = 0.5
         for target in self.targets:
             target.accepted = not batch
         while True:
@@ -465,28 +506,38 @@ class _Shipping:
             for target in self.targets:
                 if not target.accepted:
                     target.accepted = self._export(target, batch)
-                if not target.accepted or not self._flush(target, started):
+                if not target.accepted or (commit and not self._flush(target, started)):
                     done = False
             if done:
                 break
             self.counts["failed"] += 1
-            giving_up_at = started + self.timeout
+            if self.failing_since is None:
+                self.failing_since = started
+            giving_up_at = self.failing_since + self.timeout
             if (not self.follow or self.stop.is_set()) and time.monotonic() >= giving_up_at:
                 return False
-            wait = backoff
+            wait = self.backoff
             if not self.follow or self.stop.is_set():
                 wait = min(wait, max(giving_up_at - time.monotonic(), 0.0))
             if self.stop.wait(wait) and self.stop_at is None:
                 self.stop_at = _size(self.path)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            self.backoff = min(self.backoff * 2, MAX_BACKOFF)
             self.counts["retries"] += 1
-        if end is not None:
-            identity, offset, number = end
-            self.committed = self._checkpoint_of(follower, identity, offset, number)
-            self._save(self.committed)
-        self.counts["delivered"] += len(batch) - self.resent
-        self.resent = 0
+            if self.pending is not None and not all(target.accepted for target in self.targets):
+                return None  # what earlier batches handed it may be gone with the failure
+        self.failing_since, self.backoff = None, 0.5
         self.counts["batches"] += 1
+        self.pending_lines += len(batch) - self.resent
+        self.resent = 0
+        self.pending = end or self.pending
+        if commit:
+            if self.pending is not None:
+                identity, offset, number = self.pending
+                self.committed = self._checkpoint_of(follower, identity, offset, number)
+                self._save(self.committed)
+            self.counts["delivered"] += self.pending_lines
+            self.pending, self.pending_lines, self.read_since_commit = None, 0, 0
+            self.last_commit = time.monotonic()
         return True
 
     def _export(self, target: _Target, batch: list[LineParts]) -> bool:
@@ -605,6 +656,7 @@ def ship(
     commit: threading.Event | None = None,
     batch_lines: int = 2_048,
     batch_seconds: float = 2.0,
+    commit_seconds: float = COMMIT_SECONDS,
     timeout: float = 60.0,
     poll: float = 0.1,
 ) -> ShipResult:
@@ -615,10 +667,13 @@ def ship(
     ``parquet:DIR``, ``http:URL``, ``otlp``, ``jsonl:PATH`` built as
     ``LLMFLOW_EXPORTERS`` builds them (those are shut down at the end; objects
     are flushed, not shut down). Lines go in batches of up to ``batch_lines``
-    or ``batch_seconds``; after each batch every exporter is flushed and, when
-    all said delivered, the checkpoint is written to ``state`` (default: the
-    log's path plus ``.ship-state``). A refused batch is retried with backoff
-    (0.5 s doubling up to 30 s) and the checkpoint stays.
+    or ``batch_seconds``. Every ``commit_seconds`` (and when asked, at a
+    rotation and at the end) every exporter is flushed (a Parquet file is
+    finished) and, when all said delivered, the checkpoint is written to
+    ``state`` (default: the log's path plus ``.ship-state``); a crash replays
+    at most what came after it. A refused batch is retried with backoff (0.5 s
+    doubling up to 30 s) and the checkpoint stays; an exporter that lost lines
+    of earlier batches since the checkpoint gets them again from the log.
 
     ``follow=False`` ships what the file holds and returns; ``follow=True``
     keeps following (rotation and truncation restart at 0 of the new file; an
@@ -639,6 +694,7 @@ def ship(
         raise TypeError(f"path: expected a file path, got {path!r:.80}")
     _positive("batch_lines", batch_lines, int)
     _positive("batch_seconds", batch_seconds, float)
+    _positive("commit_seconds", commit_seconds, float)
     _positive("timeout", timeout, float)
     _positive("poll", poll, float)
     for name, event in (("stop", stop), ("commit", commit)):
@@ -668,16 +724,21 @@ def ship(
         commit,
         batch_lines,
         float(batch_seconds),
+        float(commit_seconds),
         float(timeout),
         float(poll),
     )
     try:
-        follower = shipping.resume()
-        try:
-            complete = shipping.run(follower)
-        finally:
-            follower.close()
-        rotations = follower.rotations
+        rotations = 0
+        complete: bool | None = None
+        while complete is None:  # None: an exporter lost lines since the checkpoint
+            shipping.rewind()
+            follower = shipping.resume()
+            try:
+                complete = shipping.run(follower)
+            finally:
+                follower.close()
+            rotations += follower.rotations
     finally:
         _shutdown(targets)
         os.close(lock)
@@ -854,6 +915,7 @@ def start_shipper(
     nice: int = 10,
     batch_lines: int = 2_048,
     batch_seconds: float = 2.0,
+    commit_seconds: float = COMMIT_SECONDS,
 ) -> Shipper:
     """Start ``python -m llmflow ship`` following ``log_path`` beside this process.
 
@@ -879,6 +941,7 @@ def start_shipper(
         raise ValueError(f"nice: expected an int from 0 to 19, got {nice!r}")
     _positive("batch_lines", batch_lines, int)
     _positive("batch_seconds", batch_seconds, float)
+    _positive("commit_seconds", commit_seconds, float)
     log = Path(log_path)
     state_path = Path(state) if state is not None else Path(f"{log}{STATE_SUFFIX}")
     environment = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROPPED}
@@ -902,6 +965,8 @@ def start_shipper(
         str(batch_lines),
         "--batch-seconds",
         str(batch_seconds),
+        "--commit-seconds",
+        str(commit_seconds),
     ]
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=environment

@@ -42,6 +42,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--batch-seconds", type=float, default=2.0, help="longest wait to fill a batch (2.0)"
     )
     ship.add_argument(
+        "--commit-seconds",
+        type=float,
+        default=60.0,
+        help="seconds between checkpoints; each finishes the Parquet file being written (60)",
+    )
+    ship.add_argument(
         "--timeout",
         type=float,
         default=60.0,
@@ -126,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             commit=commit,
             batch_lines=args.batch_lines,
             batch_seconds=args.batch_seconds,
+            commit_seconds=args.commit_seconds,
             timeout=args.timeout,
         )
     except (ValueError, TypeError) as exc:

@@ -97,7 +97,8 @@ def split_line(line: bytes) -> tuple[LineParts, dict[str, Any]] | None:
     written in llmflow's layout. ``None`` for a line that is not a JSON object.
     """
     at = line.find(_DATA_KEY)
-    while at >= 0 and _depth(line[:at]) != 1:
+    # one "{" before it (the line's own): no object encloses this key but the line's
+    while at >= 0 and line.count(b"{", 0, at) != 1 and _depth(line[:at]) != 1:
         at = line.find(_DATA_KEY, at + 1)
     if at >= 0:
         start = at + len(_DATA_KEY)

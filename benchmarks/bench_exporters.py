@@ -20,12 +20,31 @@ Throughput feeds each exporter ``export_lines`` with ready lines, as the
 runtime does, and also reports the CPU time the exporter spent on the calling
 thread per event (``cpu_us_per_event``; pyarrow and zlib run there too).
 
-3. With ``--lock-split``, only this: ``ParquetExporter``'s CPU per event split
+3. The same application cost with each exporter out of process instead: the
+   application writes only its JSONL file and ``llmflow.exporters.start_shipper``
+   runs ``llmflow ship`` beside it (niced by 10) following that file into
+   Parquet (``ship_parquet``) or OTLP/HTTP to a loopback receiver that decodes
+   and counts the spans (``ship_otlp``). ``end to end`` is then the time until the
+   shipper's checkpoint reaches the end of the file; ``shipper_lag_s`` how long
+   that took after the application's own flush; ``shipped_lines`` what the
+   checkpoint says (every line of the file: nothing is dropped, the file is the
+   buffer). The shipper's own throughput is measured on a ready log of three
+   times the events (``llmflow ship --once``, a child process: wall and CPU
+   from its rusage, minus a 100-line run's start-up).
+
+4. With ``--app-loop off|ship``, only the application's loop of ``--pairs``
+   pairs (JSONL file; ``ship``: a Parquet shipper follows it), untimed: run it
+   under ``valgrind --tool=callgrind`` (children not traced) with two pair
+   counts to get the instructions per pair of the application's process.
+
+5. With ``--lock-split``, only this: ``ParquetExporter``'s CPU per event split
    into the part that holds the interpreter lock and the part inside pyarrow
    calls that release it (``pyarrow.json.read_json``, ``pyarrow.compute``,
    ``ParquetWriter.write_table``, timed by wrapping them), on the same events.
 
     python benchmarks/bench_exporters.py [--pairs N] [--runs N] [--json PATH] [--lock-split]
+        [--only NAME,NAME]   # app-cost rows to run (default: all)
+        [--app-loop off|ship] # see 4
 
 The report is printed as a table on stderr and one JSON object on stdout.
 """
@@ -35,6 +54,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,6 +76,7 @@ from llmflow.exporters import (
     ExportResult,
     HttpExporter,
     ParquetExporter,
+    start_shipper,
 )
 from llmflow.testing import capture
 
@@ -70,6 +91,28 @@ class Handler(BaseHTTPRequestHandler):
         Handler.lines += gzip.decompress(body).count(b"\n")
         self.send_response(204)
         self.send_header("X-Lines", str(Handler.lines))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+OTLP_RECEIVER = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+class Handler(BaseHTTPRequestHandler):
+    spans = 0
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = ExportTraceServiceRequest.FromString(body)
+        Handler.spans += sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        print(Handler.spans, file=sys.stderr, flush=True)
+        self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
     def log_message(self, *args):
@@ -160,7 +203,15 @@ def _otel() -> Any:
     return OpenTelemetryExporter(provider)
 
 
-def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[str, float]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _app_cost(
+    pairs: int, extra: Callable[[], Any] | None, jsonl: str, ship_to: str | None = None
+) -> dict[str, float]:
+    """The application thread's cost per pair; with ``ship_to``, a shipper follows the file."""
     runtime = llmflow.Runtime(queue_capacity=65_536)
     runtime.install()
     AtofFileExporter(jsonl, mode="overwrite", fsync=False).register("jsonl", runtime=runtime)
@@ -168,12 +219,18 @@ def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[s
     if extra is not None:
         exporter = extra()
         runtime.add_exporter("extra", exporter)
+    shipper = None
+    if ship_to is not None:
+        state = f"{jsonl}.{time.perf_counter_ns()}.state"
+        shipper = start_shipper(jsonl, [ship_to], state=state)
     request = LlmRequest(w.request_headers(), w.request_body())
     response = w.response()
     llm_call, llm_call_end = llmflow.llm_call, llmflow.llm_call_end
     for _ in range(200):  # warm-up
         llm_call_end(llm_call(w.CALL_NAME, request, model_name=w.MODEL), response)
     runtime.flush()
+    if shipper is not None:  # started, exporters built, caught up: the steady state
+        assert shipper.flush(120.0), "the shipper did not catch up with the warm-up"
     cpu_started = time.thread_time()
     started = time.perf_counter()
     for _ in range(pairs):
@@ -182,10 +239,26 @@ def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[s
     cpu = time.thread_time() - cpu_started
     runtime.flush()
     flushed = time.perf_counter()
+    shipped: dict[str, float] = {}
+    if shipper is not None:
+        delivered = shipper.flush(300.0)
+        caught_up = time.perf_counter()
+        checkpoint = shipper.checkpoint()
+        at_end = checkpoint is not None and checkpoint.offset == os.stat(jsonl).st_size
+        cpu_before = _children_cpu()
+        shipper.stop(60.0)
+        shipped = {
+            "shipper_delivered": float(delivered),
+            "shipper_lag_s": caught_up - flushed,
+            "shipped_lines": float(checkpoint.line if checkpoint and at_end else 0),
+            "file_lines": float(2 * (pairs + 200)),  # every event emitted, warm-up included
+            "shipper_cpu_s": _children_cpu() - cpu_before,  # start-up included
+        }
+        flushed = caught_up
     diagnostics = runtime.diagnostics()
     runtime.shutdown()
     counters = diagnostics.exporters.get("extra", {})
-    return {
+    return shipped | {
         "emit_us": (emitted - started) / pairs * 1e6,
         "cpu_us": cpu / pairs * 1e6,
         "end_to_end_us": (flushed - started) / pairs * 1e6,
@@ -193,6 +266,34 @@ def _app_cost(pairs: int, extra: Callable[[], Any] | None, jsonl: str) -> dict[s
         "exporter_dropped": float(counters.get("dropped", 0)),
         "exporter_failed": float(counters.get("failed", 0)),
         "failures": float(sum(diagnostics.failures.values())),
+    }
+
+
+def _ship_throughput(log: Path, target: str, scratch: Path) -> dict[str, float]:
+    """``llmflow ship --once`` on a ready log in a child process: wall and CPU per event.
+
+    Start-up and first use (imports, the exporter's first batch) are taken out
+    by subtracting a run on the log's first 100 lines.
+    """
+    small = scratch / f"small{time.perf_counter_ns()}.jsonl"
+    with open(log, "rb") as source:
+        small.write_bytes(b"".join(line for line, _ in zip(source, range(100), strict=False)))
+    measured = []
+    for path in (small, log):
+        command = [sys.executable, "-m", "llmflow", "ship", str(path), target, "--once"]
+        command += ["--state", str(scratch / f"s{time.perf_counter_ns()}"), "--batch-lines", "4096"]
+        cpu_before = _children_cpu()
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        measured.append((time.perf_counter() - started, _children_cpu() - cpu_before))
+    events = sum(1 for _ in open(log, "rb")) - 100  # noqa: SIM115
+    wall = measured[1][0] - measured[0][0]
+    cpu = measured[1][1] - measured[0][1]
+    return {
+        "events": float(events),
+        "events_per_s": events / wall,
+        "cpu_us_per_event": cpu / events * 1e6,
+        "startup_s": measured[0][0],  # the 100-line run
     }
 
 
@@ -265,7 +366,14 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--lock-split", action="store_true")
+    parser.add_argument("--only", help="comma-separated app-cost rows (default: all)")
+    parser.add_argument("--app-loop", choices=("off", "ship"))
     options = parser.parse_args()
+    if options.app_loop:
+        with tempfile.TemporaryDirectory() as scratch:
+            target = f"parquet:{Path(scratch) / 'lake'}" if options.app_loop == "ship" else None
+            _app_cost(options.pairs, None, str(Path(scratch) / "app.jsonl"), target)
+        return 0
     if options.lock_split:
         events = _pairs_as_events(options.pairs)
         split = _lock_split(events, options.runs, 4_096)
@@ -277,6 +385,15 @@ def main() -> int:
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
     assert receiver.stdout is not None
     url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}/v1/atof"
+    otlp = subprocess.Popen(  # niced as the shipper: it stands for a collector elsewhere
+        ["nice", "-n", "10", sys.executable, "-c", OTLP_RECEIVER],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert otlp.stdout is not None
+    # the shipper's OpenTelemetryExporter reads the standard variables
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{otlp.stdout.readline().strip()}"
     report: dict[str, Any] = {"pairs": options.pairs, "runs": options.runs, "throughput": []}
     try:
         with tempfile.TemporaryDirectory() as scratch:
@@ -291,6 +408,8 @@ def main() -> int:
                 "http": lambda: HttpExporter(url, batch_size=options.batch),
                 "parquet": lambda: ParquetExporter(root / f"p{time.perf_counter_ns()}"),
             }
+            ready = root / "ready.jsonl"  # three times the events: pyarrow's first use amortized
+            ready.write_bytes(b"".join(event.json_line() for event in events) * 3)
             for run in range(options.runs):
                 for name, make in makers.items():
                     finish = "plain" if name == "jsonl" else "flush"
@@ -298,35 +417,59 @@ def main() -> int:
                     result["run"] = run
                     report["throughput"].append(result)
                     _log(f"throughput {name:8} run {run}: {result['events_per_s']:>10,.0f} ev/s")
+                for name, target in (
+                    ("ship_parquet", f"parquet:{root / f'sp{run}'}"),
+                    ("ship_otlp", "otlp"),
+                ):
+                    result = {"exporter": name, "run": run, **_ship_throughput(ready, target, root)}
+                    report["throughput"].append(result)
+                    _log(
+                        f"throughput {name:8} run {run}: {result['events_per_s']:>10,.0f} ev/s, "
+                        f"{result['cpu_us_per_event']:.1f} us cpu/event"
+                    )
 
-            extras: dict[str, Callable[[], Any] | None] = {
-                "off": None,
-                "queue_only": _QueueOnly,
-                "queue_events": _QueueEvents,
-                "http": lambda: HttpExporter(url, batch_size=options.batch),
-                "parquet": lambda: ParquetExporter(root / f"a{time.perf_counter_ns()}"),
-                "otel": _otel,
+            extras: dict[str, tuple[Callable[[], Any] | None, str | None]] = {
+                "off": (None, None),
+                "queue_only": (_QueueOnly, None),
+                "queue_events": (_QueueEvents, None),
+                "http": (lambda: HttpExporter(url, batch_size=options.batch), None),
+                "parquet": (lambda: ParquetExporter(root / f"a{time.perf_counter_ns()}"), None),
+                "otel": (_otel, None),
+                "ship_parquet": (None, "parquet"),
+                "ship_otlp": (None, "otlp"),
             }
+            if options.only:
+                extras = {k: v for k, v in extras.items() if k in options.only.split(",")}
             app: dict[str, list[dict[str, float]]] = {name: [] for name in extras}
             for run in range(options.runs):
                 # alternate the order, so that no configuration always runs first
                 order = list(extras.items())
-                for name, extra in order if run % 2 == 0 else order[::-1]:
-                    cost = _app_cost(options.pairs, extra, str(root / "app.jsonl"))
+                for name, (extra, ship_to) in order if run % 2 == 0 else order[::-1]:
+                    target = ship_to
+                    if target == "parquet":
+                        target = f"parquet:{root / f'b{time.perf_counter_ns()}'}"
+                    cost = _app_cost(options.pairs, extra, str(root / "app.jsonl"), target)
                     app[name].append(cost)
+                    shipped = (
+                        f", shipped {cost['shipped_lines']:.0f}/{cost['file_lines']:.0f} lines, "
+                        f"lag {cost['shipper_lag_s']:.2f} s"
+                        if ship_to
+                        else ""
+                    )
                     _log(
                         f"app cost {name:12} run {run}: emit {cost['emit_us']:6.2f} us/pair, "
                         f"cpu {cost['cpu_us']:6.2f} us/pair, "
                         f"end to end {cost['end_to_end_us']:6.2f} us/pair, "
-                        f"dropped {cost['queue_dropped'] + cost['exporter_dropped']:.0f}"
+                        f"dropped {cost['queue_dropped'] + cost['exporter_dropped']:.0f}{shipped}"
                     )
             report["app_cost"] = app
     finally:
-        receiver.terminate()
-        receiver.wait(10)
+        for process in (receiver, otlp):
+            process.terminate()
+            process.wait(10)
 
     summary: dict[str, Any] = {}
-    for name in ("jsonl", "http", "parquet"):
+    for name in ("jsonl", "http", "parquet", "ship_parquet", "ship_otlp"):
         rates = [r["events_per_s"] for r in report["throughput"] if r["exporter"] == name]
         summary[f"throughput_{name}_events_per_s"] = statistics.median(rates)
         cpus = [r["cpu_us_per_event"] for r in report["throughput"] if r["exporter"] == name]
@@ -338,6 +481,13 @@ def main() -> int:
         summary[f"app_{name}_dropped_total"] = sum(
             r["queue_dropped"] + r["exporter_dropped"] + r["exporter_failed"] for r in runs
         )
+        if runs and "shipped_lines" in runs[0]:
+            summary[f"app_{name}_not_shipped_total"] = sum(
+                r["file_lines"] - r["shipped_lines"] for r in runs
+            )
+            summary[f"app_{name}_shipper_lag_s"] = statistics.median(
+                r["shipper_lag_s"] for r in runs
+            )
     report["summary"] = summary
     _log("")
     _log(f"median of {options.runs} runs, {options.pairs:,} pairs ({2 * options.pairs:,} events)")

@@ -4,7 +4,8 @@ Commands, one module each: ``demo`` (run the instrumented demo and write its
 log), ``validate`` (check a log; exit 1 on violations), ``show`` (call tree),
 ``stats`` (aggregates per model, name, provider, tool), ``tail`` (follow a
 growing log), ``convert`` (to ATIF, OTLP JSON, Parquet or JSONL), ``report``
-(one self-contained HTML file) and ``schemas`` (write or check the JSON
+(one self-contained HTML file), ``ship`` (deliver a log to exporters,
+following it) and ``schemas`` (write or check the JSON
 Schemas of ``schemas/``). Exit codes: 0 ok, 1 violations found, 2 bad usage or
 unreadable input, 130 interrupted (see ``docs/cli.md``).
 """
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import convert, report, show, stats, tail
+from . import convert, report, ship, show, stats, tail
 from ._input import EXIT_OK, EXIT_UNREADABLE
 from .schemas import run_schemas
 from .validate import run_validate
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     tail.register(commands)
     convert.register(commands)
     report.register(commands)
+    ship.register(commands)
     schemas = commands.add_parser("schemas", help="write the JSON Schemas of schemas/")
     schemas.add_argument("directory", nargs="?", type=Path, default=Path("schemas"))
     schemas.add_argument("--check", action="store_true", help="fail if files differ")

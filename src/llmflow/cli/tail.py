@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import IO, Final
+from collections.abc import Callable
 
 from llmflow.atof import Node, Span, SpanJoiner
+from llmflow.atof._follow import follow_lines
 from llmflow.atof._reader import decode_line, open_source
 
 from ._format import cost, duration
 from ._input import EXIT_OK, EXIT_UNREADABLE, LogInput, UnreadableInput, check_readable
 
 __all__ = ["follow_lines", "format_call", "register", "run"]
-
-_POLL_SECONDS: Final = 0.1
 
 
 def format_call(span: Span) -> str:
@@ -65,57 +62,6 @@ def _selector(args: argparse.Namespace) -> Callable[[Span], bool]:
         return not args.errors or span.failed
 
     return keep
-
-
-def follow_lines(
-    path: str, *, from_start: bool = True, poll: float = _POLL_SECONDS
-) -> Iterator[tuple[int, bytes] | None]:
-    """Yield ``(line_number, line)`` for each complete line of a growing file, forever.
-
-    Yields ``None`` each time it has caught up and is about to wait (so callers
-    can flush), and ``(0, b"")`` after a rotation or truncation (a new log
-    begins; numbering restarts). Raises ``OSError`` if the file cannot be opened
-    at first; later, a file that is briefly missing during rotation is waited for.
-    """
-    handle: IO[bytes] = open(path, "rb")  # noqa: SIM115 - reopened on rotation
-    try:
-        if not from_start:
-            handle.seek(0, os.SEEK_END)
-        number = 0
-        pending = b""
-        while True:
-            chunk = handle.readline()
-            if chunk:
-                if not chunk.endswith(b"\n"):
-                    pending += chunk  # the writer is mid-line: wait for the rest
-                    continue
-                number += 1
-                yield number, pending + chunk
-                pending = b""
-                continue
-            yield None
-            time.sleep(poll)
-            try:
-                current = os.stat(path)
-            except FileNotFoundError:
-                continue  # between the rename and the new file: wait
-            position = handle.tell()
-            if current.st_ino != os.fstat(handle.fileno()).st_ino:
-                rest = handle.read()  # whatever the old file got after our last read
-                for line in (pending + rest).splitlines(keepends=True):
-                    if line.endswith(b"\n"):
-                        number += 1
-                        yield number, line
-                handle.close()
-                handle = open(path, "rb")  # noqa: SIM115
-                number, pending = 0, b""
-                yield 0, b""
-            elif current.st_size < position:
-                handle.seek(0)
-                number, pending = 0, b""
-                yield 0, b""
-    finally:
-        handle.close()
 
 
 def _last_calls(logs: LogInput, path: str, count: int, keep: Callable[[Span], bool]) -> deque[Span]:

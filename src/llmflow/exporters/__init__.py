@@ -3,7 +3,8 @@
 An exporter only knows how to export a batch and report the outcome (see
 :class:`Exporter`); queueing, ordering, background workers, counting and the
 isolation of failures belong to the runtime. ``OpenTelemetryExporter``,
-``HttpExporter``, ``ParquetExporter`` and ``write_parquet`` are imported on
+``HttpExporter``, ``ParquetExporter``, ``write_parquet`` and the shipper
+(``ship``, ``start_shipper``: deliver the JSONL log from another process) are imported on
 first use, so ``import llmflow`` never loads OpenTelemetry or pyarrow (they
 need the ``otel`` and ``parquet`` extras).
 """
@@ -24,6 +25,7 @@ from llmflow.exporters._base import (
 from llmflow.exporters.jsonl import AtofFileExporter
 
 if TYPE_CHECKING:
+    from llmflow._ship import Shipper, ShipResult, ship, start_shipper
     from llmflow.exporters.http import HttpExporter
     from llmflow.exporters.otel import OpenTelemetryExporter
     from llmflow.exporters.parquet import ParquetExporter, write_parquet
@@ -39,6 +41,10 @@ __all__ = [
     "OpenTelemetryExporter",
     "ParquetExporter",
     "PartialExportError",
+    "ShipResult",
+    "Shipper",
+    "ship",
+    "start_shipper",
     "write_parquet",
 ]
 
@@ -47,6 +53,10 @@ _LAZY = {
     "OpenTelemetryExporter": "llmflow.exporters.otel",
     "ParquetExporter": "llmflow.exporters.parquet",
     "write_parquet": "llmflow.exporters.parquet",
+    "ship": "llmflow._ship",
+    "start_shipper": "llmflow._ship",
+    "Shipper": "llmflow._ship",
+    "ShipResult": "llmflow._ship",
 }
 
 

@@ -24,14 +24,12 @@ import gc
 import io
 import itertools
 import math
-import multiprocessing
 import os
 import re
 import sys
 import time
 from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -564,6 +562,9 @@ def _count_in_parallel(
     open before it: only one process reading in order counts that as the
     single-process reader does.
     """
+    import multiprocessing  # only for a large file: ~10 ms of start-up
+    from concurrent.futures import ProcessPoolExecutor
+
     offsets = _boundaries(path, jobs)
     ranges = list(itertools.pairwise(offsets))
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
@@ -714,29 +715,25 @@ def _split_by(values: Iterable[str] | None) -> list[str]:
     return chosen or list(_DEFAULT_BY)
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``stats`` subcommand."""
-    stats = commands.add_parser(
-        "stats", help="calls, errors, latency percentiles, tokens, cost per model/name/tool"
-    )
-    stats.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
-    stats.add_argument(
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow stats`` to its parser."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
+    parser.add_argument(
         "--by",
         action="append",
         metavar="DIM",
         help=f"group by {', '.join(DIMENSIONS)} (repeat or comma-separate; "
         f"default {','.join(_DEFAULT_BY)})",
     )
-    stats.add_argument("--since", help="only spans started at/after: RFC 3339, epoch µs, or 2h")
-    stats.add_argument("--json", action="store_true", help="print one JSON document")
-    stats.add_argument(
+    parser.add_argument("--since", help="only spans started at/after: RFC 3339, epoch µs, or 2h")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
         "-j",
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
         help="processes for a large plain file (default: the CPU count; 1 = one process)",
     )
-    stats.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from ._errors import (
     SyncCallbackError,
 )
 from ._event import Event
+from ._exit import install as _install_exit_handlers
 from ._lazy import lazy_getattr as _lazy_getattr
 from ._types import DataSchema, Json, LlmRequest
 
@@ -251,6 +252,7 @@ for _name in __all__:
         _obj.__module__ = __name__
 del _name, _obj
 
+_install_exit_handlers()  # the exit flush and SIGTERM handler, as when the runtime loaded eagerly
 if _os.environ.get("LLMFLOW_ATOF_PATH") or _os.environ.get("LLMFLOW_EXPORTERS"):
     from ._runtime import get_runtime as _get_runtime
 

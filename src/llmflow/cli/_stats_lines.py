@@ -19,7 +19,7 @@ does not range-check in a scanned part or an integer, so such a line counts here
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from zlib import crc32
 
@@ -27,14 +27,16 @@ import msgspec
 import orjson
 
 from llmflow.atof import SpanFacts, span_facts
+from llmflow.atof._facts import _start_model
 from llmflow.atof._reader import decode_line
 from llmflow.atof._spans import rejected_by_guardrail
 from llmflow.atof._timestamps import SECONDS, second_us
+from llmflow.cli.stats import Group
 
 if TYPE_CHECKING:
     from llmflow.cli.stats import _Counter
 
-__all__ = ["Line", "event_of", "facts", "feed", "rejected"]
+__all__ = ["Line", "event_of", "facts", "feed", "llm_counter", "rejected"]
 
 _NULL = msgspec.Raw(b"null")
 _LOW, _HIGH = -(2**63), 2**64 - 1
@@ -144,6 +146,110 @@ def rejected(end: Any) -> bool:
     return rejected_by_guardrail(end)
 
 
+def llm_counter(counter: _Counter) -> Callable[[Line, Line, int], None] | None:
+    """How ``counter`` counts an ended LLM call of two :class:`Line` structs, or ``None``.
+
+    The returned ``count(start, end, duration_us)`` adds to the model, provider
+    and name groups exactly what :meth:`~llmflow.cli.stats._Counter.count_llm`
+    adds for :func:`facts` of the pair, reading only the fields those groups
+    sum, with no :class:`~llmflow.atof.SpanFacts` or event dict built
+    (``tests/cli/test_stats_msgspec.py`` proves it equal). A provider that
+    ``provider.name`` of the end does not give (the codec's schema, the start's
+    metadata) takes ``count_llm``. ``None`` when the counter has no LLM group,
+    or counts categories too (every span then needs its facts anyway).
+    """
+    groups = counter.result.groups
+    by_model, by_provider, by_name = groups.get("model"), groups.get("provider"), groups.get("name")
+    if "category" in groups or (by_model is None and by_provider is None and by_name is None):
+        return None
+    general = counter.count_llm
+    low, high = _LOW, _HIGH
+    empty: dict[str, Any] = {}
+
+    def count(start: Line, end: Line, duration_us: int) -> None:
+        end_metadata = end.metadata
+        if type(end_metadata) is not dict:
+            end_metadata = empty
+        provider = None
+        if by_provider is not None:
+            provider = end_metadata.get("provider.name")
+            if type(provider) is not str:
+                general(facts(start, end, duration_us))
+                return
+        start_metadata = start.metadata
+        if type(start_metadata) is dict and start_metadata:
+            metadata = {**start_metadata, **end_metadata}
+        else:
+            metadata = end_metadata
+        end_profile = end.category_profile
+        response = end_profile.get("annotated_response") if type(end_profile) is dict else None
+        if type(response) is not dict:
+            response = empty
+        model = response.get("model")
+        if not model:
+            start_profile = start.category_profile
+            model = _start_model(start_profile if type(start_profile) is dict else empty)
+        usage = response.get("usage")
+        if type(usage) is dict:
+            tokens_in = usage.get("input_tokens")
+            if type(tokens_in) is not int or not low <= tokens_in <= high:
+                tokens_in = None
+            tokens_out = usage.get("output_tokens")
+            if type(tokens_out) is not int or not low <= tokens_out <= high:
+                tokens_out = None
+            cached = usage.get("cached_tokens")
+            if type(cached) is not int or not low <= cached <= high:
+                cached = None
+            reasoning = usage.get("reasoning_tokens")
+            if type(reasoning) is not int or not low <= reasoning <= high:
+                reasoning = None
+        else:
+            tokens_in = tokens_out = cached = reasoning = None
+        get = metadata.get
+        cost = get("cost.usd")
+        if type(cost) is not float:
+            if type(cost) is not int:
+                cost = None
+            elif not low <= cost <= high:  # a float to orjson (see facts())
+                try:
+                    cost = float(cost)
+                except OverflowError:
+                    cost = None
+        retries = 0
+        attempts = get("retry.attempts")
+        if type(attempts) is int and 1 < attempts <= high:
+            retries = attempts - 1
+        attempt = get("http.attempt")
+        if type(attempt) is int and 0 < attempt <= high:
+            retries += 1
+        values = (
+            duration_us,
+            type(get("exception.type")) is str,
+            tokens_in,
+            tokens_out,
+            cached,
+            reasoning,
+            cost,
+            get("cache.hit") is True,
+            retries,
+        )
+        if by_model is not None:
+            _add(by_model, model if type(model) is str and model else "(unknown)", values)
+        if by_provider is not None:
+            _add(by_provider, provider or "(unknown)", values)
+        if by_name is not None:
+            _add(by_name, start.name, values)
+
+    return count
+
+
+def _add(groups: dict[str, Group], key: str, values: tuple[Any, ...]) -> None:
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = Group(key)
+    group.add_call(*values)
+
+
 def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
     """:meth:`~llmflow.cli.stats._Counter.feed` with msgspec: same counts, same problems."""
     # msgspec raises RecursionError on nesting deeper than its limit (orjson's is higher).
@@ -155,6 +261,7 @@ def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
     result, report, source = counter.result, counter.report, counter.source
     # The span of a start in no counted category only adds to the span count (as in ended()).
     counted, since = counter.counted_categories, counter.since_us
+    count_llm = llm_counter(counter)
     blank_start = blank_end = -1
     for raw in lines:
         number += 1
@@ -189,14 +296,17 @@ def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
                             start = pop(uuid, None)
                             if start is not None:
                                 event = start[2]
-                                if (
-                                    counted is not None
-                                    and type(event) is Line
-                                    and event.category not in counted
-                                ):
-                                    if since is None or start[0] >= since:
-                                        result.spans += 1
-                                    continue
+                                if counted is not None and type(event) is Line:
+                                    category = event.category
+                                    if category == "llm" and count_llm is not None:
+                                        if since is None or start[0] >= since:
+                                            result.spans += 1
+                                            count_llm(event, line, second + int(micro) - start[0])
+                                        continue
+                                    if category not in counted:
+                                        if since is None or start[0] >= since:
+                                            result.spans += 1
+                                        continue
                                 ended(event, line, start[0], second + int(micro))
                                 continue
                         elif phase == "start" and uuid not in opened:

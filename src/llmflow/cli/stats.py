@@ -113,26 +113,52 @@ class Group:
     def count(self, facts: SpanFacts, rejected: bool = False) -> None:
         """Count the facts of one ended span (``rejected``: a refusing guardrail)."""
         assert facts.duration_us is not None
+        retries = facts.retry_attempts
+        attempt = facts.attempt
+        self.add_call(
+            facts.duration_us,
+            facts.error_type is not None or rejected,
+            facts.input_tokens,
+            facts.output_tokens,
+            facts.cached_tokens,
+            facts.reasoning_tokens,
+            facts.cost_usd,
+            facts.cache_hit is True,
+            (retries - 1 if retries is not None and retries > 1 else 0)
+            + (1 if attempt is not None and attempt > 0 else 0),
+        )
+
+    def add_call(
+        self,
+        duration_us: int,
+        failed: bool,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_tokens: int | None,
+        reasoning_tokens: int | None,
+        cost_usd: float | None,
+        cache_hit: bool,
+        retries: int,
+    ) -> None:
+        """Count one ended span from its facts (``None``: not recorded); :meth:`count`'s core."""
         self.calls += 1
-        if facts.error_type is not None or rejected:
+        if failed:
             self.errors += 1
-        self.latencies.append(facts.duration_us)
-        if facts.input_tokens is not None:
-            self.input_tokens = (self.input_tokens or 0) + facts.input_tokens
-        if facts.output_tokens is not None:
-            self.output_tokens = (self.output_tokens or 0) + facts.output_tokens
-        if facts.cached_tokens is not None:
-            self.cached_tokens = (self.cached_tokens or 0) + facts.cached_tokens
-        if facts.reasoning_tokens is not None:
-            self.reasoning_tokens = (self.reasoning_tokens or 0) + facts.reasoning_tokens
-        if facts.cost_usd is not None:
-            self.cost_usd = (self.cost_usd or 0.0) + facts.cost_usd
-        if facts.cache_hit:
+        self.latencies.append(duration_us)
+        if input_tokens is not None:
+            self.input_tokens = (self.input_tokens or 0) + input_tokens
+        if output_tokens is not None:
+            self.output_tokens = (self.output_tokens or 0) + output_tokens
+        if cached_tokens is not None:
+            self.cached_tokens = (self.cached_tokens or 0) + cached_tokens
+        if reasoning_tokens is not None:
+            self.reasoning_tokens = (self.reasoning_tokens or 0) + reasoning_tokens
+        if cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + cost_usd
+        if cache_hit:
             self.cache_hits += 1
-        if facts.retry_attempts is not None and facts.retry_attempts > 1:
-            self.retries += facts.retry_attempts - 1
-        if facts.attempt is not None and facts.attempt > 0:
-            self.retries += 1
+        if retries:
+            self.retries += retries
 
     def merge(self, other: Group) -> None:
         """Add the counts of the same key from another part of a log."""
@@ -370,17 +396,15 @@ class _Counter:
         self.result.spans += 1
         category = start.get("category") if type(start) is dict else start.category
         if category == "llm":
-            model, provider, name = self._model, self._provider, self._name
-            if model is None and provider is None and name is None and self._category is None:
+            if (
+                self._model is None
+                and self._provider is None
+                and self._name is None
+                and self._category is None
+            ):
                 return
             facts = self._span_facts(start, end, end_us - start_us)
-            # Only a guardrail can be rejected; facts.name is the start's name.
-            if model is not None:
-                _put(model, facts.model or "(unknown)", facts, False)
-            if provider is not None:
-                _put(provider, facts.provider or "(unknown)", facts, False)
-            if name is not None:
-                _put(name, facts.name, facts, False)
+            self.count_llm(facts)
         elif category == "tool" and self._tool is not None:
             facts = self._span_facts(start, end, end_us - start_us)
             _put(self._tool, facts.name, facts, False)
@@ -397,6 +421,16 @@ class _Counter:
                 facts,
                 rejected,
             )
+
+    def count_llm(self, facts: SpanFacts) -> None:
+        """Count the facts of an ended LLM call into the model, provider and name groups."""
+        # Only a guardrail can be rejected; facts.name is the start's name.
+        if self._model is not None:
+            _put(self._model, facts.model or "(unknown)", facts, False)
+        if self._provider is not None:
+            _put(self._provider, facts.provider or "(unknown)", facts, False)
+        if self._name is not None:
+            _put(self._name, facts.name, facts, False)
 
     def close(self) -> None:
         """Count the spans still open at the end of a log (they are not in the groups)."""

@@ -2,9 +2,10 @@
 
 An exporter is passive: the runtime hands it batches in emission order, asks
 it to flush and shuts it down. It never calls into the runtime from
-``export``/``flush``/``shutdown``. This module does not import the runtime: the
-runtime announces itself through :func:`set_default_runtime`, which keeps the
-dependency one-way (``_runtime`` -> ``exporters``).
+``export``/``flush``/``shutdown``. This module does not import the runtime (only
+``register()`` without a runtime loads it): the runtime announces itself
+through :func:`set_default_runtime`, which keeps the dependency one-way
+(``_runtime`` -> ``exporters``).
 """
 
 from __future__ import annotations
@@ -106,6 +107,15 @@ def set_default_runtime(getter: Callable[[], Registrar]) -> None:
     _default_runtime = getter
 
 
+def _default() -> Registrar:
+    """The default runtime, loading ``llmflow._runtime`` first if nothing has yet."""
+    if _default_runtime is None:
+        import llmflow._runtime  # noqa: F401  (it calls set_default_runtime on import)
+    if _default_runtime is None:  # pragma: no cover - llmflow._runtime sets it on import
+        raise RuntimeError("llmflow's runtime is not initialized")
+    return _default_runtime()
+
+
 class BaseExporter:
     """A convenient base for exporters: registration, default ``flush``/``shutdown``/``stats``.
 
@@ -127,9 +137,7 @@ class BaseExporter:
         Raises ``DuplicateRegistrationError`` when ``name`` is taken.
         """
         if runtime is None:
-            if _default_runtime is None:  # pragma: no cover - llmflow._runtime sets it on import
-                raise RuntimeError("llmflow's runtime is not initialized")
-            runtime = _default_runtime()
+            runtime = _default()
         name = name or self.default_name()
         runtime.add_exporter(name, self)
         return name

@@ -263,6 +263,7 @@ def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
     counted, since = counter.counted_categories, counter.since_us
     count_llm = llm_counter(counter)
     blank_start = blank_end = -1
+    last_head, last_second = "", None
     for raw in lines:
         number += 1
         try:
@@ -283,9 +284,13 @@ def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
                 and stamp.isascii()
                 and (raw.isascii() or _utf8(raw))
             ):
-                second = seconds.get(stamp[:19])
-                if second is None:
-                    second = second_of(stamp[:19])
+                head = stamp[:19]
+                if head != last_head:  # a log crosses a second every few lines
+                    last_head = head
+                    last_second = seconds.get(head)
+                    if last_second is None:
+                        last_second = second_of(head)
+                second = last_second
                 micro = stamp[20:26]
                 if second is not None and micro.isdigit():
                     kind = line.kind

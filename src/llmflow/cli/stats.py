@@ -524,11 +524,18 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _count_part(path: str, begin: int, end: int, by: Sequence[str], since: int | None) -> _Part:
-    """Worker: read the lines starting in ``[begin, end)``; numbers are relative to ``begin``."""
+def _count_part(
+    path: str, begin: int, end: int, by: Sequence[str], since: int | None, first: bool = False
+) -> _Part:
+    """Worker: read the lines starting in ``[begin, end)``; numbers are relative to ``begin``.
+
+    The ``first`` part records no started uuids: no span is open before it.
+    """
     problems: list[ReadProblem] = []
     orphans: list[Record] = []
-    counter = _Counter(by, since, problems.append, path, orphan_ends=orphans, record_starts=True)
+    counter = _Counter(
+        by, since, problems.append, path, orphan_ends=orphans, record_starts=not first
+    )
     with _no_cycle_collection(), io.BufferedReader(_Range(path, begin, end), 1 << 20) as handle:
         number = counter.feed(handle)
     started = counter.started if counter.started is not None else array("I")
@@ -607,7 +614,7 @@ def _count_in_parallel(
         futures = [
             pool.submit(_count_part, path, begin, end, by, since) for begin, end in ranges[1:]
         ]
-        parts = [_count_part(path, *ranges[0], by, since)]
+        parts = [_count_part(path, *ranges[0], by, since, first=True)]
         parts.extend(future.result() for future in futures)
     reports: list[ReadProblem] = []
     counter = _Counter(by, since, reports.append, path)

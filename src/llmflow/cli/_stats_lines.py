@@ -222,32 +222,31 @@ def llm_counter(counter: _Counter) -> Callable[[Line, Line, int], None] | None:
         attempt = get("http.attempt")
         if type(attempt) is int and 0 < attempt <= high:
             retries += 1
-        values = (
-            duration_us,
-            type(get("exception.type")) is str,
-            tokens_in,
-            tokens_out,
-            cached,
-            reasoning,
-            cost,
-            get("cache.hit") is True,
-            retries,
-        )
+        failed = type(get("exception.type")) is str
+        hit = get("cache.hit") is True
+        # Group.add_call with its arguments spelled out: a tuple and *values cost more.
         if by_model is not None:
-            _add(by_model, model if type(model) is str and model else "(unknown)", values)
+            key = model if type(model) is str and model else "(unknown)"
+            (by_model.get(key) or _new(by_model, key)).add_call(
+                duration_us, failed, tokens_in, tokens_out, cached, reasoning, cost, hit, retries
+            )
         if by_provider is not None:
-            _add(by_provider, provider or "(unknown)", values)
+            key = provider or "(unknown)"
+            (by_provider.get(key) or _new(by_provider, key)).add_call(
+                duration_us, failed, tokens_in, tokens_out, cached, reasoning, cost, hit, retries
+            )
         if by_name is not None:
-            _add(by_name, start.name, values)
+            key = start.name
+            (by_name.get(key) or _new(by_name, key)).add_call(
+                duration_us, failed, tokens_in, tokens_out, cached, reasoning, cost, hit, retries
+            )
 
     return count
 
 
-def _add(groups: dict[str, Group], key: str, values: tuple[Any, ...]) -> None:
-    group = groups.get(key)
-    if group is None:
-        group = groups[key] = Group(key)
-    group.add_call(*values)
+def _new(groups: dict[str, Group], key: str) -> Group:
+    group = groups[key] = Group(key)
+    return group
 
 
 def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:

@@ -2,15 +2,16 @@
 
 An exporter is passive: the runtime hands it batches in emission order, asks
 it to flush and shuts it down. It never calls into the runtime from
-``export``/``flush``/``shutdown``. This module does not import the runtime (only
-``register()`` without a runtime loads it): the runtime announces itself
-through :func:`set_default_runtime`, which keeps the dependency one-way
-(``_runtime`` -> ``exporters``).
+``export``/``flush``/``shutdown``. This module does not import the runtime:
+the runtime announces itself through :func:`set_default_runtime`, which keeps
+the dependency one-way (``_runtime`` -> ``exporters``); ``register()`` without
+a runtime loads it through the public ``llmflow.get_runtime``.
 """
 
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -108,9 +109,10 @@ def set_default_runtime(getter: Callable[[], Registrar]) -> None:
 
 
 def _default() -> Registrar:
-    """The default runtime, loading ``llmflow._runtime`` first if nothing has yet."""
+    """The default runtime; ``import llmflow`` loads the runtime on first use, and this is one."""
     if _default_runtime is None:
-        import llmflow._runtime  # noqa: F401  (it calls set_default_runtime on import)
+        # The public lazy name loads llmflow._runtime, which calls set_default_runtime.
+        sys.modules["llmflow"].get_runtime  # noqa: B018
     if _default_runtime is None:  # pragma: no cover - llmflow._runtime sets it on import
         raise RuntimeError("llmflow's runtime is not initialized")
     return _default_runtime()

@@ -1,13 +1,15 @@
 """The msgspec line loop of ``llmflow stats`` (the ``fast`` extra); imported only when installed.
 
 :func:`feed` counts exactly what :meth:`llmflow.cli.stats._Counter.feed`'s
-orjson loop counts, in about two thirds of its CPU time: each line is decoded
-into :class:`Line`, a struct of the fields the join and
-:func:`~llmflow.atof.span_facts` read, while the ``data`` payload (the bulk of
-a line), ``attributes`` and unknown fields are only scanned. A line that does
-not decode into it, or is not valid UTF-8 (which msgspec does not check in a
-scanned part), takes the shared reader
-(:func:`~llmflow.atof._reader.decode_line`) as in the orjson loop.
+orjson loop counts, in about two thirds of its CPU time: each line is decoded into
+:class:`Line`, a struct of the fields the join and
+:func:`~llmflow.atof.span_facts` read (of ``category_profile``, ``metadata``
+and ``data_schema`` only the keys it reads, typed as it uses them), while the
+``data`` payload (the bulk of a line), ``attributes`` and unknown keys are
+only scanned. A line that does not decode into it (a field of another type),
+or is not valid UTF-8 (which msgspec does not check in a scanned part), takes
+the shared reader (:func:`~llmflow.atof._reader.decode_line`) as in the
+orjson loop.
 
 Where msgspec and orjson read a valid line differently, this module reads it
 as orjson: an integer outside int64/uint64 is a float to orjson
@@ -25,9 +27,9 @@ from zlib import crc32
 
 import msgspec
 import orjson
+from msgspec import UNSET, UnsetType, field
 
 from llmflow.atof import SpanFacts, span_facts
-from llmflow.atof._facts import _start_model
 from llmflow.atof._reader import decode_line
 from llmflow.atof._spans import rejected_by_guardrail
 from llmflow.atof._timestamps import SECONDS, second_us
@@ -52,11 +54,55 @@ _INT_FACTS = (  # with cost_usd, SpanFacts[7:13] and SpanFacts[15:]
 )
 
 
+# The parts of category_profile, metadata and data_schema that span_facts reads, each
+# typed as span_facts uses it; other keys are skipped unread. A missing key is UNSET
+# (a JSON null is None: in the metadata merge an end's null hides the start's value).
+# A value of another type fails the decode: the line takes the shared reader.
+class _Usage(msgspec.Struct, gc=False):
+    input_tokens: int | UnsetType | None = UNSET
+    output_tokens: int | UnsetType | None = UNSET
+    cached_tokens: int | UnsetType | None = UNSET
+    reasoning_tokens: int | UnsetType | None = UNSET
+
+
+class _Response(msgspec.Struct, gc=False):
+    model: str | UnsetType | None = UNSET
+    usage: _Usage | UnsetType | None = UNSET
+
+
+class _Request(msgspec.Struct, gc=False):
+    model: str | UnsetType | None = UNSET
+
+
+class _Profile(msgspec.Struct, gc=False):
+    model_name: str | UnsetType | None = UNSET
+    annotated_request: _Request | UnsetType | None = UNSET
+    annotated_response: _Response | UnsetType | None = UNSET
+    tool_call_id: str | UnsetType | None = UNSET
+
+
+class _Metadata(msgspec.Struct, gc=False):
+    provider: str | UnsetType | None = field(default=UNSET, name="provider.name")
+    cost: int | float | UnsetType | None = field(default=UNSET, name="cost.usd")
+    error_type: str | UnsetType | None = field(default=UNSET, name="exception.type")
+    error_message: str | UnsetType | None = field(default=UNSET, name="exception.message")
+    status: int | UnsetType | None = field(default=UNSET, name="http.status_code")
+    attempt: int | UnsetType | None = field(default=UNSET, name="http.attempt")
+    retries: int | UnsetType | None = field(default=UNSET, name="retry.attempts")
+    cache_hit: bool | UnsetType | None = field(default=UNSET, name="cache.hit")
+
+
+class _Schema(msgspec.Struct, gc=False):
+    name: str | UnsetType | None = UNSET
+
+
 class Line(msgspec.Struct, gc=False):
     """The fields of one ATOF line that ``stats`` reads; ``data`` kept as raw JSON.
 
     A field of another type than declared (an epoch timestamp, a numeric
-    category) fails the decode and sends the line to the shared reader.
+    category, a token count that is a string) fails the decode and sends the
+    line to the shared reader. Of ``category_profile``, ``metadata`` and
+    ``data_schema`` only what :func:`~llmflow.atof.span_facts` reads is kept.
     """
 
     kind: str
@@ -66,9 +112,9 @@ class Line(msgspec.Struct, gc=False):
     parent_uuid: str | None = None
     scope_category: str | None = None
     category: str | None = None
-    category_profile: Any = None
-    metadata: Any = None
-    data_schema: Any = None
+    category_profile: _Profile | None = None
+    metadata: _Metadata | None = None
+    data_schema: _Schema | None = None
     data: msgspec.Raw = _NULL
 
 
@@ -82,8 +128,17 @@ def _data(line: Line) -> Any:
         return None
 
 
+def _plain(part: msgspec.Struct | None) -> dict[str, Any] | None:
+    """A decoded part as the dict of the keys the line set (JSON names, nested parts too)."""
+    return None if part is None else msgspec.to_builtins(part)
+
+
 def event_of(line: Line) -> dict[str, Any]:
-    """The event dict of ``line`` (the fields :class:`Line` holds, ``data`` parsed)."""
+    """The event dict of ``line`` (the fields :class:`Line` holds, ``data`` parsed).
+
+    Its ``category_profile``, ``metadata`` and ``data_schema`` hold only the
+    keys :func:`~llmflow.atof.span_facts` reads: it gives the same facts.
+    """
     return {
         "kind": line.kind,
         "uuid": line.uuid,
@@ -92,10 +147,10 @@ def event_of(line: Line) -> dict[str, Any]:
         "name": line.name,
         "scope_category": line.scope_category,
         "category": line.category,
-        "category_profile": line.category_profile,
+        "category_profile": _plain(line.category_profile),
         "data": _data(line),
-        "data_schema": line.data_schema,
-        "metadata": line.metadata,
+        "data_schema": _plain(line.data_schema),
+        "metadata": _plain(line.metadata),
     }
 
 
@@ -103,9 +158,9 @@ def _facts_event(line: Line) -> dict[str, Any]:
     return {
         "name": line.name,
         "category": line.category,
-        "category_profile": line.category_profile,
-        "metadata": line.metadata,
-        "data_schema": line.data_schema,
+        "category_profile": _plain(line.category_profile),
+        "metadata": _plain(line.metadata),
+        "data_schema": _plain(line.data_schema),
         "timestamp": line.timestamp,
     }
 
@@ -164,49 +219,59 @@ def llm_counter(counter: _Counter) -> Callable[[Line, Line, int], None] | None:
         return None
     general = counter.count_llm
     low, high = _LOW, _HIGH
-    empty: dict[str, Any] = {}
+    unset, unrecorded = UNSET, _Metadata()
 
     def count(start: Line, end: Line, duration_us: int) -> None:
-        end_metadata = end.metadata
-        if type(end_metadata) is not dict:
-            end_metadata = empty
+        end_metadata = end.metadata or unrecorded
         provider = None
         if by_provider is not None:
-            provider = end_metadata.get("provider.name")
+            provider = end_metadata.provider
             if type(provider) is not str:
                 general(facts(start, end, duration_us))
                 return
-        start_metadata = start.metadata
-        if type(start_metadata) is dict and start_metadata:
-            metadata = {**start_metadata, **end_metadata}
-        else:
-            metadata = end_metadata
+        # span_facts merges the two metadata dicts: a key of the end's wins.
+        start_metadata = start.metadata or unrecorded
+        cost = end_metadata.cost
+        if cost is unset:
+            cost = start_metadata.cost
+        attempts = end_metadata.retries
+        if attempts is unset:
+            attempts = start_metadata.retries
+        attempt = end_metadata.attempt
+        if attempt is unset:
+            attempt = start_metadata.attempt
+        error = end_metadata.error_type
+        if error is unset:
+            error = start_metadata.error_type
+        hit = end_metadata.cache_hit
+        if hit is unset:
+            hit = start_metadata.cache_hit
         end_profile = end.category_profile
-        response = end_profile.get("annotated_response") if type(end_profile) is dict else None
-        if type(response) is not dict:
-            response = empty
-        model = response.get("model")
-        if not model:
-            start_profile = start.category_profile
-            model = _start_model(start_profile if type(start_profile) is dict else empty)
-        usage = response.get("usage")
-        if type(usage) is dict:
-            tokens_in = usage.get("input_tokens")
-            if type(tokens_in) is not int or not low <= tokens_in <= high:
-                tokens_in = None
-            tokens_out = usage.get("output_tokens")
-            if type(tokens_out) is not int or not low <= tokens_out <= high:
-                tokens_out = None
-            cached = usage.get("cached_tokens")
-            if type(cached) is not int or not low <= cached <= high:
-                cached = None
-            reasoning = usage.get("reasoning_tokens")
-            if type(reasoning) is not int or not low <= reasoning <= high:
-                reasoning = None
+        response = end_profile.annotated_response if end_profile is not None else None
+        if response is None or response is unset:
+            model = usage = None
         else:
-            tokens_in = tokens_out = cached = reasoning = None
-        get = metadata.get
-        cost = get("cost.usd")
+            model, usage = response.model, response.usage
+        if not model:  # _start_model
+            start_profile = start.category_profile
+            if start_profile is not None:
+                model = start_profile.model_name
+                if not model:
+                    request = start_profile.annotated_request
+                    model = None if request is None or request is unset else request.model
+        tokens_in: int | None = None
+        tokens_out: int | None = None
+        cached: int | None = None
+        reasoning: int | None = None
+        if usage is not None and usage is not unset:
+            value = usage.input_tokens
+            tokens_in = value if isinstance(value, int) and low <= value <= high else None
+            value = usage.output_tokens
+            tokens_out = value if isinstance(value, int) and low <= value <= high else None
+            value = usage.cached_tokens
+            cached = value if isinstance(value, int) and low <= value <= high else None
+            value = usage.reasoning_tokens
+            reasoning = value if isinstance(value, int) and low <= value <= high else None
         if type(cost) is not float:
             if type(cost) is not int:
                 cost = None
@@ -216,14 +281,12 @@ def llm_counter(counter: _Counter) -> Callable[[Line, Line, int], None] | None:
                 except OverflowError:
                     cost = None
         retries = 0
-        attempts = get("retry.attempts")
         if type(attempts) is int and 1 < attempts <= high:
             retries = attempts - 1
-        attempt = get("http.attempt")
         if type(attempt) is int and 0 < attempt <= high:
             retries += 1
-        failed = type(get("exception.type")) is str
-        hit = get("cache.hit") is True
+        failed = type(error) is str
+        hit = hit is True
         # Group.add_call with its arguments spelled out: a tuple and *values cost more.
         if by_model is not None:
             key = model if type(model) is str and model else "(unknown)"

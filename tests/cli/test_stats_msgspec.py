@@ -239,7 +239,9 @@ _SCHEMA = st.none() | st.sampled_from(
 )
 
 
-def _line(phase: str, name: str, profile: object, metadata: object, schema: object) -> bytes:
+def _line(
+    phase: str, category: str, name: str, profile: object, metadata: object, schema: object
+) -> bytes:
     # json, not orjson: integers beyond 64 bits must be written as integers.
     import json
 
@@ -250,7 +252,7 @@ def _line(phase: str, name: str, profile: object, metadata: object, schema: obje
             "timestamp": "2026-01-01T00:00:00.000001Z",
             "name": name,
             "scope_category": phase,
-            "category": "llm",
+            "category": category,
             "category_profile": profile,
             "data": {"x": 1},
             "data_schema": schema,
@@ -335,6 +337,7 @@ _EDGE_METADATA = {
         ),
     ],
     by=["model", "provider", "name", "tool"],
+    category="llm",
 )
 @given(
     spans=st.lists(
@@ -352,14 +355,18 @@ _EDGE_METADATA = {
         max_size=4,
     ),
     by=st.sampled_from([["model"], ["provider"], ["name"], ["model", "provider", "name", "tool"]]),
+    category=st.sampled_from(["llm", "tool"]),
 )
-def test_the_llm_fast_path_adds_what_span_facts_gives(
-    spans: list[tuple[Any, ...]], by: list[str]
+def test_the_fast_path_of_llm_and_tool_spans_adds_what_span_facts_gives(
+    spans: list[tuple[Any, ...]], by: list[str], category: str
 ) -> None:
-    """``llm_counter`` against ``span_facts`` of the orjson-parsed lines, sum for sum."""
+    """``span_counter`` against ``span_facts`` of the orjson-parsed lines, sum for sum."""
+    if category == "tool" and "tool" not in by:
+        by = [*by, "tool"]
     fast = stats_module._Counter(by, None, print, "log")
     reference = stats_module._Counter(by, None, print, "log")
-    count = lines_module.llm_counter(fast)
+    general = reference.count_llm if category == "llm" else reference.count_tool
+    count = lines_module.span_counter(fast, category)
     assert count is not None
     decoded: list[int] = []
     for (
@@ -372,14 +379,14 @@ def test_the_llm_fast_path_adds_what_span_facts_gives(
         end_schema,
         us,
     ) in spans:
-        start = _line("start", name, start_profile, start_meta, start_schema)
-        end = _line("end", name, end_profile, end_meta, end_schema)
+        start = _line("start", category, name, start_profile, start_meta, start_schema)
+        end = _line("end", category, name, end_profile, end_meta, end_schema)
         expected = span_facts(orjson.loads(start), orjson.loads(end), duration_us=us)
-        reference.count_llm(expected)
+        general(expected)
         try:
             pair = lines_module._DECODER.decode(start), lines_module._DECODER.decode(end)
         except ValidationError:  # a field of another type: the loop's shared reader
-            fast.count_llm(expected)
+            (fast.count_llm if category == "llm" else fast.count_tool)(expected)
         else:
             count(*pair, us)
             decoded.append(us)
@@ -388,8 +395,14 @@ def test_the_llm_fast_path_adds_what_span_facts_gives(
         assert decoded == [1, 2, 3]
 
 
-def test_the_llm_fast_path_is_off_when_categories_are_counted() -> None:
-    assert lines_module.llm_counter(stats_module._Counter(["category"], None, print, "l")) is None
-    assert lines_module.llm_counter(stats_module._Counter(["tool"], None, print, "l")) is None
-    counter = stats_module._Counter(["model", "category"], None, print, "l")
-    assert lines_module.llm_counter(counter) is None
+def test_the_fast_path_is_off_when_categories_are_counted_or_no_group_needs_it() -> None:
+    def counter(*by: str) -> stats_module._Counter:
+        return stats_module._Counter(by, None, print, "l")
+
+    assert lines_module.span_counter(counter("category"), "llm") is None
+    assert lines_module.span_counter(counter("tool"), "llm") is None
+    assert lines_module.span_counter(counter("model"), "tool") is None
+    assert lines_module.span_counter(counter("model", "category"), "llm") is None
+    assert lines_module.span_counter(counter("tool", "category"), "tool") is None
+    assert lines_module.span_counter(counter("model"), "agent") is None
+    assert lines_module.span_counter(counter("tool"), "tool") is not None

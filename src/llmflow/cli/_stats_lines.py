@@ -38,7 +38,7 @@ from llmflow.cli.stats import Group
 if TYPE_CHECKING:
     from llmflow.cli.stats import _Counter
 
-__all__ = ["Line", "event_of", "facts", "feed", "llm_counter", "rejected"]
+__all__ = ["Line", "event_of", "facts", "feed", "rejected", "span_counter"]
 
 _NULL = msgspec.Raw(b"null")
 _LOW, _HIGH = -(2**63), 2**64 - 1
@@ -201,20 +201,26 @@ def rejected(end: Any) -> bool:
     return rejected_by_guardrail(end)
 
 
-def llm_counter(counter: _Counter) -> Callable[[Line, Line, int], None] | None:
-    """How ``counter`` counts an ended LLM call of two :class:`Line` structs, or ``None``.
+def span_counter(counter: _Counter, category: str) -> Callable[[Line, Line, int], None] | None:
+    """How ``counter`` counts an ended ``llm`` or ``tool`` span of two :class:`Line` structs.
 
     The returned ``count(start, end, duration_us)`` adds to the model, provider
-    and name groups exactly what :meth:`~llmflow.cli.stats._Counter.count_llm`
-    adds for :func:`facts` of the pair, reading only the fields those groups
-    sum, with no :class:`~llmflow.atof.SpanFacts` or event dict built
+    and name groups (``llm``) or the tool groups (``tool``) exactly what
+    :meth:`~llmflow.cli.stats._Counter.count_llm` or ``count_tool`` adds for
+    :func:`facts` of the pair, reading only the fields those groups sum, with
+    no :class:`~llmflow.atof.SpanFacts` or event dict built
     (``tests/cli/test_stats_msgspec.py`` proves it equal). A provider that
     ``provider.name`` of the end does not give (the codec's schema, the start's
-    metadata) takes ``count_llm``. ``None`` when the counter has no LLM group,
-    or counts categories too (every span then needs its facts anyway).
+    metadata) takes ``count_llm``. ``None`` when the counter has no group for
+    the category, or counts categories too (every span then needs its facts).
     """
     groups = counter.result.groups
-    by_model, by_provider, by_name = groups.get("model"), groups.get("provider"), groups.get("name")
+    by_model = by_provider = by_name = None
+    if category == "llm":
+        by_model, by_provider = groups.get("model"), groups.get("provider")
+        by_name = groups.get("name")
+    elif category == "tool":
+        by_name = groups.get("tool")  # keyed by the span's name, as the name group
     if "category" in groups or (by_model is None and by_provider is None and by_name is None):
         return None
     general = counter.count_llm
@@ -323,7 +329,7 @@ def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
     result, report, source = counter.result, counter.report, counter.source
     # The span of a start in no counted category only adds to the span count (as in ended()).
     counted, since = counter.counted_categories, counter.since_us
-    count_llm = llm_counter(counter)
+    count_llm, count_tool = span_counter(counter, "llm"), span_counter(counter, "tool")
     blank_start = blank_end = -1
     last_head, last_second = "", None
     for raw in lines:
@@ -365,10 +371,18 @@ def feed(counter: _Counter, lines: Iterable[bytes], number: int) -> int:
                                 event = start[2]
                                 if counted is not None and type(event) is Line:
                                     category = event.category
-                                    if category == "llm" and count_llm is not None:
+                                    # == rather than a dict: a decoded str has no hash yet
+                                    counting = (
+                                        count_llm
+                                        if category == "llm"
+                                        else count_tool
+                                        if category == "tool"
+                                        else None
+                                    )
+                                    if counting is not None:
                                         if since is None or start[0] >= since:
                                             result.spans += 1
-                                            count_llm(event, line, second + int(micro) - start[0])
+                                            counting(event, line, second + int(micro) - start[0])
                                         continue
                                     if category not in counted:
                                         if since is None or start[0] >= since:

@@ -407,7 +407,7 @@ class _Counter:
             self.count_llm(facts)
         elif category == "tool" and self._tool is not None:
             facts = self._span_facts(start, end, end_us - start_us)
-            _put(self._tool, facts.name, facts, False)
+            self.count_tool(facts)
         elif self._category is not None:
             facts = self._span_facts(start, end, end_us - start_us)
         else:
@@ -431,6 +431,11 @@ class _Counter:
             _put(self._provider, facts.provider or "(unknown)", facts, False)
         if self._name is not None:
             _put(self._name, facts.name, facts, False)
+
+    def count_tool(self, facts: SpanFacts) -> None:
+        """Count the facts of an ended tool call into the tool groups."""
+        if self._tool is not None:
+            _put(self._tool, facts.name, facts, False)
 
     def close(self) -> None:
         """Count the spans still open at the end of a log (they are not in the groups)."""

@@ -11,9 +11,10 @@ rather than through the reader's generators: the same result as
 :func:`~llmflow.atof.iter_records` and :class:`~llmflow.atof.SpanJoiner`
 (``tests/cli/test_stats_fast_path.py`` proves it), at about half the CPU time.
 With the ``fast`` extra (msgspec) installed, the loop of
-:mod:`llmflow.cli._stats_lines` decodes only the top-level fields and the
-payloads of the spans it counts; without it every line is parsed whole with
-orjson (parsing around the ``data`` payload in Python was measured slower).
+:mod:`llmflow.cli._stats_lines` decodes only the fields ``span_facts`` reads
+and sums LLM and tool calls without building their facts (proven equal);
+without it every line is parsed whole with orjson (parsing around the
+``data`` payload in Python was measured slower).
 ``USE_MSGSPEC = False`` (or ``LLMFLOW_STATS_MSGSPEC=0``) forces the orjson loop.
 """
 

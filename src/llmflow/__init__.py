@@ -1,6 +1,7 @@
 """llmflow: LLM execution middleware that records every call as ATOF 0.1 events.
 
-This module only re-exports; each idea lives in its own private module.
+This module only re-exports; each idea lives in its own private module, most
+of them imported on first use.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ __getattr__ = _lazy_getattr(
 
 
 def __dir__() -> list[str]:
+    """Every public name, loaded or not (``dir(llmflow)``)."""
     return sorted({*globals(), *__all__})
 
 

@@ -441,7 +441,7 @@ print("ignored" if handler is signal.SIG_IGN else "default" if handler is signal
 @pytest.mark.parametrize(
     ("setting", "env", "expected"),
     [
-        ("default", {}, "llmflow._runtime"),
+        ("default", {}, "llmflow._exit"),
         ("ignored", {}, "ignored"),  # a process that ignores SIGTERM keeps ignoring it
         ("default", {"LLMFLOW_SIGTERM": "0"}, "default"),  # opt out
     ],

@@ -8,10 +8,8 @@ installed as the default. A runtime that was shut down refuses further use.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import os
-import signal
 import sys
 import threading
 import time
@@ -763,48 +761,15 @@ def _report_undelivered(runtime: Runtime, reason: str, complete: bool, timeout: 
     _warn_once(f"{reason} flush {status}; events not delivered: {detail}")
 
 
-_previous_sigterm: Any = None
+def flush_open_runtimes() -> None:
+    """Flush every open runtime, each bounded by :func:`exit_timeout`; never raises.
 
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """Flush on SIGTERM, then do what would have happened without llmflow."""
-    previous = _previous_sigterm
-    if callable(previous):
-        # The application handles SIGTERM: flush what was emitted, let it decide.
-        for runtime in list(_RUNTIMES):
-            if not runtime.closed:
-                with contextlib.suppress(BaseException):
-                    runtime.flush(timeout=exit_timeout())
-        previous(signum, frame)
-        return
-    _flush_at_exit("SIGTERM")
-    # The default action: die by the signal, so the exit status says SIGTERM.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def install_sigterm_handler() -> bool:
-    """Chain llmflow's SIGTERM flush in front of the current handler; return whether it did.
-
-    Only from the main thread, and never over ``SIG_IGN`` (the process ignores
-    SIGTERM on purpose). Done once when llmflow is imported; an application
-    that installs its own handler later replaces it (its ``sys.exit`` still
-    runs the exit flush). ``LLMFLOW_SIGTERM=0`` disables it.
+    What SIGTERM does before the application's own handler runs (``llmflow._exit``).
     """
-    global _previous_sigterm
-    if os.environ.get("LLMFLOW_SIGTERM", "1") == "0":
-        return False
-    if threading.get_ident() != threading.main_thread().ident:
-        return False
-    try:
-        current = signal.getsignal(signal.SIGTERM)
-        if current is signal.SIG_IGN or current is _on_sigterm or current is None:
-            return False
-        _previous_sigterm = current if callable(current) else None
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError):
-        return False
-    return True
+    for runtime in list(_RUNTIMES):
+        if not runtime.closed:
+            with contextlib.suppress(BaseException):
+                runtime.flush(timeout=exit_timeout())
 
 
 def _decoded_payloads(event: Event) -> dict[str, Any]:
@@ -857,5 +822,4 @@ class _Registration:
 
 set_default_runtime(get_runtime)
 os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_flush_at_exit)
-install_sigterm_handler()
+# The exit flush and the SIGTERM handler are installed by `import llmflow` (llmflow._exit).

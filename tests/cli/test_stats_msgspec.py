@@ -13,11 +13,12 @@ import subprocess
 import sys
 from array import array
 from pathlib import Path
+from typing import Any
 from zlib import crc32
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llmflow._clock import format_rfc3339, parse_timestamp
@@ -27,6 +28,8 @@ from llmflow.cli import stats as stats_module
 from llmflow.cli._input import LogInput
 
 pytest.importorskip("msgspec")  # the `fast` extra (in the `test` extra, so CI has it)
+from msgspec import ValidationError
+
 from llmflow.cli import _stats_lines as lines_module
 
 _START = {
@@ -111,7 +114,7 @@ def test_integers_beyond_64_bits_read_as_orjson_reads_them(
 ) -> None:
     """orjson makes a float of an integer outside int64/uint64; SpanFacts wants ints."""
     end = _end(usage, metadata)
-    start_line = lines_module.Line(**{k: v for k, v in _START.items() if k in _FIELDS})
+    start_line = lines_module._DECODER.decode(orjson.dumps(_START))
     expected = span_facts(_START, orjson.loads(end), duration_us=250_000)
     got = lines_module.facts(start_line, lines_module._DECODER.decode(end), 250_000)
     assert got == expected
@@ -119,9 +122,6 @@ def test_integers_beyond_64_bits_read_as_orjson_reads_them(
     path = tmp_path / "log.jsonl"
     path.write_bytes(orjson.dumps(_START) + b"\n" + end)
     assert _stats(path, True, monkeypatch) == _stats(path, False, monkeypatch)
-
-
-_FIELDS = set(lines_module.Line.__struct_fields__) - {"data"}
 
 
 def test_a_guardrail_end_is_rejected_from_its_data_payload() -> None:
@@ -187,3 +187,222 @@ def test_restarts_finds_an_open_uuid_among_a_parts_starts(open_count: int) -> No
     assert not stats_module._restarts(uuids, started)
     started.append(crc32(uuids[-1].encode()))
     assert stats_module._restarts(uuids, started)
+
+
+_HUGE = [2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**25]  # int64/uint64 edges
+# One strategy each (not a union of many), so that the dicts below are drawn half the time.
+_ODD = st.sampled_from(
+    [None, True, False, 0, 3, -1, 2.5, -0.0, 1e300, "", "5", "x", [1], {"model": "m"}, *_HUGE]
+)
+_TOKENS = st.integers(0, 5000) | _ODD
+_MODEL = st.sampled_from(["m1", "m2", ""]) | _ODD
+_METADATA = _ODD | st.fixed_dictionaries(
+    {},
+    optional={
+        "provider.name": st.sampled_from(["openai", "anthropic", ""]) | _ODD,
+        "cost.usd": st.floats(0, 1, allow_nan=False) | st.integers(0, 3) | _ODD,
+        "exception.type": st.sampled_from(["RateLimitError"]) | _ODD,
+        "exception.message": st.text(max_size=3),
+        "http.status_code": st.sampled_from([429, 500]) | _ODD,
+        "http.attempt": st.integers(-1, 3) | _ODD,
+        "retry.attempts": st.integers(0, 4) | _ODD,
+        "cache.hit": st.booleans() | _ODD,
+    },
+)
+_START_PROFILE = _ODD | st.fixed_dictionaries(
+    {},
+    optional={
+        "model_name": _MODEL,
+        "annotated_request": _ODD | st.fixed_dictionaries({}, optional={"model": _MODEL}),
+        "tool_call_id": _ODD,
+    },
+)
+_USAGE = _ODD | st.fixed_dictionaries(
+    {},
+    optional={
+        "input_tokens": _TOKENS,
+        "output_tokens": _TOKENS,
+        "cached_tokens": _TOKENS,
+        "reasoning_tokens": _TOKENS,
+    },
+)
+_END_PROFILE = _ODD | st.fixed_dictionaries(
+    {},
+    optional={
+        "model_name": _MODEL,
+        "annotated_response": _ODD
+        | st.fixed_dictionaries({}, optional={"model": _MODEL, "usage": _USAGE}),
+    },
+)
+_SCHEMA = st.none() | st.sampled_from(
+    [{"name": "openai/chat"}, {"name": "anthropic/messages"}, {"name": "x"}, {"name": 5}, "s"]
+)
+
+
+def _line(
+    phase: str, category: str, name: str, profile: object, metadata: object, schema: object
+) -> bytes:
+    # json, not orjson: integers beyond 64 bits must be written as integers.
+    import json
+
+    return json.dumps(
+        {
+            "kind": "scope",
+            "uuid": "u",
+            "timestamp": "2026-01-01T00:00:00.000001Z",
+            "name": name,
+            "scope_category": phase,
+            "category": category,
+            "category_profile": profile,
+            "data": {"x": 1},
+            "data_schema": schema,
+            "metadata": metadata,
+        }
+    ).encode()
+
+
+def _groups(counter: stats_module._Counter) -> dict[str, object]:
+    """Every sum of every group, with the type of each (an int cost is not a float cost)."""
+    return {
+        dimension: {
+            key: (
+                g.calls,
+                g.errors,
+                list(g.latencies),
+                g.input_tokens,
+                g.output_tokens,
+                g.cached_tokens,
+                g.reasoning_tokens,
+                (type(g.cost_usd), g.cost_usd),
+                g.cache_hits,
+                g.retries,
+            )
+            for key, g in groups.items()
+        }
+        for dimension, groups in counter.result.groups.items()
+    }
+
+
+_EDGES = {  # each a case the fast path must read as span_facts does
+    "annotated_response": {
+        "model": "",
+        "usage": {
+            "input_tokens": 2**64,
+            "output_tokens": -(2**63) - 1,
+            "cached_tokens": 2**64 - 1,
+            "reasoning_tokens": -(2**63),
+        },
+    }
+}
+_EDGE_METADATA = {
+    "provider.name": "p",  # else the provider group takes the general path
+    "cost.usd": -(2**63) - 1,
+    "retry.attempts": 2**64,
+    "http.attempt": 2**64 - 1,
+}
+
+
+@settings(max_examples=1000, deadline=None)
+@example(
+    spans=[
+        (
+            "chat",
+            {"model_name": "m1"},
+            {"provider.name": "p"},
+            None,
+            _EDGES,
+            _EDGE_METADATA,
+            None,
+            1,
+        ),
+        (
+            "chat",
+            {"annotated_request": {"model": "m2"}},
+            None,
+            None,
+            None,
+            {"provider.name": "p", "cost.usd": 10**25},
+            None,
+            2,
+        ),
+        (
+            "chat",
+            None,
+            None,
+            {"name": "openai/x"},
+            _EDGES,
+            {"provider.name": "", "cache.hit": True, "http.attempt": 1},
+            None,
+            3,
+        ),
+    ],
+    by=["model", "provider", "name", "tool"],
+    category="llm",
+)
+@given(
+    spans=st.lists(
+        st.tuples(
+            st.sampled_from(["openai.chat", "anthropic.messages"]),
+            _START_PROFILE,
+            _METADATA,
+            _SCHEMA,
+            _END_PROFILE,
+            _METADATA,
+            _SCHEMA,
+            st.integers(0, 10**7),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    by=st.sampled_from([["model"], ["provider"], ["name"], ["model", "provider", "name", "tool"]]),
+    category=st.sampled_from(["llm", "tool"]),
+)
+def test_the_fast_path_of_llm_and_tool_spans_adds_what_span_facts_gives(
+    spans: list[tuple[Any, ...]], by: list[str], category: str
+) -> None:
+    """``span_counter`` against ``span_facts`` of the orjson-parsed lines, sum for sum."""
+    if category == "tool" and "tool" not in by:
+        by = [*by, "tool"]
+    fast = stats_module._Counter(by, None, print, "log")
+    reference = stats_module._Counter(by, None, print, "log")
+    general = reference.count_llm if category == "llm" else reference.count_tool
+    count = lines_module.span_counter(fast, category)
+    assert count is not None
+    decoded: list[int] = []
+    for (
+        name,
+        start_profile,
+        start_meta,
+        start_schema,
+        end_profile,
+        end_meta,
+        end_schema,
+        us,
+    ) in spans:
+        start = _line("start", category, name, start_profile, start_meta, start_schema)
+        end = _line("end", category, name, end_profile, end_meta, end_schema)
+        expected = span_facts(orjson.loads(start), orjson.loads(end), duration_us=us)
+        general(expected)
+        try:
+            pair = lines_module._DECODER.decode(start), lines_module._DECODER.decode(end)
+        except ValidationError:  # a field of another type: the loop's shared reader
+            (fast.count_llm if category == "llm" else fast.count_tool)(expected)
+        else:
+            count(*pair, us)
+            decoded.append(us)
+    assert _groups(fast) == _groups(reference)
+    if spans[0][-1] == 1 and spans[0][4] is _EDGES:  # the explicit example reaches the fast path
+        assert decoded == [1, 2, 3]
+
+
+def test_the_fast_path_is_off_when_categories_are_counted_or_no_group_needs_it() -> None:
+    def counter(*by: str) -> stats_module._Counter:
+        return stats_module._Counter(by, None, print, "l")
+
+    assert lines_module.span_counter(counter("category"), "llm") is None
+    assert lines_module.span_counter(counter("tool"), "llm") is None
+    assert lines_module.span_counter(counter("model"), "tool") is None
+    assert lines_module.span_counter(counter("model", "category"), "llm") is None
+    assert lines_module.span_counter(counter("tool", "category"), "tool") is None
+    assert lines_module.span_counter(counter("model"), "agent") is None
+    assert lines_module.span_counter(counter("tool"), "tool") is not None

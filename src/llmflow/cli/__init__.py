@@ -13,51 +13,69 @@ unreadable input, 130 interrupted (see ``docs/cli.md``).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
-from . import convert, report, ship, show, stats, tail
 from ._input import EXIT_OK, EXIT_UNREADABLE
-from .schemas import run_schemas
-from .validate import run_validate
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "main"]
 
-_INTERRUPTED = 130
+_INTERRUPTED: Final = 130
+
+COMMANDS: Final = (
+    ("demo", "run the demo workflow and write its ATOF log"),
+    ("validate", "check an ATOF log (exit 1 on violations)"),
+    ("show", "print a log as a call tree with latency, tokens, cost and errors"),
+    ("stats", "calls, errors, latency percentiles, tokens, cost per model/name/tool"),
+    ("tail", "print calls as they end; -f follows a growing log"),
+    ("convert", "convert a log to ATIF, OTLP, Parquet or JSONL"),
+    ("report", "write one self-contained HTML report"),
+    ("ship", "deliver a JSONL log to exporters from another process (follows it)"),
+    ("schemas", "write the JSON Schemas of schemas/"),
+)
+"""``(name, help)`` of each command, in ``--help`` order; one line adds a command.
+
+The module ``llmflow.cli.<name>`` defines ``register(parser)``, which adds the
+command's arguments, and ``run(args) -> int``. It is imported only when its
+command runs, so each command pays for its own imports only.
+"""
+
+
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:  # not subscriptable at run time
+    _SubParsers = argparse._SubParsersAction
+
+
+class _Commands(_SubParsers):
+    """The subcommands: the chosen one's module adds its arguments just before they are parsed."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        chosen = self.choices.get(values[0]) if isinstance(self.choices, dict) else None
+        if isinstance(chosen, argparse.ArgumentParser) and chosen.get_default("run") is None:
+            module = importlib.import_module(f"{__name__}.{values[0]}")
+            module.register(chosen)
+            chosen.set_defaults(run=module.run)
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmflow", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser("demo", help="run the demo workflow and write its ATOF log")
-    demo.add_argument("path", nargs="?", default="llmflow-demo.atof.jsonl")
-    validate = commands.add_parser("validate", help="check an ATOF log (exit 1 on violations)")
-    validate.add_argument("path", help="ATOF JSONL file, .gz, or - for stdin")
-    show.register(commands)
-    stats.register(commands)
-    tail.register(commands)
-    convert.register(commands)
-    report.register(commands)
-    ship.register(commands)
-    schemas = commands.add_parser("schemas", help="write the JSON Schemas of schemas/")
-    schemas.add_argument("directory", nargs="?", type=Path, default=Path("schemas"))
-    schemas.add_argument("--check", action="store_true", help="fail if files differ")
+    commands = parser.add_subparsers(
+        action=_Commands, dest="command", required=True, metavar="COMMAND"
+    )
+    for name, help_text in COMMANDS:
+        commands.add_parser(name, help=help_text)
     return parser
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "schemas":
-        return run_schemas(args.directory, args.check)
-    if args.command == "validate":
-        return run_validate(args.path)
-    if args.command == "demo":
-        from .demo import run_demo
-
-        return run_demo(Path(args.path))
-    code: int = args.run(args)
-    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_UNREADABLE
     try:
-        return _dispatch(args)
+        code: int = args.run(args)
+        return code
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return _INTERRUPTED

@@ -170,22 +170,20 @@ _CONVERTERS: dict[str, Callable[[Iterator[Record], argparse.Namespace], int]] = 
 }
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``convert`` subcommand."""
-    convert = commands.add_parser("convert", help="convert a log to ATIF, OTLP, Parquet or JSONL")
-    convert.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
-    convert.add_argument("--to", required=True, choices=FORMATS, help="target format")
-    convert.add_argument("-o", "--output", help="output file (directory for parquet); - stdout")
-    convert.add_argument("--category", help="keep events of these categories (comma-separated)")
-    convert.add_argument("--name", help="keep events whose name matches this glob")
-    convert.add_argument("--since", help="keep events at/after: RFC 3339, epoch µs, or 2h")
-    convert.add_argument("--until", help="keep events before: RFC 3339, epoch µs, or 2h")
-    convert.add_argument(
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow convert`` to its parser."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
+    parser.add_argument("--to", required=True, choices=FORMATS, help="target format")
+    parser.add_argument("-o", "--output", help="output file (directory for parquet); - stdout")
+    parser.add_argument("--category", help="keep events of these categories (comma-separated)")
+    parser.add_argument("--name", help="keep events whose name matches this glob")
+    parser.add_argument("--since", help="keep events at/after: RFC 3339, epoch µs, or 2h")
+    parser.add_argument("--until", help="keep events before: RFC 3339, epoch µs, or 2h")
+    parser.add_argument(
         "--send",
         action="store_true",
         help="otlp: send to the collector set by OTEL_EXPORTER_OTLP_* instead of writing JSON",
     )
-    convert.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ The SDKs come with the ``cli`` extra (``pip install 'llmflow[cli]'``).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 from pathlib import Path
@@ -40,7 +41,7 @@ from llmflow.testing import ErrorReply, FakeProvider, Reply, ToolCall
 
 from .show import render_tree
 
-__all__ = ["run_demo"]
+__all__ = ["register", "run", "run_demo"]
 
 MODEL = "gpt-4o-mini"
 CLAUDE = "claude-3-5-haiku-latest"
@@ -270,3 +271,13 @@ def run_demo(path: Path) -> int:
         print(f"  {violation}")
     print(f"diagnostics: {diagnostics.to_dict()}")
     return 0 if not violations else 1
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow demo`` to its parser."""
+    parser.add_argument("path", nargs="?", default="llmflow-demo.atof.jsonl")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``demo``; returns the exit code."""
+    return run_demo(Path(args.path))

@@ -545,18 +545,16 @@ def _clock(us: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)) + f".{micro // 1000:03d}"
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``report`` subcommand."""
-    report = commands.add_parser("report", help="write one self-contained HTML report")
-    report.add_argument("path", metavar="PATH", help="ATOF JSONL file, .gz, or -")
-    report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
-    report.add_argument("--slowest", type=int, default=20, help="slowest traces in full (20)")
-    report.add_argument("--failed", type=int, default=20, help="failed traces in full (20)")
-    report.add_argument("--max-spans", type=int, default=500, help="rows per trace (500)")
-    report.add_argument(
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow report`` to its parser."""
+    parser.add_argument("path", metavar="PATH", help="ATOF JSONL file, .gz, or -")
+    parser.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    parser.add_argument("--slowest", type=int, default=20, help="slowest traces in full (20)")
+    parser.add_argument("--failed", type=int, default=20, help="failed traces in full (20)")
+    parser.add_argument("--max-spans", type=int, default=500, help="rows per trace (500)")
+    parser.add_argument(
         "--max-payload", type=int, default=16_384, help="characters per payload (16384)"
     )
-    report.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import orjson
 
-__all__ = ["run_schemas"]
+__all__ = ["register", "run", "run_schemas"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow schemas`` to its parser."""
+    parser.add_argument("directory", nargs="?", type=Path, default=Path("schemas"))
+    parser.add_argument("--check", action="store_true", help="fail if files differ")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``schemas``; returns the exit code."""
+    return run_schemas(args.directory, args.check)
 
 
 def run_schemas(directory: Path, check: bool) -> int:
+    """Write the JSON Schemas into ``directory`` (``check``: only compare); 1 if any is stale."""
     from llmflow.atof import json_schemas
 
     stale = []

@@ -23,11 +23,8 @@ from ._input import EXIT_OK, EXIT_UNREADABLE, EXIT_VIOLATIONS
 __all__ = ["register", "run"]
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``ship`` subcommand."""
-    ship = commands.add_parser(
-        "ship", help="deliver a JSONL log to exporters from another process (follows it)"
-    )
+def register(ship: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow ship`` to its parser."""
     ship.add_argument("path", metavar="LOG", help="ATOF JSONL file written by the application")
     ship.add_argument(
         "targets",
@@ -59,7 +56,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="read 'flush'/'stop' lines on stdin; its end stops (used by start_shipper)",
     )
-    ship.set_defaults(run=run)
     _intermixed(ship)
 
 

@@ -244,17 +244,13 @@ def _summary(roots: list[Node], filters: ShowFilter) -> str:
     return f"{traces} trace(s), {spans} span(s): {totals.describe()}"
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``show`` subcommand."""
-    show = commands.add_parser(
-        "show", help="print a log as a call tree with latency, tokens, cost and errors"
-    )
-    show.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
-    show.add_argument("--name", help="keep spans/marks whose name matches this glob")
-    show.add_argument("--category", help="keep nodes of this ATOF category (llm, tool, ...)")
-    show.add_argument("--trace", help="keep the trace whose top-level uuid starts with this")
-    show.add_argument("--errors", action="store_true", help="keep failed spans and rejections")
-    show.set_defaults(run=run)
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow show`` to its parser."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
+    parser.add_argument("--name", help="keep spans/marks whose name matches this glob")
+    parser.add_argument("--category", help="keep nodes of this ATOF category (llm, tool, ...)")
+    parser.add_argument("--trace", help="keep the trace whose top-level uuid starts with this")
+    parser.add_argument("--errors", action="store_true", help="keep failed spans and rejections")
 
 
 def run(args: argparse.Namespace) -> int:

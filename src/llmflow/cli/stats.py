@@ -11,9 +11,10 @@ rather than through the reader's generators: the same result as
 :func:`~llmflow.atof.iter_records` and :class:`~llmflow.atof.SpanJoiner`
 (``tests/cli/test_stats_fast_path.py`` proves it), at about half the CPU time.
 With the ``fast`` extra (msgspec) installed, the loop of
-:mod:`llmflow.cli._stats_lines` decodes only the top-level fields and the
-payloads of the spans it counts; without it every line is parsed whole with
-orjson (parsing around the ``data`` payload in Python was measured slower).
+:mod:`llmflow.cli._stats_lines` decodes only the fields ``span_facts`` reads
+and sums LLM and tool calls without building their facts (proven equal);
+without it every line is parsed whole with orjson (parsing around the
+``data`` payload in Python was measured slower).
 ``USE_MSGSPEC = False`` (or ``LLMFLOW_STATS_MSGSPEC=0``) forces the orjson loop.
 """
 
@@ -24,14 +25,12 @@ import gc
 import io
 import itertools
 import math
-import multiprocessing
 import os
 import re
 import sys
 import time
 from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -115,26 +114,52 @@ class Group:
     def count(self, facts: SpanFacts, rejected: bool = False) -> None:
         """Count the facts of one ended span (``rejected``: a refusing guardrail)."""
         assert facts.duration_us is not None
+        retries = facts.retry_attempts
+        attempt = facts.attempt
+        self.add_call(
+            facts.duration_us,
+            facts.error_type is not None or rejected,
+            facts.input_tokens,
+            facts.output_tokens,
+            facts.cached_tokens,
+            facts.reasoning_tokens,
+            facts.cost_usd,
+            facts.cache_hit is True,
+            (retries - 1 if retries is not None and retries > 1 else 0)
+            + (1 if attempt is not None and attempt > 0 else 0),
+        )
+
+    def add_call(
+        self,
+        duration_us: int,
+        failed: bool,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_tokens: int | None,
+        reasoning_tokens: int | None,
+        cost_usd: float | None,
+        cache_hit: bool,
+        retries: int,
+    ) -> None:
+        """Count one ended span from its facts (``None``: not recorded); :meth:`count`'s core."""
         self.calls += 1
-        if facts.error_type is not None or rejected:
+        if failed:
             self.errors += 1
-        self.latencies.append(facts.duration_us)
-        if facts.input_tokens is not None:
-            self.input_tokens = (self.input_tokens or 0) + facts.input_tokens
-        if facts.output_tokens is not None:
-            self.output_tokens = (self.output_tokens or 0) + facts.output_tokens
-        if facts.cached_tokens is not None:
-            self.cached_tokens = (self.cached_tokens or 0) + facts.cached_tokens
-        if facts.reasoning_tokens is not None:
-            self.reasoning_tokens = (self.reasoning_tokens or 0) + facts.reasoning_tokens
-        if facts.cost_usd is not None:
-            self.cost_usd = (self.cost_usd or 0.0) + facts.cost_usd
-        if facts.cache_hit:
+        self.latencies.append(duration_us)
+        if input_tokens is not None:
+            self.input_tokens = (self.input_tokens or 0) + input_tokens
+        if output_tokens is not None:
+            self.output_tokens = (self.output_tokens or 0) + output_tokens
+        if cached_tokens is not None:
+            self.cached_tokens = (self.cached_tokens or 0) + cached_tokens
+        if reasoning_tokens is not None:
+            self.reasoning_tokens = (self.reasoning_tokens or 0) + reasoning_tokens
+        if cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + cost_usd
+        if cache_hit:
             self.cache_hits += 1
-        if facts.retry_attempts is not None and facts.retry_attempts > 1:
-            self.retries += facts.retry_attempts - 1
-        if facts.attempt is not None and facts.attempt > 0:
-            self.retries += 1
+        if retries:
+            self.retries += retries
 
     def merge(self, other: Group) -> None:
         """Add the counts of the same key from another part of a log."""
@@ -372,20 +397,18 @@ class _Counter:
         self.result.spans += 1
         category = start.get("category") if type(start) is dict else start.category
         if category == "llm":
-            model, provider, name = self._model, self._provider, self._name
-            if model is None and provider is None and name is None and self._category is None:
+            if (
+                self._model is None
+                and self._provider is None
+                and self._name is None
+                and self._category is None
+            ):
                 return
             facts = self._span_facts(start, end, end_us - start_us)
-            # Only a guardrail can be rejected; facts.name is the start's name.
-            if model is not None:
-                _put(model, facts.model or "(unknown)", facts, False)
-            if provider is not None:
-                _put(provider, facts.provider or "(unknown)", facts, False)
-            if name is not None:
-                _put(name, facts.name, facts, False)
+            self.count_llm(facts)
         elif category == "tool" and self._tool is not None:
             facts = self._span_facts(start, end, end_us - start_us)
-            _put(self._tool, facts.name, facts, False)
+            self.count_tool(facts)
         elif self._category is not None:
             facts = self._span_facts(start, end, end_us - start_us)
         else:
@@ -399,6 +422,21 @@ class _Counter:
                 facts,
                 rejected,
             )
+
+    def count_llm(self, facts: SpanFacts) -> None:
+        """Count the facts of an ended LLM call into the model, provider and name groups."""
+        # Only a guardrail can be rejected; facts.name is the start's name.
+        if self._model is not None:
+            _put(self._model, facts.model or "(unknown)", facts, False)
+        if self._provider is not None:
+            _put(self._provider, facts.provider or "(unknown)", facts, False)
+        if self._name is not None:
+            _put(self._name, facts.name, facts, False)
+
+    def count_tool(self, facts: SpanFacts) -> None:
+        """Count the facts of an ended tool call into the tool groups."""
+        if self._tool is not None:
+            _put(self._tool, facts.name, facts, False)
 
     def close(self) -> None:
         """Count the spans still open at the end of a log (they are not in the groups)."""
@@ -492,11 +530,18 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _count_part(path: str, begin: int, end: int, by: Sequence[str], since: int | None) -> _Part:
-    """Worker: read the lines starting in ``[begin, end)``; numbers are relative to ``begin``."""
+def _count_part(
+    path: str, begin: int, end: int, by: Sequence[str], since: int | None, first: bool = False
+) -> _Part:
+    """Worker: read the lines starting in ``[begin, end)``; numbers are relative to ``begin``.
+
+    The ``first`` part records no started uuids: no span is open before it.
+    """
     problems: list[ReadProblem] = []
     orphans: list[Record] = []
-    counter = _Counter(by, since, problems.append, path, orphan_ends=orphans, record_starts=True)
+    counter = _Counter(
+        by, since, problems.append, path, orphan_ends=orphans, record_starts=not first
+    )
     with _no_cycle_collection(), io.BufferedReader(_Range(path, begin, end), 1 << 20) as handle:
         number = counter.feed(handle)
     started = counter.started if counter.started is not None else array("I")
@@ -564,6 +609,9 @@ def _count_in_parallel(
     open before it: only one process reading in order counts that as the
     single-process reader does.
     """
+    import multiprocessing  # only for a large file: ~10 ms of start-up
+    from concurrent.futures import ProcessPoolExecutor
+
     offsets = _boundaries(path, jobs)
     ranges = list(itertools.pairwise(offsets))
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
@@ -572,7 +620,7 @@ def _count_in_parallel(
         futures = [
             pool.submit(_count_part, path, begin, end, by, since) for begin, end in ranges[1:]
         ]
-        parts = [_count_part(path, *ranges[0], by, since)]
+        parts = [_count_part(path, *ranges[0], by, since, first=True)]
         parts.extend(future.result() for future in futures)
     reports: list[ReadProblem] = []
     counter = _Counter(by, since, reports.append, path)
@@ -714,29 +762,25 @@ def _split_by(values: Iterable[str] | None) -> list[str]:
     return chosen or list(_DEFAULT_BY)
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``stats`` subcommand."""
-    stats = commands.add_parser(
-        "stats", help="calls, errors, latency percentiles, tokens, cost per model/name/tool"
-    )
-    stats.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
-    stats.add_argument(
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow stats`` to its parser."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="ATOF JSONL file(s), .gz, or -")
+    parser.add_argument(
         "--by",
         action="append",
         metavar="DIM",
         help=f"group by {', '.join(DIMENSIONS)} (repeat or comma-separate; "
         f"default {','.join(_DEFAULT_BY)})",
     )
-    stats.add_argument("--since", help="only spans started at/after: RFC 3339, epoch µs, or 2h")
-    stats.add_argument("--json", action="store_true", help="print one JSON document")
-    stats.add_argument(
+    parser.add_argument("--since", help="only spans started at/after: RFC 3339, epoch µs, or 2h")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
         "-j",
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
         help="processes for a large plain file (default: the CPU count; 1 = one process)",
     )
-    stats.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

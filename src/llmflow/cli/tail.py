@@ -115,16 +115,16 @@ def _follow(path: str, logs: LogInput, keep: Callable[[Span], bool], count: int)
                 sys.stdout.flush()  # live view: each call as it ends
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``tail`` subcommand."""
-    tail = commands.add_parser("tail", help="print calls as they end; -f follows a growing log")
-    tail.add_argument("path", metavar="PATH", help="ATOF JSONL file (or - for stdin)")
-    tail.add_argument("-f", "--follow", action="store_true", help="keep reading as it grows")
-    tail.add_argument("-n", "--lines", type=int, default=10, help="calls shown first (10)")
-    tail.add_argument("--name", help="only spans whose name matches this glob")
-    tail.add_argument("--category", help="comma-separated categories, or 'all' (default: llm,tool)")
-    tail.add_argument("--errors", action="store_true", help="only failed calls and rejections")
-    tail.set_defaults(run=run)
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow tail`` to its parser."""
+    parser.add_argument("path", metavar="PATH", help="ATOF JSONL file (or - for stdin)")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep reading as it grows")
+    parser.add_argument("-n", "--lines", type=int, default=10, help="calls shown first (10)")
+    parser.add_argument("--name", help="only spans whose name matches this glob")
+    parser.add_argument(
+        "--category", help="comma-separated categories, or 'all' (default: llm,tool)"
+    )
+    parser.add_argument("--errors", action="store_true", help="only failed calls and rejections")
 
 
 def run(args: argparse.Namespace) -> int:

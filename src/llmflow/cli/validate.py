@@ -6,13 +6,14 @@ line the other commands would skip with a warning is a violation here.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import zlib
 from pathlib import Path
 
 from ._input import EXIT_OK, EXIT_UNREADABLE, EXIT_VIOLATIONS, check_readable
 
-__all__ = ["run_validate"]
+__all__ = ["register", "run", "run_validate"]
 
 
 def run_validate(path: str | Path) -> int:
@@ -36,3 +37,13 @@ def run_validate(path: str | Path) -> int:
         print(f"{name}:{violation}")
     print(f"{name}: {'valid' if not violations else f'{len(violations)} violation(s)'}")
     return EXIT_VIOLATIONS if violations else EXIT_OK
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``llmflow validate`` to its parser."""
+    parser.add_argument("path", help="ATOF JSONL file, .gz, or - for stdin")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``validate``; returns the exit code."""
+    return run_validate(args.path)

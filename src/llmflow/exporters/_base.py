@@ -2,14 +2,16 @@
 
 An exporter is passive: the runtime hands it batches in emission order, asks
 it to flush and shuts it down. It never calls into the runtime from
-``export``/``flush``/``shutdown``. This module does not import the runtime: the
-runtime announces itself through :func:`set_default_runtime`, which keeps the
-dependency one-way (``_runtime`` -> ``exporters``).
+``export``/``flush``/``shutdown``. This module does not import the runtime:
+the runtime announces itself through :func:`set_default_runtime`, which keeps
+the dependency one-way (``_runtime`` -> ``exporters``); ``register()`` without
+a runtime loads it through the public ``llmflow.get_runtime``.
 """
 
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -106,6 +108,16 @@ def set_default_runtime(getter: Callable[[], Registrar]) -> None:
     _default_runtime = getter
 
 
+def _default() -> Registrar:
+    """The default runtime; ``import llmflow`` loads the runtime on first use, and this is one."""
+    if _default_runtime is None:
+        # The public lazy name loads llmflow._runtime, which calls set_default_runtime.
+        sys.modules["llmflow"].get_runtime  # noqa: B018
+    if _default_runtime is None:  # pragma: no cover - llmflow._runtime sets it on import
+        raise RuntimeError("llmflow's runtime is not initialized")
+    return _default_runtime()
+
+
 class BaseExporter:
     """A convenient base for exporters: registration, default ``flush``/``shutdown``/``stats``.
 
@@ -127,9 +139,7 @@ class BaseExporter:
         Raises ``DuplicateRegistrationError`` when ``name`` is taken.
         """
         if runtime is None:
-            if _default_runtime is None:  # pragma: no cover - llmflow._runtime sets it on import
-                raise RuntimeError("llmflow's runtime is not initialized")
-            runtime = _default_runtime()
+            runtime = _default()
         name = name or self.default_name()
         runtime.add_exporter(name, self)
         return name
